@@ -1,0 +1,525 @@
+//! Configuration: the only module that reads the environment.
+//!
+//! Values come from an optional TOML file (`--config`, keys are the variable names without the
+//! `AVS_` prefix, in lowercase: `upstream_url = "https://…"`), overridden by the environment.
+//! Everything is validated at once and every problem is reported, one line each.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
+
+use crate::identity::{KeySet, KeySource};
+
+/// The development default toggle file; production refuses it.
+pub const DEV_TOGGLES: &str = "file:fixtures/toggles.toml";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Test,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Test => "test",
+            Environment::Production => "production",
+        }
+    }
+}
+
+/// How upstream calls reach the clinical source. There is no "whatever the environment says".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProxySetting {
+    /// Not configured: direct, allowed outside production only.
+    Unset,
+    /// `AVS_PROXY_URL=direct`: the environment needs no proxy, declared on purpose.
+    Direct,
+    Via(Url),
+}
+
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// `None`: the embedded fixture upstream (development and test only).
+    pub url: Option<Url>,
+    pub token: Option<String>,
+    pub proxy: ProxySetting,
+    pub no_proxy: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToggleSource {
+    File(PathBuf),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Clone, Debug)]
+pub struct AuthConfig {
+    pub keys: KeySet,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    pub cookie: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    pub max_bytes: u64,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub stale_if_error: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub env: Environment,
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// The whole-request deadline; always above the upstream timeout.
+    pub request_timeout: Duration,
+    pub upstream: UpstreamConfig,
+    pub auth: AuthConfig,
+    pub toggles: ToggleSource,
+    pub toggles_refresh: Duration,
+    pub admin_token: Option<String>,
+    pub cache: CacheConfig,
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+    pub log_filter: String,
+    pub log_format: LogFormat,
+}
+
+/// Every variable this service reads, for the file layer's key check and `check-config`.
+const VARIABLES: [&str; 27] = [
+    "AVS_ENV",
+    "AVS_LISTEN",
+    "AVS_ADMIN_LISTEN",
+    "AVS_REQUEST_TIMEOUT_MS",
+    "AVS_UPSTREAM_URL",
+    "AVS_UPSTREAM_TOKEN",
+    "AVS_UPSTREAM_TOKEN_FILE",
+    "AVS_PROXY_URL",
+    "AVS_NO_PROXY",
+    "AVS_UPSTREAM_CA_FILE",
+    "AVS_UPSTREAM_CONNECT_TIMEOUT_MS",
+    "AVS_UPSTREAM_TIMEOUT_MS",
+    "AVS_UPSTREAM_MAX_BODY_BYTES",
+    "AVS_JWT_PUBLIC_KEY_FILE",
+    "AVS_JWKS_FILE",
+    "AVS_JWT_ISSUER",
+    "AVS_JWT_AUDIENCE",
+    "AVS_AUTH_COOKIE",
+    "AVS_TOGGLES",
+    "AVS_TOGGLES_REFRESH_SECS",
+    "AVS_ADMIN_TOKEN",
+    "AVS_CACHE_MAX_BYTES",
+    "AVS_CACHE_TTL_SECS",
+    "AVS_CACHE_NEGATIVE_TTL_SECS",
+    "AVS_CACHE_STALE_IF_ERROR_SECS",
+    "AVS_LOG_FORMAT",
+    "RUST_LOG",
+];
+const OTEL_VARIABLES: [&str; 2] = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"];
+
+/// Raw values by variable name, before validation.
+pub type Vars = BTreeMap<String, String>;
+
+/// The problems found, one line each, every line naming its variable.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl Config {
+    /// Reads the process environment (and the `--config` file under it) and validates.
+    pub fn from_env(config_file: Option<&Path>) -> Result<Config, ConfigErrors> {
+        let env = std::env::vars().filter(|(k, _)| is_known(k));
+        let mut vars = match config_file {
+            Some(path) => read_file_layer(path).map_err(|e| ConfigErrors(vec![e]))?,
+            None => Vars::new(),
+        };
+        vars.extend(env);
+        Config::from_vars(&vars)
+    }
+
+    /// Validates raw values. Tests build their configuration through this too.
+    pub fn from_vars(vars: &Vars) -> Result<Config, ConfigErrors> {
+        let mut p = Parser { vars, problems: Vec::new() };
+        let config = p.config();
+        match config {
+            Some(config) if p.problems.is_empty() => Ok(config),
+            _ => Err(ConfigErrors(p.problems)),
+        }
+    }
+
+    /// The effective values with secrets redacted, for `check-config`.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let u = &self.upstream;
+        let upstream = u.url.as_ref().map_or("embedded fixture upstream".to_owned(), Url::to_string);
+        let proxy = match &u.proxy {
+            ProxySetting::Unset => "unset (direct; development only)".to_owned(),
+            ProxySetting::Direct => "direct (declared)".to_owned(),
+            ProxySetting::Via(url) => redact_url(url),
+        };
+        let secret = |s: &Option<String>| if s.is_some() { "[redacted]" } else { "unset" };
+        let rows: [(&str, String); 21] = [
+            ("AVS_ENV", self.env.as_str().to_owned()),
+            ("AVS_LISTEN", self.listen.to_string()),
+            ("AVS_ADMIN_LISTEN", self.admin_listen.to_string()),
+            ("AVS_REQUEST_TIMEOUT_MS", self.request_timeout.as_millis().to_string()),
+            ("AVS_UPSTREAM_URL", upstream),
+            ("AVS_UPSTREAM_TOKEN", secret(&u.token).to_owned()),
+            ("AVS_PROXY_URL", proxy),
+            ("AVS_NO_PROXY", u.no_proxy.clone().unwrap_or_else(|| "unset".into())),
+            ("AVS_UPSTREAM_CA_FILE", u.ca_file.as_ref().map_or("unset".into(), |p| p.display().to_string())),
+            ("AVS_UPSTREAM_CONNECT_TIMEOUT_MS", u.connect_timeout.as_millis().to_string()),
+            ("AVS_UPSTREAM_TIMEOUT_MS", u.timeout.as_millis().to_string()),
+            ("AVS_UPSTREAM_MAX_BODY_BYTES", u.max_body_bytes.to_string()),
+            ("JWT keys", self.auth.keys.describe()),
+            ("AVS_JWT_ISSUER", self.auth.issuer.clone().unwrap_or_else(|| "unset".into())),
+            ("AVS_JWT_AUDIENCE", self.auth.audience.clone().unwrap_or_else(|| "unset".into())),
+            ("AVS_AUTH_COOKIE", self.auth.cookie.clone()),
+            ("AVS_TOGGLES", match &self.toggles {
+                ToggleSource::File(p) => format!("file:{}", p.display()),
+            }),
+            ("AVS_ADMIN_TOKEN", secret(&self.admin_token).to_owned()),
+            ("AVS_CACHE_MAX_BYTES", self.cache.max_bytes.to_string()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", self.otlp_endpoint.clone().unwrap_or_else(|| "unset".into())),
+            ("AVS_LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase()),
+        ];
+        for (name, value) in rows {
+            let _ = writeln!(out, "{name} = {value}");
+        }
+        out
+    }
+}
+
+fn is_known(name: &str) -> bool {
+    VARIABLES.contains(&name) || OTEL_VARIABLES.contains(&name)
+}
+
+fn redact_url(url: &Url) -> String {
+    let mut url = url.clone();
+    if !url.username().is_empty() || url.password().is_some() {
+        let _ = url.set_username("[redacted]");
+        let _ = url.set_password(None);
+    }
+    url.to_string()
+}
+
+/// The `--config` TOML: a flat table keyed by variable names without `AVS_`, in lowercase.
+fn read_file_layer(path: &Path) -> Result<Vars, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| format!("--config {}: {}", path.display(), e.message()))?;
+    let mut vars = Vars::new();
+    for (key, value) in table {
+        let name = match key.as_str() {
+            "rust_log" => "RUST_LOG".to_owned(),
+            k if k.starts_with("otel_") => k.to_uppercase(),
+            k => format!("AVS_{}", k.to_uppercase()),
+        };
+        if !is_known(&name) {
+            return Err(format!("--config {}: unknown key `{key}`", path.display()));
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => value.to_string(),
+            _ => return Err(format!("--config {}: `{key}` must be a string or a number", path.display())),
+        };
+        vars.insert(name, value);
+    }
+    Ok(vars)
+}
+
+struct Parser<'a> {
+    vars: &'a Vars,
+    problems: Vec<String>,
+}
+
+impl<'a> Parser<'a> {
+    fn raw(&self, name: &str) -> Option<&'a str> {
+        self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    fn problem(&mut self, name: &str, what: impl std::fmt::Display) {
+        self.problems.push(format!("{name}: {what}"));
+    }
+
+    fn parsed<T: std::str::FromStr>(&mut self, name: &str, default: T, what: &str) -> T {
+        match self.raw(name) {
+            None => default,
+            Some(raw) => match raw.parse() {
+                Ok(v) => v,
+                Err(_) => {
+                    self.problem(name, format!("{raw:?} is not {what}"));
+                    default
+                }
+            },
+        }
+    }
+
+    fn millis(&mut self, name: &str, default: u64) -> Duration {
+        let ms: u64 = self.parsed(name, default, "a whole number of milliseconds");
+        if ms == 0 {
+            self.problem(name, "must be above 0");
+        }
+        Duration::from_millis(ms)
+    }
+
+    fn secs(&mut self, name: &str, default: u64) -> Duration {
+        Duration::from_secs(self.parsed(name, default, "a whole number of seconds"))
+    }
+
+    fn config(&mut self) -> Option<Config> {
+        let env = match self.raw("AVS_ENV").unwrap_or("development") {
+            "development" => Environment::Development,
+            "test" => Environment::Test,
+            "production" => Environment::Production,
+            other => {
+                self.problem("AVS_ENV", format!("{other:?} is not development, test or production"));
+                Environment::Production // judge the rest by the strictest rules
+            }
+        };
+        let production = env == Environment::Production;
+        let listen = self.parsed("AVS_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)), "a socket address");
+        let admin_listen = self.parsed("AVS_ADMIN_LISTEN", SocketAddr::from(([127, 0, 0, 1], 9090)), "a socket address");
+        let upstream = self.upstream(production);
+        let request_timeout = self.millis("AVS_REQUEST_TIMEOUT_MS", 15_000);
+        if request_timeout <= upstream.timeout {
+            self.problem("AVS_REQUEST_TIMEOUT_MS", "must be above AVS_UPSTREAM_TIMEOUT_MS so an upstream timeout is answered, not cut off");
+        }
+        let auth = self.auth(production);
+        let toggles = self.toggles(production);
+        let toggles_refresh = self.secs("AVS_TOGGLES_REFRESH_SECS", 5);
+        if toggles_refresh.is_zero() {
+            self.problem("AVS_TOGGLES_REFRESH_SECS", "must be above 0");
+        }
+        let admin_token = self.raw("AVS_ADMIN_TOKEN").map(str::to_owned);
+        if production && admin_token.as_ref().is_some_and(|t| t.len() < 32) {
+            self.problem("AVS_ADMIN_TOKEN", "must be at least 32 characters in production");
+        }
+        let cache = CacheConfig {
+            max_bytes: self.parsed("AVS_CACHE_MAX_BYTES", 268_435_456, "a whole number of bytes"),
+            ttl: self.secs("AVS_CACHE_TTL_SECS", 600),
+            negative_ttl: self.secs("AVS_CACHE_NEGATIVE_TTL_SECS", 60),
+            stale_if_error: self.secs("AVS_CACHE_STALE_IF_ERROR_SECS", 3600),
+        };
+        let log_format = match self.raw("AVS_LOG_FORMAT") {
+            None if production => LogFormat::Json,
+            None => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some("pretty") => LogFormat::Pretty,
+            Some(other) => {
+                self.problem("AVS_LOG_FORMAT", format!("{other:?} is not json or pretty"));
+                LogFormat::Json
+            }
+        };
+        Some(Config {
+            env,
+            listen,
+            admin_listen,
+            request_timeout,
+            upstream,
+            auth: auth?,
+            toggles,
+            toggles_refresh,
+            admin_token,
+            cache,
+            otlp_endpoint: self.raw("OTEL_EXPORTER_OTLP_ENDPOINT").map(str::to_owned),
+            service_name: self.raw("OTEL_SERVICE_NAME").unwrap_or("avs-api").to_owned(),
+            log_filter: self.raw("RUST_LOG").unwrap_or("info").to_owned(),
+            log_format,
+        })
+    }
+
+    fn upstream(&mut self, production: bool) -> UpstreamConfig {
+        let url = match self.raw("AVS_UPSTREAM_URL") {
+            None => {
+                if production {
+                    self.problem("AVS_UPSTREAM_URL", "is required in production: set the https:// base URL of the clinical source (the embedded fixture upstream is for development only)");
+                }
+                None
+            }
+            Some(raw) => match Url::parse(raw) {
+                Ok(url) if production && url.scheme() != "https" => {
+                    self.problem("AVS_UPSTREAM_URL", "must be an https:// URL in production");
+                    None
+                }
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
+                _ => {
+                    self.problem("AVS_UPSTREAM_URL", format!("{raw:?} is not an http(s) URL"));
+                    None
+                }
+            },
+        };
+        let proxy = match self.raw("AVS_PROXY_URL") {
+            None => {
+                if production {
+                    self.problem("AVS_PROXY_URL", "is required in production: set the forward proxy (http://host:port), or `direct` to declare that this environment needs none");
+                }
+                ProxySetting::Unset
+            }
+            Some("direct") => ProxySetting::Direct,
+            Some(raw) => match Url::parse(raw) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => ProxySetting::Via(url),
+                _ => {
+                    self.problem("AVS_PROXY_URL", "is not an http://host:port URL or `direct`");
+                    ProxySetting::Unset
+                }
+            },
+        };
+        let token = match (self.raw("AVS_UPSTREAM_TOKEN"), self.raw("AVS_UPSTREAM_TOKEN_FILE")) {
+            (Some(_), Some(_)) => {
+                self.problem("AVS_UPSTREAM_TOKEN_FILE", "set this or AVS_UPSTREAM_TOKEN, not both");
+                None
+            }
+            (Some(token), None) => Some(token.to_owned()),
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(text) => Some(text.trim().to_owned()),
+                Err(e) => {
+                    self.problem("AVS_UPSTREAM_TOKEN_FILE", format!("cannot read {path}: {e}"));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        let ca_file = self.raw("AVS_UPSTREAM_CA_FILE").map(PathBuf::from);
+        if let Some(path) = &ca_file
+            && !path.is_file()
+        {
+            self.problem("AVS_UPSTREAM_CA_FILE", format!("{} is not a readable file", path.display()));
+        }
+        let max_body_bytes = self.parsed("AVS_UPSTREAM_MAX_BODY_BYTES", 16 * 1024 * 1024, "a whole number of bytes");
+        UpstreamConfig {
+            url,
+            token,
+            proxy,
+            no_proxy: self.raw("AVS_NO_PROXY").map(str::to_owned),
+            ca_file,
+            connect_timeout: self.millis("AVS_UPSTREAM_CONNECT_TIMEOUT_MS", 2000),
+            timeout: self.millis("AVS_UPSTREAM_TIMEOUT_MS", 10_000),
+            max_body_bytes,
+        }
+    }
+
+    fn auth(&mut self, production: bool) -> Option<AuthConfig> {
+        let source = match (self.raw("AVS_JWT_PUBLIC_KEY_FILE"), self.raw("AVS_JWKS_FILE")) {
+            (Some(_), Some(_)) => {
+                self.problem("AVS_JWKS_FILE", "set this or AVS_JWT_PUBLIC_KEY_FILE, not both");
+                return None;
+            }
+            (Some(path), None) => KeySource::PemFile(PathBuf::from(path)),
+            (None, Some(path)) => KeySource::JwksFile(PathBuf::from(path)),
+            (None, None) if production => {
+                self.problem("AVS_JWT_PUBLIC_KEY_FILE", "production needs JWT verification keys: set AVS_JWT_PUBLIC_KEY_FILE (PEM) or AVS_JWKS_FILE (JWKS)");
+                return None;
+            }
+            (None, None) => KeySource::Development,
+        };
+        let variable = match source {
+            KeySource::JwksFile(_) => "AVS_JWKS_FILE",
+            _ => "AVS_JWT_PUBLIC_KEY_FILE",
+        };
+        let keys = match KeySet::load(&source) {
+            Ok(keys) => keys,
+            Err(e) => {
+                self.problem(variable, e);
+                return None;
+            }
+        };
+        if production && keys.contains_development_key() {
+            self.problem(variable, "holds the development key, which production refuses: configure the real signing keys");
+            return None;
+        }
+        Some(AuthConfig {
+            keys,
+            issuer: self.raw("AVS_JWT_ISSUER").map(str::to_owned),
+            audience: self.raw("AVS_JWT_AUDIENCE").map(str::to_owned),
+            cookie: self.raw("AVS_AUTH_COOKIE").unwrap_or("vagov_access_token").to_owned(),
+        })
+    }
+
+    fn toggles(&mut self, production: bool) -> ToggleSource {
+        let raw = self.raw("AVS_TOGGLES").unwrap_or(DEV_TOGGLES);
+        if production && raw == DEV_TOGGLES {
+            self.problem("AVS_TOGGLES", "production refuses the development toggle file: set file:<path> or postgres://…");
+        }
+        if let Some(path) = raw.strip_prefix("file:") {
+            ToggleSource::File(PathBuf::from(path))
+        } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            self.problem("AVS_TOGGLES", "the postgres:// source is not in this build yet: use file:<path>");
+            ToggleSource::File(PathBuf::from("fixtures/toggles.toml"))
+        } else {
+            self.problem("AVS_TOGGLES", "must be file:<path> or postgres://…");
+            ToggleSource::File(PathBuf::from("fixtures/toggles.toml"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn empty_environment_is_the_embedded_default() {
+        let c = Config::from_vars(&Vars::new()).unwrap();
+        assert_eq!(c.env, Environment::Development);
+        assert!(c.upstream.url.is_none());
+        assert_eq!(c.upstream.proxy, ProxySetting::Unset);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.toggles, ToggleSource::File("fixtures/toggles.toml".into()));
+        assert_eq!(c.upstream.max_body_bytes, 16_777_216);
+    }
+
+    #[test]
+    fn production_refusals_name_their_variables() {
+        let err = Config::from_vars(&vars(&[("AVS_ENV", "production")])).unwrap_err();
+        let text = err.to_string();
+        for name in ["AVS_UPSTREAM_URL", "AVS_PROXY_URL", "AVS_JWT_PUBLIC_KEY_FILE", "AVS_TOGGLES"] {
+            assert!(text.lines().any(|l| l.starts_with(name)), "{name} not named in:\n{text}");
+        }
+        let err = Config::from_vars(&vars(&[("AVS_ENV", "production"), ("AVS_UPSTREAM_URL", "http://x.example")])).unwrap_err();
+        assert!(err.to_string().contains("AVS_UPSTREAM_URL: must be an https:// URL"));
+    }
+
+    #[test]
+    fn bad_values_are_each_reported() {
+        let err = Config::from_vars(&vars(&[
+            ("AVS_LISTEN", "nowhere"),
+            ("AVS_UPSTREAM_TIMEOUT_MS", "soon"),
+            ("AVS_PROXY_URL", "socks5://x"),
+            ("AVS_TOGGLES", "redis://x"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.0.len(), 4, "{err}");
+    }
+
+    #[test]
+    fn request_timeout_must_exceed_upstream_timeout() {
+        let err = Config::from_vars(&vars(&[("AVS_UPSTREAM_TIMEOUT_MS", "20000")])).unwrap_err();
+        assert!(err.to_string().starts_with("AVS_REQUEST_TIMEOUT_MS"));
+    }
+}

@@ -1,0 +1,110 @@
+//! The two ways summary HTML is made safe: allowlist sanitising for the fields the frontend
+//! injects as HTML, and plain text for the page header. Both use ammonia (html5ever), built once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use ammonia::{Builder, UrlRelative};
+
+/// Tags whose content is dropped along with the tag: code, styles and embedded documents.
+const DROP_WITH_CONTENT: [&str; 13] = [
+    "script", "style", "iframe", "object", "embed", "noscript", "template", "svg", "math",
+    "textarea", "title", "select", "xmp",
+];
+
+const ALLOWED_TAGS: [&str; 25] = [
+    "a", "b", "strong", "i", "em", "u", "br", "p", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5",
+    "h6", "div", "span", "table", "thead", "tbody", "tr", "th", "td",
+];
+
+/// Block elements that separate words in the page header; `div` is handled apart (newline).
+const HEADER_BLOCKS: [&str; 27] = [
+    "p", "br", "hr", "li", "ul", "ol", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6",
+    "table", "thead", "tbody", "tfoot", "tr", "td", "th", "section", "article", "header", "footer",
+    "blockquote",
+];
+
+static SANITIZER: LazyLock<Builder<'static>> = LazyLock::new(|| {
+    let mut b = Builder::default();
+    b.tags(HashSet::from(ALLOWED_TAGS))
+        .clean_content_tags(HashSet::from(DROP_WITH_CONTENT))
+        .generic_attributes(HashSet::new())
+        .tag_attributes(HashMap::from([("a", HashSet::from(["href"]))]))
+        .url_schemes(HashSet::from(["http", "https", "mailto"]))
+        // Relative links would resolve against VA.gov itself; the allowlist names schemes only.
+        .url_relative(UrlRelative::Deny)
+        .link_rel(None)
+        .strip_comments(true);
+    b
+});
+
+static HEADER_CLEANER: LazyLock<Builder<'static>> = LazyLock::new(|| {
+    let mut tags: HashSet<&str> = HashSet::from(HEADER_BLOCKS);
+    tags.insert("div");
+    let mut b = Builder::default();
+    b.tags(tags)
+        .clean_content_tags(HashSet::from(DROP_WITH_CONTENT))
+        .generic_attributes(HashSet::new())
+        .tag_attributes(HashMap::new())
+        .link_rel(None)
+        .strip_comments(true);
+    b
+});
+
+/// Allowlist sanitising for `patientInstructions` and `moreHelpAndInformation`.
+pub fn sanitize(html: &str) -> String {
+    SANITIZER.clean(html).to_string()
+}
+
+/// `pageHeader` as text: tags removed, each `div` ends with a newline, other block elements
+/// become a space, entities decoded with `&`, `<`, `>` escaped again, the result trimmed.
+///
+/// ammonia first reduces the input to well-formed markup made only of attribute-less block
+/// tags (scripts and styles dropped with their content, text escaped by html5ever's
+/// serializer), so the tags left can be replaced as plain strings.
+pub fn page_header_text(html: &str) -> String {
+    let cleaned = HEADER_CLEANER.clean(html).to_string();
+    let mut text = cleaned.replace("<div>", "").replace("</div>", "\n");
+    for tag in HEADER_BLOCKS {
+        text = text
+            .replace(&format!("<{tag}>"), " ")
+            .replace(&format!("</{tag}>"), " ");
+    }
+    // html5ever escapes U+00A0 as &nbsp;; the contract escapes only &, < and >.
+    let text = text.replace("&nbsp;", "\u{a0}");
+    text.trim_matches(|c: char| c.is_ascii_whitespace()).to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitize_drops_scripts_events_and_javascript_links_keeps_formatting() {
+        let out = sanitize(
+            r#"<p onclick="x()">Take <b>one</b><br>daily</p><script>alert(1)</script>
+               <ul><li>a</li></ul><img src=x onerror="alert(2)"><a href="javascript:alert(3)">j</a>
+               <a href="https://www.va.gov/">va</a><a href="mailto:x@example.com">m</a>
+               <a href="/relative">r</a><style>p{}</style><iframe src="https://e.example"></iframe>"#,
+        );
+        for gone in ["script", "alert", "onclick", "onerror", "javascript", "<img", "style", "iframe", "/relative"] {
+            assert!(!out.contains(gone), "{gone} in {out}");
+        }
+        for kept in ["<p>", "<b>one</b>", "<br>", "<ul><li>a</li></ul>", r#"<a href="https://www.va.gov/">va</a>"#, r#"<a href="mailto:x@example.com">m</a>"#] {
+            assert!(out.contains(kept), "{kept} missing from {out}");
+        }
+    }
+
+    #[test]
+    fn page_header_divs_become_lines() {
+        let html = "<div>After Visit Summary</div><div>Patient,Test</div><div>VEHU DIVISION</div>";
+        assert_eq!(page_header_text(html), "After Visit Summary\nPatient,Test\nVEHU DIVISION");
+    }
+
+    #[test]
+    fn page_header_blocks_space_entities_escaped_scripts_gone() {
+        let html = "<p>A</p><p>B &amp; C &lt;x&gt; &eacute;</p><script>evil()</script><span>s</span>";
+        assert_eq!(page_header_text(html), "A  B &amp; C &lt;x&gt; é s");
+        assert_eq!(page_header_text("  <b>x</b>&nbsp;y "), "x\u{a0}y");
+    }
+}

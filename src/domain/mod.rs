@@ -1,0 +1,11 @@
+//! Pure types and rules: identifiers, the ICN match, summary rendering. No I/O.
+
+mod casing;
+mod html;
+mod ids;
+mod summary;
+
+pub use casing::{camel_key, camelize};
+pub use html::{page_header_text, sanitize};
+pub use ids::{ActorId, AppointmentIen, OwnerIcn, Sid, StationNo, same_patient};
+pub use summary::{ATTRIBUTES, RenderedSummary, ShapeError, render};

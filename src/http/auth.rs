@@ -1,0 +1,47 @@
+//! The caller extractor: a verified token from the bearer header, else from the cookie.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::{AUTHORIZATION, COOKIE};
+use axum::http::request::Parts;
+
+use super::error::ApiError;
+use crate::AppState;
+use crate::identity::Caller;
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+        let token = bearer(parts).or_else(|| cookie(parts, &state.auth_cookie)).ok_or(ApiError::Unauthenticated)?;
+        match state.verifier.verify(token) {
+            Ok(caller) => {
+                tracing::Span::current().record("actor", state.actor_hash(&caller.actor).as_str());
+                Ok(caller)
+            }
+            Err(reason) => {
+                tracing::info!(%reason, "token refused");
+                Err(ApiError::Unauthenticated)
+            }
+        }
+    }
+}
+
+/// The `Authorization: Bearer` token. A header in another scheme is not silently skipped for
+/// the cookie: it yields an empty token, which fails verification.
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().unwrap_or("");
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+    Some(if scheme.eq_ignore_ascii_case("bearer") { token.trim() } else { "" })
+}
+
+fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {
+    parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches('"'))
+}

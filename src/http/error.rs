@@ -1,0 +1,124 @@
+//! The one error type a client can see, and the one JSON shape it is rendered in.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::domain::Sid;
+use crate::upstream::UpstreamError;
+
+#[derive(Debug)]
+pub enum ApiError {
+    InvalidSid,
+    InvalidSearch,
+    Unauthenticated,
+    NotYourSummary,
+    NotYourAppointment,
+    /// Unknown route, and a gated-off caller: the same answer, so the gate reveals nothing.
+    NoRoute,
+    MethodNotAllowed,
+    SummaryNotFound(Sid),
+    BadGateway,
+    Unavailable,
+    GatewayTimeout,
+    NotReady(String),
+    Internal,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        use ApiError::*;
+        let (status, title, detail) = match self {
+            InvalidSid => (StatusCode::BAD_REQUEST, "Invalid AVS id", "AVS id does not match accepted format."),
+            InvalidSearch => (
+                StatusCode::BAD_REQUEST,
+                "Invalid parameters",
+                "Station number and Appointment IEN must be present and valid.",
+            ),
+            Unauthenticated => (StatusCode::UNAUTHORIZED, "Not authorized", "Not authorized"),
+            NotYourSummary => (StatusCode::UNAUTHORIZED, "Not authorized", "User may not view this AVS."),
+            NotYourAppointment => (
+                StatusCode::UNAUTHORIZED,
+                "Not authorized",
+                "User may not view the AVS for this appointment.",
+            ),
+            NoRoute => (StatusCode::NOT_FOUND, "Not found", "There are no routes matching your request"),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+                "This route does not accept that HTTP method",
+            ),
+            SummaryNotFound(sid) => {
+                return (StatusCode::NOT_FOUND, "Not found", format!("No AVS found for sid {sid}"));
+            }
+            BadGateway => (
+                StatusCode::BAD_GATEWAY,
+                "Bad gateway",
+                "The clinical source returned an invalid response",
+            ),
+            Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable", "Backend Service Outage"),
+            GatewayTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "Gateway timeout",
+                "Did not receive a timely response from an upstream server",
+            ),
+            NotReady(check) => {
+                return (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable", format!("Not ready: {check}"));
+            }
+            Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Internal server error",
+                "The server could not answer this request",
+            ),
+        };
+        (status, title, detail.to_owned())
+    }
+}
+
+/// The symbolic status the VA.gov frontend switches on (`errors[0].status`).
+fn symbol(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 => "bad_request",
+        401 => "unauthorized",
+        403 => "forbidden",
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "payload_too_large",
+        429 => "too_many_requests",
+        502 => "bad_gateway",
+        503 => "service_unavailable",
+        504 => "gateway_timeout",
+        _ => "internal_server_error",
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, title, detail) = self.parts();
+        let body = json!({"errors": [{
+            "title": title,
+            "detail": detail,
+            "code": status.as_str(),
+            "status": symbol(status),
+        }]});
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+impl From<UpstreamError> for ApiError {
+    fn from(e: UpstreamError) -> ApiError {
+        match e {
+            // Callers map NotFound themselves where it carries a sid; elsewhere it is no route.
+            UpstreamError::NotFound => ApiError::NoRoute,
+            UpstreamError::BadGateway(_) => ApiError::BadGateway,
+            UpstreamError::Unavailable(_) => ApiError::Unavailable,
+            UpstreamError::Timeout => ApiError::GatewayTimeout,
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! The edge: routes, middleware, the caller extractor and the error shape.
+
+mod auth;
+pub mod error;
+mod handlers;
+pub mod request_id;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tracing::Instrument;
+
+use crate::AppState;
+pub use error::ApiError;
+
+/// Every route the public listener serves. `openapi.yaml` documents exactly this set (a test
+/// holds the two together).
+pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    vec![
+        (Method::GET, "/avs/v0/avs/search", get(handlers::search)),
+        (Method::GET, "/avs/v0/avs/{sid}", get(handlers::show_summary)),
+        (Method::GET, "/avs/v0/avs/", get(handlers::show_empty_sid)),
+        (Method::GET, "/avs/v0/apidocs", get(handlers::apidocs)),
+        (Method::GET, "/healthz", get(handlers::healthz)),
+        (Method::GET, "/readyz", get(handlers::readyz)),
+    ]
+}
+
+/// The public API. Pure: everything it needs is in `state`.
+pub fn app(state: AppState) -> Router {
+    let mut router = Router::new();
+    for (_, path, method_router) in routes() {
+        router = router.route(path, method_router);
+    }
+    let edge = ServiceBuilder::new()
+        // First listed is outermost: these headers land on every response, errors included.
+        .layer(SetResponseHeaderLayer::overriding(CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(SetResponseHeaderLayer::overriding(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(from_fn(request_id::request_id))
+        .layer(from_fn(access_log))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
+        .layer(from_fn_with_state(state.clone(), deadline));
+    router
+        .fallback(handlers::no_route)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(edge)
+        .with_state(state)
+}
+
+/// One line per request: the route template (never the raw path, which holds the sid),
+/// status and latency, inside a span that the caller extractor adds the actor hash to.
+async fn access_log(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let request_id = request
+        .extensions()
+        .get::<request_id::RequestId>()
+        .and_then(|id| id.0.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route = %route,
+        request_id = %request_id,
+        actor = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| tracing::info!(status = response.status().as_u16(), latency_ms, "request"));
+    response
+}
+
+/// The whole-request deadline, above the upstream timeout, so no request holds a worker long.
+async fn deadline(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(app.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::GatewayTimeout.into_response(),
+    }
+}

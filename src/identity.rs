@@ -1,0 +1,304 @@
+//! Caller identity: verifying the VA.gov access token and minting development tokens.
+
+use std::path::{Path, PathBuf};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{ActorId, OwnerIcn};
+
+const DEV_PUBLIC_PEM: &str = include_str!("../fixtures/dev-keys/dev-rs256.pub.pem");
+const DEV_PRIVATE_PEM: &str = include_str!("../fixtures/dev-keys/dev-rs256.key.pem");
+const DEV_JWKS: &str = include_str!("../fixtures/dev-keys/dev-jwks.json");
+pub const DEV_KID: &str = "avs-dev-rs256";
+/// `exp` and `nbf` tolerance, for clocks that disagree a little.
+const LEEWAY_SECS: u64 = 30;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    /// The key pair in `fixtures/dev-keys`, outside production only.
+    Development,
+    PemFile(PathBuf),
+    JwksFile(PathBuf),
+}
+
+#[derive(Clone)]
+struct VerifyKey {
+    /// From a JWKS; PEM keys have none and are tried in turn.
+    kid: Option<String>,
+    alg: Algorithm,
+    key: DecodingKey,
+    /// The key's public material as text (PEM body or JWK modulus / point), to spot the dev key.
+    material: String,
+}
+
+/// The verification keys, each bound to the one algorithm its type allows.
+#[derive(Clone)]
+pub struct KeySet {
+    source: KeySource,
+    keys: Vec<VerifyKey>,
+}
+
+impl std::fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl KeySet {
+    pub fn load(source: &KeySource) -> Result<KeySet, String> {
+        let keys = match source {
+            KeySource::Development => pem_keys(DEV_PUBLIC_PEM)?,
+            KeySource::PemFile(path) => pem_keys(&read(path)?)?,
+            KeySource::JwksFile(path) => jwks_keys(&read(path)?)?,
+        };
+        if keys.is_empty() {
+            return Err("holds no RSA or EC P-256 public key".to_owned());
+        }
+        Ok(KeySet { source: source.clone(), keys })
+    }
+
+    pub fn describe(&self) -> String {
+        let n = self.keys.len();
+        match &self.source {
+            KeySource::Development => "development key (fixtures/dev-keys)".to_owned(),
+            KeySource::PemFile(p) => format!("{n} key(s) from PEM {}", p.display()),
+            KeySource::JwksFile(p) => format!("{n} key(s) from JWKS {}", p.display()),
+        }
+    }
+
+    pub fn contains_development_key(&self) -> bool {
+        let dev: Vec<String> = pem_keys(DEV_PUBLIC_PEM)
+            .into_iter()
+            .chain(jwks_keys(DEV_JWKS))
+            .flatten()
+            .map(|k| k.material)
+            .collect();
+        self.source == KeySource::Development || self.keys.iter().any(|k| dev.contains(&k.material))
+    }
+}
+
+fn read(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// Splits a PEM file into its blocks; the key type of each decides its algorithm.
+fn pem_keys(text: &str) -> Result<Vec<VerifyKey>, String> {
+    let mut keys = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let Some(end_marker) = rest[start..].find("-----END ") else {
+            return Err("a PEM block has no END line".to_owned());
+        };
+        let end_marker = start + end_marker;
+        let end = rest[end_marker..]
+            .find('\n')
+            .map_or(rest.len(), |i| end_marker + i);
+        let block = &rest[start..end];
+        let material: String = block
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .flat_map(|l| l.trim().chars())
+            .collect();
+        let (alg, key) = if let Ok(key) = DecodingKey::from_rsa_pem(block.as_bytes()) {
+            (Algorithm::RS256, key)
+        } else if let Ok(key) = DecodingKey::from_ec_pem(block.as_bytes()) {
+            (Algorithm::ES256, key)
+        } else {
+            return Err(format!("PEM block {} is not an RSA or EC public key", keys.len() + 1));
+        };
+        keys.push(VerifyKey { kid: None, alg, key, material });
+        rest = &rest[end..];
+    }
+    Ok(keys)
+}
+
+fn jwks_keys(text: &str) -> Result<Vec<VerifyKey>, String> {
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| format!("not a JWKS document: {e}"))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        use jsonwebtoken::jwk::AlgorithmParameters as P;
+        let (alg, material) = match &jwk.algorithm {
+            P::RSA(rsa) => (Algorithm::RS256, rsa.n.clone()),
+            P::EllipticCurve(ec) => (Algorithm::ES256, format!("{}.{}", ec.x, ec.y)),
+            _ => continue, // symmetric or OKP keys are never accepted here
+        };
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("a JWKS key is unusable: {e}"))?;
+        keys.push(VerifyKey { kid: jwk.common.key_id.clone(), alg, key, material });
+    }
+    Ok(keys)
+}
+
+/// The claims this service reads from a verified token.
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+    icn: Option<String>,
+    email: Option<String>,
+}
+
+/// Who is calling: the gating actor and the patient they are.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub actor: ActorId,
+    pub owner: Option<OwnerIcn>,
+}
+
+/// Why a token was refused. Logged as a kind only; never contains the token.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token or unsupported algorithm")]
+    Malformed,
+    #[error("unknown key id")]
+    UnknownKid,
+    #[error("no key verifies the token, or a claim check failed: {0:?}")]
+    Rejected(jsonwebtoken::errors::ErrorKind),
+    #[error("no key for the token's algorithm")]
+    NoKey,
+    #[error("empty subject")]
+    EmptySubject,
+}
+
+pub struct Verifier {
+    keys: KeySet,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl Verifier {
+    pub fn new(keys: KeySet, issuer: Option<String>, audience: Option<String>) -> Verifier {
+        Verifier { keys, issuer, audience }
+    }
+
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut v = Validation::new(alg);
+        v.leeway = LEEWAY_SECS;
+        v.validate_nbf = true;
+        v.set_required_spec_claims(&["exp", "sub"]);
+        match &self.audience {
+            Some(aud) => v.set_audience(&[aud]),
+            None => v.validate_aud = false,
+        }
+        if let Some(iss) = &self.issuer {
+            v.set_issuer(&[iss]);
+        }
+        v
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Caller, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        // Only the asymmetric algorithms, each only with a key of its own type: no `none`,
+        // no HS256 "signed" with a public key.
+        if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+            return Err(TokenError::Malformed);
+        }
+        let mut candidates: Vec<&VerifyKey> =
+            self.keys.keys.iter().filter(|k| k.alg == header.alg).collect();
+        if let Some(kid) = &header.kid
+            && self.keys.keys.iter().any(|k| k.kid.is_some())
+        {
+            candidates.retain(|k| k.kid.as_deref() == Some(kid));
+            if candidates.is_empty() {
+                return Err(TokenError::UnknownKid);
+            }
+        }
+        let validation = self.validation(header.alg);
+        let mut last = TokenError::NoKey;
+        for key in candidates {
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
+                Ok(data) => {
+                    let c = data.claims;
+                    if c.sub.is_empty() {
+                        return Err(TokenError::EmptySubject);
+                    }
+                    return Ok(Caller {
+                        actor: ActorId::from_claims(&c.sub, c.email.as_deref()),
+                        owner: OwnerIcn::from_icn(c.icn.as_deref()),
+                    });
+                }
+                Err(e) => last = TokenError::Rejected(e.into_kind()),
+            }
+        }
+        Err(last)
+    }
+}
+
+#[derive(Serialize)]
+struct DevClaims<'a> {
+    sub: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    icn: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    iat: u64,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+}
+
+/// What goes into a development token.
+pub struct DevToken<'a> {
+    pub sub: &'a str,
+    pub icn: Option<&'a str>,
+    pub email: Option<&'a str>,
+    pub ttl_secs: u64,
+    pub issuer: Option<&'a str>,
+    pub audience: Option<&'a str>,
+}
+
+/// Signs a token with the development key (never configured in production).
+pub fn dev_token(t: &DevToken<'_>) -> Result<String, String> {
+    let key = EncodingKey::from_rsa_pem(DEV_PRIVATE_PEM.as_bytes()).map_err(|e| e.to_string())?;
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = DevClaims {
+        sub: t.sub,
+        icn: t.icn,
+        email: t.email,
+        iat: now,
+        exp: now + t.ttl_secs,
+        iss: t.issuer,
+        aud: t.audience,
+    };
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(DEV_KID.to_owned());
+    jsonwebtoken::encode(&header, &claims, &key).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_token_round_trips_and_dev_key_is_recognised() {
+        let keys = KeySet::load(&KeySource::Development).unwrap();
+        assert!(keys.contains_development_key());
+        let v = Verifier::new(keys, None, None);
+        let token = dev_token(&DevToken {
+            sub: "s-1",
+            icn: Some("1012345678V123456"),
+            email: Some("Dev@Example.com"),
+            ttl_secs: 60,
+            issuer: None,
+            audience: None,
+        })
+        .unwrap();
+        let caller = v.verify(&token).unwrap();
+        assert_eq!(caller.actor.as_str(), "dev@example.com");
+        assert_eq!(caller.owner, OwnerIcn::from_icn(Some("1012345678")));
+    }
+
+    #[test]
+    fn dev_jwks_matches_dev_pem() {
+        let pem = pem_keys(DEV_PUBLIC_PEM).unwrap();
+        let jwks = jwks_keys(DEV_JWKS).unwrap();
+        assert_eq!(pem.len(), 1);
+        assert_eq!(jwks[0].kid.as_deref(), Some(DEV_KID));
+        // The JWKS form of the dev key verifies a dev token too: both name the same key.
+        let v = Verifier::new(KeySet { source: KeySource::JwksFile("x".into()), keys: jwks }, None, None);
+        let token = dev_token(&DevToken { sub: "s", icn: None, email: None, ttl_secs: 60, issuer: None, audience: None }).unwrap();
+        assert!(v.verify(&token).is_ok());
+    }
+}

@@ -1,0 +1,135 @@
+//! avs-api: serves VA After Visit Summaries to VA.gov.
+//!
+//! A request is authenticated (`identity`), gated by the `avs_enabled` toggle for the caller's
+//! rollout bucket (`toggles`), its ids parsed (`domain`), the summary fetched from the clinical
+//! source (`upstream`) through the one entry point (`summaries`), its owner checked against the
+//! caller, and the rendered JSON:API body returned (`http`).
+
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod identity;
+pub mod summaries;
+pub mod telemetry;
+pub mod toggles;
+pub mod upstream;
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use url::Url;
+
+use crate::config::{Config, ToggleSource};
+use crate::domain::ActorId;
+use crate::http::ApiError;
+use crate::identity::{Caller, Verifier};
+use crate::summaries::Summaries;
+use crate::toggles::Toggles;
+use crate::upstream::UpstreamClient;
+
+pub use crate::http::app;
+
+/// The contract, as written; served as JSON at `/avs/v0/apidocs`.
+pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
+
+/// Everything a request needs, shared by all requests. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub verifier: Arc<Verifier>,
+    pub toggles: Arc<Toggles>,
+    pub summaries: Arc<Summaries>,
+    pub auth_cookie: Arc<str>,
+    pub request_timeout: Duration,
+    pub apidocs: Bytes,
+    /// Keys the actor hash in logs: per process, so a hash can't be looked up elsewhere.
+    actor_key: std::hash::RandomState,
+}
+
+impl AppState {
+    /// Builds the state from validated configuration. `upstream_base` is the configured
+    /// upstream URL, or the embedded fixture upstream's when none is configured.
+    pub fn new(config: &Config, upstream_base: Url) -> Result<AppState, String> {
+        let upstream = UpstreamClient::new(&config.upstream, upstream_base)?;
+        let toggles = match &config.toggles {
+            ToggleSource::File(path) => Toggles::from_file(path),
+        };
+        let apidocs: serde_json::Value =
+            serde_norway::from_str(OPENAPI_YAML).map_err(|e| format!("openapi.yaml: {e}"))?;
+        Ok(AppState {
+            verifier: Arc::new(Verifier::new(
+                config.auth.keys.clone(),
+                config.auth.issuer.clone(),
+                config.auth.audience.clone(),
+            )),
+            toggles: Arc::new(toggles),
+            summaries: Arc::new(Summaries::new(upstream)),
+            auth_cookie: Arc::from(config.auth.cookie.as_str()),
+            request_timeout: config.request_timeout,
+            apidocs: Bytes::from(apidocs.to_string()),
+            actor_key: std::hash::RandomState::new(),
+        })
+    }
+
+    /// The gate: a feature off for the caller looks exactly like an unknown route.
+    pub fn require(&self, feature: &str, caller: &Caller) -> Result<(), ApiError> {
+        let open = self.toggles.is_enabled(feature, Some(&caller.actor));
+        tracing::debug!(feature, open, "gate");
+        if open { Ok(()) } else { Err(ApiError::NoRoute) }
+    }
+
+    /// A short keyed hash of the actor id: lets one follow a caller through the logs without
+    /// the logs ever holding an email or account id.
+    pub fn actor_hash(&self, actor: &ActorId) -> String {
+        format!("{:012x}", self.actor_key.hash_one(actor.as_str()) & 0xffff_ffff_ffff)
+    }
+}
+
+/// Runs the service until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> Result<(), String> {
+    let upstream_base = match &config.upstream.url {
+        Some(url) => url.clone(),
+        None => {
+            let addr = upstream::fixture::spawn().await.map_err(|e| format!("fixture upstream: {e}"))?;
+            tracing::info!(%addr, "embedded fixture upstream (development only) serving fixtures/");
+            Url::parse(&format!("http://{addr}/")).map_err(|e| e.to_string())?
+        }
+    };
+    let state = AppState::new(&config, upstream_base)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("AVS_LISTEN {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, env = config.env.as_str(), "avs-api listening");
+    if config.env != config::Environment::Production {
+        tracing::info!(
+            "get a development token: avs-api dev-token --icn 1012345678V123456  \
+             then: curl -H \"Authorization: Bearer $TOKEN\" http://{addr}/avs/v0/avs/9A7AF40B2BC2471EA116891839113252"
+        );
+    }
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("avs-api stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = interrupt => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,100 @@
+//! The `avs-api` binary: command line → configuration → telemetry → serve.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use avs_api::config::{Config, Environment};
+use avs_api::identity::{DevToken, dev_token};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "avs-api", version, about = "Serves VA After Visit Summaries to VA.gov")]
+struct Cli {
+    /// A TOML file of settings (variable names without AVS_, lowercase); the environment overrides it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Validate the configuration and print the effective values, secrets redacted.
+    CheckConfig,
+    /// Print a JWT signed with the development key (refused in production).
+    DevToken {
+        #[arg(long)]
+        icn: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long, default_value = "dev-user")]
+        sub: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
+}
+
+/// Configuration problems exit with 2, one line each, before anything listens.
+const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(problems) => {
+            eprintln!("{problems}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => {
+            print!("{}", config.describe());
+            ExitCode::SUCCESS
+        }
+        Command::DevToken { icn, email, sub, ttl } => {
+            if config.env == Environment::Production {
+                eprintln!("AVS_ENV: dev-token is refused in production");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            let token = dev_token(&DevToken {
+                sub: &sub,
+                icn: Some(&icn),
+                email: email.as_deref(),
+                ttl_secs: ttl,
+                issuer: config.auth.issuer.as_deref(),
+                audience: config.auth.audience.as_deref(),
+            });
+            match token {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("dev-token: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve => {
+            avs_api::telemetry::init(&config.log_filter, config.log_format);
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("tokio runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(avs_api::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "avs-api failed");
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! The clinical source: one HTTP client built from configuration, and the embedded fixture
+//! upstream that the development default reaches through that same client.
+
+pub mod fixture;
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
+use reqwest::{Client, NoProxy, Proxy, StatusCode};
+use serde_json::Value;
+use url::Url;
+
+use crate::config::{ProxySetting, UpstreamConfig};
+use crate::domain::{AppointmentIen, Sid, StationNo};
+
+/// What went wrong with an upstream call, as the error table distinguishes it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream has no such document")]
+    NotFound,
+    /// 5xx, other 4xx, a redirect, bad JSON, an oversized or wrongly shaped body.
+    #[error("upstream answered wrongly: {0}")]
+    BadGateway(String),
+    /// Connection refused or reset, DNS failure, the proxy refusing.
+    #[error("upstream unreachable: {0}")]
+    Unavailable(String),
+    #[error("upstream too slow")]
+    Timeout,
+}
+
+impl UpstreamError {
+    /// A short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::NotFound => "not_found",
+            UpstreamError::BadGateway(_) => "bad_gateway",
+            UpstreamError::Unavailable(_) => "unavailable",
+            UpstreamError::Timeout => "timeout",
+        }
+    }
+}
+
+/// Per-request values forwarded upstream.
+#[derive(Clone, Debug, Default)]
+pub struct RequestContext {
+    pub request_id: Option<HeaderValue>,
+}
+
+#[derive(Clone)]
+pub struct UpstreamClient {
+    client: Client,
+    base: Url,
+    token: Option<HeaderValue>,
+    max_body_bytes: usize,
+}
+
+impl UpstreamClient {
+    /// Builds the client. `base` is the configured URL or the embedded fixture upstream's.
+    pub fn new(config: &UpstreamConfig, base: Url) -> Result<UpstreamClient, String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let mut builder = Client::builder()
+            .user_agent(concat!("avs-api/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none());
+        // Always an explicit choice: reqwest would otherwise honour HTTP(S)_PROXY from the
+        // environment, and a missing forward proxy must never be papered over by one.
+        builder = match &config.proxy {
+            ProxySetting::Unset | ProxySetting::Direct => builder.no_proxy(),
+            ProxySetting::Via(url) => {
+                // reqwest takes `user:pass@` credentials from the proxy URL itself.
+                let proxy = Proxy::all(url.as_str())
+                    .map_err(|e| format!("AVS_PROXY_URL: {e}"))?
+                    .no_proxy(config.no_proxy.as_deref().and_then(NoProxy::from_string));
+                builder.no_proxy().proxy(proxy)
+            }
+        };
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path).map_err(|e| format!("AVS_UPSTREAM_CA_FILE: {e}"))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("AVS_UPSTREAM_CA_FILE: {e}"))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder.build().map_err(|e| format!("upstream client: {e}"))?;
+        let token = match &config.token {
+            Some(t) => {
+                let mut v = HeaderValue::try_from(format!("Bearer {t}"))
+                    .map_err(|_| "AVS_UPSTREAM_TOKEN: not a valid header value".to_owned())?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+            None => None,
+        };
+        Ok(UpstreamClient { client, base, token, max_body_bytes: config.max_body_bytes })
+    }
+
+    /// `GET /avs/{sid}`: the summary document, or `NotFound`.
+    #[tracing::instrument(name = "upstream.summary", skip_all)]
+    pub async fn summary(&self, sid: &Sid, ctx: &RequestContext) -> Result<Value, UpstreamError> {
+        self.get_json(&["avs", sid.as_str()], ctx).await
+    }
+
+    /// `GET /avs-by-appointment/{station}/{ien}`: the array of `{sid, icn, …}` rows.
+    #[tracing::instrument(name = "upstream.search", skip_all)]
+    pub async fn search(
+        &self,
+        station: &StationNo,
+        ien: &AppointmentIen,
+        ctx: &RequestContext,
+    ) -> Result<Value, UpstreamError> {
+        self.get_json(&["avs-by-appointment", station.as_str(), ien.as_str()], ctx).await
+    }
+
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    async fn get_json(&self, segments: &[&str], ctx: &RequestContext) -> Result<Value, UpstreamError> {
+        let started = std::time::Instant::now();
+        let result = self.fetch(segments, ctx).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(_) => tracing::debug!(elapsed_ms, "upstream ok"),
+            Err(e) => tracing::warn!(elapsed_ms, outcome = e.kind(), reason = %e, "upstream failed"),
+        }
+        let body = result?;
+        serde_json::from_slice(&body).map_err(|e| UpstreamError::BadGateway(format!("invalid JSON at line {} column {}", e.line(), e.column())))
+    }
+
+    async fn fetch(&self, segments: &[&str], ctx: &RequestContext) -> Result<Bytes, UpstreamError> {
+        let mut request = self.client.get(self.url(segments));
+        if let Some(token) = &self.token {
+            request = request.header(AUTHORIZATION, token.clone());
+        }
+        if let Some(id) = &ctx.request_id {
+            request = request.header("x-request-id", id.clone());
+        }
+        let mut response = request.send().await.map_err(classify)?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Err(UpstreamError::NotFound),
+            status => return Err(UpstreamError::BadGateway(format!("status {}", status.as_u16()))),
+        }
+        let limit = self.max_body_bytes;
+        if response.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(UpstreamError::BadGateway(format!("body over {limit} bytes")));
+        }
+        // Read chunk by chunk so a body without Content-Length is cut off at the limit too.
+        let mut body = BytesMut::new();
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            if body.len() + chunk.len() > limit {
+                return Err(UpstreamError::BadGateway(format!("body over {limit} bytes")));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+}
+
+fn classify(e: reqwest::Error) -> UpstreamError {
+    // A connect timeout means unreachable, not slow: check connect first.
+    if e.is_connect() {
+        UpstreamError::Unavailable("connect failed".to_owned())
+    } else if e.is_timeout() {
+        UpstreamError::Timeout
+    } else if e.is_body() || e.is_decode() {
+        UpstreamError::BadGateway("body could not be read".to_owned())
+    } else {
+        UpstreamError::Unavailable("request failed".to_owned())
+    }
+}
