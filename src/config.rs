@@ -162,7 +162,10 @@ impl Config {
 
     /// Validates raw values. Tests build their configuration through this too.
     pub fn from_vars(vars: &Vars) -> Result<Config, ConfigErrors> {
-        let mut p = Parser { vars, problems: Vec::new() };
+        let mut p = Parser {
+            vars,
+            problems: Vec::new(),
+        };
         let config = p.config();
         match config {
             Some(config) if p.problems.is_empty() => Ok(config),
@@ -174,7 +177,10 @@ impl Config {
     pub fn describe(&self) -> String {
         let mut out = String::new();
         let u = &self.upstream;
-        let upstream = u.url.as_ref().map_or("embedded fixture upstream".to_owned(), Url::to_string);
+        let upstream = u
+            .url
+            .as_ref()
+            .map_or("embedded fixture upstream".to_owned(), Url::to_string);
         let proxy = match &u.proxy {
             ProxySetting::Unset => "unset (direct; development only)".to_owned(),
             ProxySetting::Direct => "direct (declared)".to_owned(),
@@ -185,25 +191,51 @@ impl Config {
             ("AVS_ENV", self.env.as_str().to_owned()),
             ("AVS_LISTEN", self.listen.to_string()),
             ("AVS_ADMIN_LISTEN", self.admin_listen.to_string()),
-            ("AVS_REQUEST_TIMEOUT_MS", self.request_timeout.as_millis().to_string()),
+            (
+                "AVS_REQUEST_TIMEOUT_MS",
+                self.request_timeout.as_millis().to_string(),
+            ),
             ("AVS_UPSTREAM_URL", upstream),
             ("AVS_UPSTREAM_TOKEN", secret(&u.token).to_owned()),
             ("AVS_PROXY_URL", proxy),
-            ("AVS_NO_PROXY", u.no_proxy.clone().unwrap_or_else(|| "unset".into())),
-            ("AVS_UPSTREAM_CA_FILE", u.ca_file.as_ref().map_or("unset".into(), |p| p.display().to_string())),
-            ("AVS_UPSTREAM_CONNECT_TIMEOUT_MS", u.connect_timeout.as_millis().to_string()),
+            (
+                "AVS_NO_PROXY",
+                u.no_proxy.clone().unwrap_or_else(|| "unset".into()),
+            ),
+            (
+                "AVS_UPSTREAM_CA_FILE",
+                u.ca_file
+                    .as_ref()
+                    .map_or("unset".into(), |p| p.display().to_string()),
+            ),
+            (
+                "AVS_UPSTREAM_CONNECT_TIMEOUT_MS",
+                u.connect_timeout.as_millis().to_string(),
+            ),
             ("AVS_UPSTREAM_TIMEOUT_MS", u.timeout.as_millis().to_string()),
             ("AVS_UPSTREAM_MAX_BODY_BYTES", u.max_body_bytes.to_string()),
             ("JWT keys", self.auth.keys.describe()),
-            ("AVS_JWT_ISSUER", self.auth.issuer.clone().unwrap_or_else(|| "unset".into())),
-            ("AVS_JWT_AUDIENCE", self.auth.audience.clone().unwrap_or_else(|| "unset".into())),
+            (
+                "AVS_JWT_ISSUER",
+                self.auth.issuer.clone().unwrap_or_else(|| "unset".into()),
+            ),
+            (
+                "AVS_JWT_AUDIENCE",
+                self.auth.audience.clone().unwrap_or_else(|| "unset".into()),
+            ),
             ("AVS_AUTH_COOKIE", self.auth.cookie.clone()),
-            ("AVS_TOGGLES", match &self.toggles {
-                ToggleSource::File(p) => format!("file:{}", p.display()),
-            }),
+            (
+                "AVS_TOGGLES",
+                match &self.toggles {
+                    ToggleSource::File(p) => format!("file:{}", p.display()),
+                },
+            ),
             ("AVS_ADMIN_TOKEN", secret(&self.admin_token).to_owned()),
             ("AVS_CACHE_MAX_BYTES", self.cache.max_bytes.to_string()),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", self.otlp_endpoint.clone().unwrap_or_else(|| "unset".into())),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                self.otlp_endpoint.clone().unwrap_or_else(|| "unset".into()),
+            ),
             ("AVS_LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase()),
         ];
         for (name, value) in rows {
@@ -229,7 +261,8 @@ fn redact_url(url: &Url) -> String {
 /// The `--config` TOML: a flat table keyed by variable names without `AVS_`, in lowercase.
 fn read_file_layer(path: &Path) -> Result<Vars, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| format!("--config {}: {}", path.display(), e.message()))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| format!("--config {}: {}", path.display(), e.message()))?;
     let mut vars = Vars::new();
     for (key, value) in table {
         let name = match key.as_str() {
@@ -243,7 +276,12 @@ fn read_file_layer(path: &Path) -> Result<Vars, String> {
         let value = match value {
             toml::Value::String(s) => s,
             toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => value.to_string(),
-            _ => return Err(format!("--config {}: `{key}` must be a string or a number", path.display())),
+            _ => {
+                return Err(format!(
+                    "--config {}: `{key}` must be a string or a number",
+                    path.display()
+                ));
+            }
         };
         vars.insert(name, value);
     }
@@ -295,17 +333,31 @@ impl<'a> Parser<'a> {
             "test" => Environment::Test,
             "production" => Environment::Production,
             other => {
-                self.problem("AVS_ENV", format!("{other:?} is not development, test or production"));
+                self.problem(
+                    "AVS_ENV",
+                    format!("{other:?} is not development, test or production"),
+                );
                 Environment::Production // judge the rest by the strictest rules
             }
         };
         let production = env == Environment::Production;
-        let listen = self.parsed("AVS_LISTEN", SocketAddr::from(([127, 0, 0, 1], 8080)), "a socket address");
-        let admin_listen = self.parsed("AVS_ADMIN_LISTEN", SocketAddr::from(([127, 0, 0, 1], 9090)), "a socket address");
+        let listen = self.parsed(
+            "AVS_LISTEN",
+            SocketAddr::from(([127, 0, 0, 1], 8080)),
+            "a socket address",
+        );
+        let admin_listen = self.parsed(
+            "AVS_ADMIN_LISTEN",
+            SocketAddr::from(([127, 0, 0, 1], 9090)),
+            "a socket address",
+        );
         let upstream = self.upstream(production);
         let request_timeout = self.millis("AVS_REQUEST_TIMEOUT_MS", 15_000);
         if request_timeout <= upstream.timeout {
-            self.problem("AVS_REQUEST_TIMEOUT_MS", "must be above AVS_UPSTREAM_TIMEOUT_MS so an upstream timeout is answered, not cut off");
+            self.problem(
+                "AVS_REQUEST_TIMEOUT_MS",
+                "must be above AVS_UPSTREAM_TIMEOUT_MS so an upstream timeout is answered, not cut off",
+            );
         }
         let auth = self.auth(production);
         let toggles = self.toggles(production);
@@ -380,16 +432,24 @@ impl<'a> Parser<'a> {
             }
             Some("direct") => ProxySetting::Direct,
             Some(raw) => match Url::parse(raw) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => ProxySetting::Via(url),
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+                    ProxySetting::Via(url)
+                }
                 _ => {
                     self.problem("AVS_PROXY_URL", "is not an http://host:port URL or `direct`");
                     ProxySetting::Unset
                 }
             },
         };
-        let token = match (self.raw("AVS_UPSTREAM_TOKEN"), self.raw("AVS_UPSTREAM_TOKEN_FILE")) {
+        let token = match (
+            self.raw("AVS_UPSTREAM_TOKEN"),
+            self.raw("AVS_UPSTREAM_TOKEN_FILE"),
+        ) {
             (Some(_), Some(_)) => {
-                self.problem("AVS_UPSTREAM_TOKEN_FILE", "set this or AVS_UPSTREAM_TOKEN, not both");
+                self.problem(
+                    "AVS_UPSTREAM_TOKEN_FILE",
+                    "set this or AVS_UPSTREAM_TOKEN, not both",
+                );
                 None
             }
             (Some(token), None) => Some(token.to_owned()),
@@ -406,9 +466,16 @@ impl<'a> Parser<'a> {
         if let Some(path) = &ca_file
             && !path.is_file()
         {
-            self.problem("AVS_UPSTREAM_CA_FILE", format!("{} is not a readable file", path.display()));
+            self.problem(
+                "AVS_UPSTREAM_CA_FILE",
+                format!("{} is not a readable file", path.display()),
+            );
         }
-        let max_body_bytes = self.parsed("AVS_UPSTREAM_MAX_BODY_BYTES", 16 * 1024 * 1024, "a whole number of bytes");
+        let max_body_bytes = self.parsed(
+            "AVS_UPSTREAM_MAX_BODY_BYTES",
+            16 * 1024 * 1024,
+            "a whole number of bytes",
+        );
         UpstreamConfig {
             url,
             token,
@@ -447,26 +514,38 @@ impl<'a> Parser<'a> {
             }
         };
         if production && keys.contains_development_key() {
-            self.problem(variable, "holds the development key, which production refuses: configure the real signing keys");
+            self.problem(
+                variable,
+                "holds the development key, which production refuses: configure the real signing keys",
+            );
             return None;
         }
         Some(AuthConfig {
             keys,
             issuer: self.raw("AVS_JWT_ISSUER").map(str::to_owned),
             audience: self.raw("AVS_JWT_AUDIENCE").map(str::to_owned),
-            cookie: self.raw("AVS_AUTH_COOKIE").unwrap_or("vagov_access_token").to_owned(),
+            cookie: self
+                .raw("AVS_AUTH_COOKIE")
+                .unwrap_or("vagov_access_token")
+                .to_owned(),
         })
     }
 
     fn toggles(&mut self, production: bool) -> ToggleSource {
         let raw = self.raw("AVS_TOGGLES").unwrap_or(DEV_TOGGLES);
         if production && raw == DEV_TOGGLES {
-            self.problem("AVS_TOGGLES", "production refuses the development toggle file: set file:<path> or postgres://…");
+            self.problem(
+                "AVS_TOGGLES",
+                "production refuses the development toggle file: set file:<path> or postgres://…",
+            );
         }
         if let Some(path) = raw.strip_prefix("file:") {
             ToggleSource::File(PathBuf::from(path))
         } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-            self.problem("AVS_TOGGLES", "the postgres:// source is not in this build yet: use file:<path>");
+            self.problem(
+                "AVS_TOGGLES",
+                "the postgres:// source is not in this build yet: use file:<path>",
+            );
             ToggleSource::File(PathBuf::from("fixtures/toggles.toml"))
         } else {
             self.problem("AVS_TOGGLES", "must be file:<path> or postgres://…");
@@ -480,7 +559,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> Vars {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -498,11 +580,26 @@ mod tests {
     fn production_refusals_name_their_variables() {
         let err = Config::from_vars(&vars(&[("AVS_ENV", "production")])).unwrap_err();
         let text = err.to_string();
-        for name in ["AVS_UPSTREAM_URL", "AVS_PROXY_URL", "AVS_JWT_PUBLIC_KEY_FILE", "AVS_TOGGLES"] {
-            assert!(text.lines().any(|l| l.starts_with(name)), "{name} not named in:\n{text}");
+        for name in [
+            "AVS_UPSTREAM_URL",
+            "AVS_PROXY_URL",
+            "AVS_JWT_PUBLIC_KEY_FILE",
+            "AVS_TOGGLES",
+        ] {
+            assert!(
+                text.lines().any(|l| l.starts_with(name)),
+                "{name} not named in:\n{text}"
+            );
         }
-        let err = Config::from_vars(&vars(&[("AVS_ENV", "production"), ("AVS_UPSTREAM_URL", "http://x.example")])).unwrap_err();
-        assert!(err.to_string().contains("AVS_UPSTREAM_URL: must be an https:// URL"));
+        let err = Config::from_vars(&vars(&[
+            ("AVS_ENV", "production"),
+            ("AVS_UPSTREAM_URL", "http://x.example"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("AVS_UPSTREAM_URL: must be an https:// URL")
+        );
     }
 
     #[test]

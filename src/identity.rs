@@ -56,7 +56,10 @@ impl KeySet {
         if keys.is_empty() {
             return Err("holds no RSA or EC P-256 public key".to_owned());
         }
-        Ok(KeySet { source: source.clone(), keys })
+        Ok(KeySet {
+            source: source.clone(),
+            keys,
+        })
     }
 
     pub fn describe(&self) -> String {
@@ -106,9 +109,17 @@ fn pem_keys(text: &str) -> Result<Vec<VerifyKey>, String> {
         } else if let Ok(key) = DecodingKey::from_ec_pem(block.as_bytes()) {
             (Algorithm::ES256, key)
         } else {
-            return Err(format!("PEM block {} is not an RSA or EC public key", keys.len() + 1));
+            return Err(format!(
+                "PEM block {} is not an RSA or EC public key",
+                keys.len() + 1
+            ));
         };
-        keys.push(VerifyKey { kid: None, alg, key, material });
+        keys.push(VerifyKey {
+            kid: None,
+            alg,
+            key,
+            material,
+        });
         rest = &rest[end..];
     }
     Ok(keys)
@@ -125,7 +136,12 @@ fn jwks_keys(text: &str) -> Result<Vec<VerifyKey>, String> {
             _ => continue, // symmetric or OKP keys are never accepted here
         };
         let key = DecodingKey::from_jwk(jwk).map_err(|e| format!("a JWKS key is unusable: {e}"))?;
-        keys.push(VerifyKey { kid: jwk.common.key_id.clone(), alg, key, material });
+        keys.push(VerifyKey {
+            kid: jwk.common.key_id.clone(),
+            alg,
+            key,
+            material,
+        });
     }
     Ok(keys)
 }
@@ -168,7 +184,11 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn new(keys: KeySet, issuer: Option<String>, audience: Option<String>) -> Verifier {
-        Verifier { keys, issuer, audience }
+        Verifier {
+            keys,
+            issuer,
+            audience,
+        }
     }
 
     fn validation(&self, alg: Algorithm) -> Validation {
@@ -193,8 +213,7 @@ impl Verifier {
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
             return Err(TokenError::Malformed);
         }
-        let mut candidates: Vec<&VerifyKey> =
-            self.keys.keys.iter().filter(|k| k.alg == header.alg).collect();
+        let mut candidates: Vec<&VerifyKey> = self.keys.keys.iter().filter(|k| k.alg == header.alg).collect();
         if let Some(kid) = &header.kid
             && self.keys.keys.iter().any(|k| k.kid.is_some())
         {
@@ -297,8 +316,23 @@ mod tests {
         assert_eq!(pem.len(), 1);
         assert_eq!(jwks[0].kid.as_deref(), Some(DEV_KID));
         // The JWKS form of the dev key verifies a dev token too: both name the same key.
-        let v = Verifier::new(KeySet { source: KeySource::JwksFile("x".into()), keys: jwks }, None, None);
-        let token = dev_token(&DevToken { sub: "s", icn: None, email: None, ttl_secs: 60, issuer: None, audience: None }).unwrap();
+        let v = Verifier::new(
+            KeySet {
+                source: KeySource::JwksFile("x".into()),
+                keys: jwks,
+            },
+            None,
+            None,
+        );
+        let token = dev_token(&DevToken {
+            sub: "s",
+            icn: None,
+            email: None,
+            ttl_secs: 60,
+            issuer: None,
+            audience: None,
+        })
+        .unwrap();
         assert!(v.verify(&token).is_ok());
     }
 }

@@ -5,6 +5,8 @@
 //! source (`upstream`) through the one entry point (`summaries`), its owner checked against the
 //! caller, and the rendered JSON:API body returned (`http`).
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod config;
 pub mod domain;
 pub mod http;
@@ -82,7 +84,10 @@ impl AppState {
     /// A short keyed hash of the actor id: lets one follow a caller through the logs without
     /// the logs ever holding an email or account id.
     pub fn actor_hash(&self, actor: &ActorId) -> String {
-        format!("{:012x}", self.actor_key.hash_one(actor.as_str()) & 0xffff_ffff_ffff)
+        format!(
+            "{:012x}",
+            self.actor_key.hash_one(actor.as_str()) & 0xffff_ffff_ffff
+        )
     }
 }
 
@@ -91,7 +96,9 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let upstream_base = match &config.upstream.url {
         Some(url) => url.clone(),
         None => {
-            let addr = upstream::fixture::spawn().await.map_err(|e| format!("fixture upstream: {e}"))?;
+            let addr = upstream::fixture::spawn()
+                .await
+                .map_err(|e| format!("fixture upstream: {e}"))?;
             tracing::info!(%addr, "embedded fixture upstream (development only) serving fixtures/");
             Url::parse(&format!("http://{addr}/")).map_err(|e| e.to_string())?
         }

@@ -1,5 +1,7 @@
 //! The `avs-api` binary: command line → configuration → telemetry → serve.
 
+#![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,7 +10,11 @@ use avs_api::identity::{DevToken, dev_token};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "avs-api", version, about = "Serves VA After Visit Summaries to VA.gov")]
+#[command(
+    name = "avs-api",
+    version,
+    about = "Serves VA After Visit Summaries to VA.gov"
+)]
 struct Cli {
     /// A TOML file of settings (variable names without AVS_, lowercase); the environment overrides it.
     #[arg(long, global = true)]

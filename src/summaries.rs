@@ -28,7 +28,11 @@ impl Summaries {
 
     /// The rendered summary for `sid`; ownership is the caller's to check.
     #[tracing::instrument(name = "summaries.summary", skip_all)]
-    pub async fn summary(&self, sid: &Sid, ctx: &RequestContext) -> Result<Arc<RenderedSummary>, UpstreamError> {
+    pub async fn summary(
+        &self,
+        sid: &Sid,
+        ctx: &RequestContext,
+    ) -> Result<Arc<RenderedSummary>, UpstreamError> {
         let doc = self.upstream.summary(sid, ctx).await?;
         let rendered = render(doc, sid).map_err(|e| {
             tracing::warn!(reason = %e, "upstream summary has the wrong shape");
@@ -37,7 +41,10 @@ impl Summaries {
         if rendered.unknown_keys > 0 {
             // Schema drift: the upstream sends sections the contract does not know.
             metrics::counter!("avs_upstream_unknown_keys_total").increment(rendered.unknown_keys as u64);
-            tracing::info!(unknown_keys = rendered.unknown_keys, "upstream summary has unknown keys");
+            tracing::info!(
+                unknown_keys = rendered.unknown_keys,
+                "upstream summary has unknown keys"
+            );
         }
         Ok(Arc::new(rendered))
     }
@@ -73,7 +80,11 @@ fn first_hit(rows: Value) -> Result<SearchHit, &'static str> {
     let Some(first) = rows.first() else {
         return Ok(SearchHit::None);
     };
-    let sid = first.get("sid").and_then(Value::as_str).and_then(Sid::parse).ok_or("search row has no valid sid")?;
+    let sid = first
+        .get("sid")
+        .and_then(Value::as_str)
+        .and_then(Sid::parse)
+        .ok_or("search row has no valid sid")?;
     let owner = match first.get("icn") {
         None | Some(Value::Null) => None,
         Some(Value::String(icn)) => OwnerIcn::from_icn(Some(icn)),
@@ -90,7 +101,9 @@ mod tests {
     #[test]
     fn search_rows() {
         assert!(matches!(first_hit(json!([])), Ok(SearchHit::None)));
-        let hit = first_hit(json!([{"sid": "9A7AF40B2BC2471EA116891839113252", "icn": "1V123456"}, {"sid": "x"}])).unwrap();
+        let hit =
+            first_hit(json!([{"sid": "9A7AF40B2BC2471EA116891839113252", "icn": "1V123456"}, {"sid": "x"}]))
+                .unwrap();
         assert!(matches!(hit, SearchHit::Found { owner: Some(_), .. }));
         assert!(first_hit(json!({})).is_err());
         assert!(first_hit(json!([1])).is_err());

@@ -8,19 +8,43 @@ use ammonia::{Builder, UrlRelative};
 
 /// Tags whose content is dropped along with the tag: code, styles and embedded documents.
 const DROP_WITH_CONTENT: [&str; 13] = [
-    "script", "style", "iframe", "object", "embed", "noscript", "template", "svg", "math",
-    "textarea", "title", "select", "xmp",
+    "script", "style", "iframe", "object", "embed", "noscript", "template", "svg", "math", "textarea",
+    "title", "select", "xmp",
 ];
 
 const ALLOWED_TAGS: [&str; 25] = [
-    "a", "b", "strong", "i", "em", "u", "br", "p", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5",
-    "h6", "div", "span", "table", "thead", "tbody", "tr", "th", "td",
+    "a", "b", "strong", "i", "em", "u", "br", "p", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6",
+    "div", "span", "table", "thead", "tbody", "tr", "th", "td",
 ];
 
 /// Block elements that separate words in the page header; `div` is handled apart (newline).
 const HEADER_BLOCKS: [&str; 27] = [
-    "p", "br", "hr", "li", "ul", "ol", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6",
-    "table", "thead", "tbody", "tfoot", "tr", "td", "th", "section", "article", "header", "footer",
+    "p",
+    "br",
+    "hr",
+    "li",
+    "ul",
+    "ol",
+    "dl",
+    "dt",
+    "dd",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "table",
+    "thead",
+    "tbody",
+    "tfoot",
+    "tr",
+    "td",
+    "th",
+    "section",
+    "article",
+    "header",
+    "footer",
     "blockquote",
 ];
 
@@ -87,10 +111,27 @@ mod tests {
                <a href="https://www.va.gov/">va</a><a href="mailto:x@example.com">m</a>
                <a href="/relative">r</a><style>p{}</style><iframe src="https://e.example"></iframe>"#,
         );
-        for gone in ["script", "alert", "onclick", "onerror", "javascript", "<img", "style", "iframe", "/relative"] {
+        for gone in [
+            "script",
+            "alert",
+            "onclick",
+            "onerror",
+            "javascript",
+            "<img",
+            "style",
+            "iframe",
+            "/relative",
+        ] {
             assert!(!out.contains(gone), "{gone} in {out}");
         }
-        for kept in ["<p>", "<b>one</b>", "<br>", "<ul><li>a</li></ul>", r#"<a href="https://www.va.gov/">va</a>"#, r#"<a href="mailto:x@example.com">m</a>"#] {
+        for kept in [
+            "<p>",
+            "<b>one</b>",
+            "<br>",
+            "<ul><li>a</li></ul>",
+            r#"<a href="https://www.va.gov/">va</a>"#,
+            r#"<a href="mailto:x@example.com">m</a>"#,
+        ] {
             assert!(out.contains(kept), "{kept} missing from {out}");
         }
     }
@@ -98,7 +139,10 @@ mod tests {
     #[test]
     fn page_header_divs_become_lines() {
         let html = "<div>After Visit Summary</div><div>Patient,Test</div><div>VEHU DIVISION</div>";
-        assert_eq!(page_header_text(html), "After Visit Summary\nPatient,Test\nVEHU DIVISION");
+        assert_eq!(
+            page_header_text(html),
+            "After Visit Summary\nPatient,Test\nVEHU DIVISION"
+        );
     }
 
     #[test]

@@ -178,7 +178,10 @@ mod tests {
 
     #[test]
     fn actor_is_lowercased_email_else_sub() {
-        assert_eq!(ActorId::from_claims("u-1", Some("Tester@Example.COM")).as_str(), "tester@example.com");
+        assert_eq!(
+            ActorId::from_claims("u-1", Some("Tester@Example.COM")).as_str(),
+            "tester@example.com"
+        );
         assert_eq!(ActorId::from_claims("User;15", Some("")).as_str(), "User;15");
         assert_eq!(ActorId::from_claims("User;15", None).as_str(), "User;15");
     }

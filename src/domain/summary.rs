@@ -148,14 +148,21 @@ pub fn render(doc: Value, requested: &Sid) -> Result<RenderedSummary, ShapeError
         };
         attributes.insert(name.to_owned(), value);
     }
-    let unknown_keys = data.keys().filter(|k| !CONSUMED_KEYS.contains(&k.as_str())).count();
+    let unknown_keys = data
+        .keys()
+        .filter(|k| !CONSUMED_KEYS.contains(&k.as_str()))
+        .count();
 
     let body = json!({
         "data": { "id": sid, "type": "afterVisitSummary", "attributes": attributes }
     });
     // Serialising a Value with string keys cannot fail.
     let body = serde_json::to_vec(&body).unwrap_or_default();
-    Ok(RenderedSummary { body: Bytes::from(body), owner, unknown_keys })
+    Ok(RenderedSummary {
+        body: Bytes::from(body),
+        owner,
+        unknown_keys,
+    })
 }
 
 fn take_object(data: &mut Map<String, Value>, key: &'static str) -> Result<Map<String, Value>, ShapeError> {
@@ -224,9 +231,18 @@ mod tests {
     #[test]
     fn wrong_shapes_are_refused() {
         assert_eq!(render(json!([]), &sid()).unwrap_err(), ShapeError::NotAnObject);
-        assert_eq!(render(json!({"sid": "x"}), &sid()).unwrap_err(), ShapeError::OtherSid);
-        assert_eq!(render(json!({"data": 1}), &sid()).unwrap_err(), ShapeError::NoData);
-        assert_eq!(render(json!({"data": {"vitals": {}}}), &sid()).unwrap_err(), ShapeError::WrongType("vitals"));
+        assert_eq!(
+            render(json!({"sid": "x"}), &sid()).unwrap_err(),
+            ShapeError::OtherSid
+        );
+        assert_eq!(
+            render(json!({"data": 1}), &sid()).unwrap_err(),
+            ShapeError::NoData
+        );
+        assert_eq!(
+            render(json!({"data": {"vitals": {}}}), &sid()).unwrap_err(),
+            ShapeError::WrongType("vitals")
+        );
         assert_eq!(
             render(json!({"data": {"patientInfo": {"icn": 5}}}), &sid()).unwrap_err(),
             ShapeError::WrongType("patientInfo.icn")
@@ -235,7 +251,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_dropped_and_counted() {
-        let r = render(json!({"data": {"header": {}, "new_section": [1], "other": 2}}), &sid()).unwrap();
+        let r = render(
+            json!({"data": {"header": {}, "new_section": [1], "other": 2}}),
+            &sid(),
+        )
+        .unwrap();
         assert_eq!(r.unknown_keys, 2);
         let attrs = attributes(&r);
         assert!(!attrs.contains_key("newSection") && !attrs.contains_key("header"));

@@ -12,7 +12,9 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
-        let token = bearer(parts).or_else(|| cookie(parts, &state.auth_cookie)).ok_or(ApiError::Unauthenticated)?;
+        let token = bearer(parts)
+            .or_else(|| cookie(parts, &state.auth_cookie))
+            .ok_or(ApiError::Unauthenticated)?;
         match state.verifier.verify(token) {
             Ok(caller) => {
                 tracing::Span::current().record("actor", state.actor_hash(&caller.actor).as_str());
@@ -31,7 +33,11 @@ impl FromRequestParts<AppState> for Caller {
 fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(AUTHORIZATION)?.to_str().unwrap_or("");
     let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-    Some(if scheme.eq_ignore_ascii_case("bearer") { token.trim() } else { "" })
+    Some(if scheme.eq_ignore_ascii_case("bearer") {
+        token.trim()
+    } else {
+        ""
+    })
 }
 
 fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a str> {

@@ -29,41 +29,65 @@ impl ApiError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
         use ApiError::*;
         let (status, title, detail) = match self {
-            InvalidSid => (StatusCode::BAD_REQUEST, "Invalid AVS id", "AVS id does not match accepted format."),
+            InvalidSid => (
+                StatusCode::BAD_REQUEST,
+                "Invalid AVS id",
+                "AVS id does not match accepted format.",
+            ),
             InvalidSearch => (
                 StatusCode::BAD_REQUEST,
                 "Invalid parameters",
                 "Station number and Appointment IEN must be present and valid.",
             ),
             Unauthenticated => (StatusCode::UNAUTHORIZED, "Not authorized", "Not authorized"),
-            NotYourSummary => (StatusCode::UNAUTHORIZED, "Not authorized", "User may not view this AVS."),
+            NotYourSummary => (
+                StatusCode::UNAUTHORIZED,
+                "Not authorized",
+                "User may not view this AVS.",
+            ),
             NotYourAppointment => (
                 StatusCode::UNAUTHORIZED,
                 "Not authorized",
                 "User may not view the AVS for this appointment.",
             ),
-            NoRoute => (StatusCode::NOT_FOUND, "Not found", "There are no routes matching your request"),
+            NoRoute => (
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "There are no routes matching your request",
+            ),
             MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "Method not allowed",
                 "This route does not accept that HTTP method",
             ),
             SummaryNotFound(sid) => {
-                return (StatusCode::NOT_FOUND, "Not found", format!("No AVS found for sid {sid}"));
+                return (
+                    StatusCode::NOT_FOUND,
+                    "Not found",
+                    format!("No AVS found for sid {sid}"),
+                );
             }
             BadGateway => (
                 StatusCode::BAD_GATEWAY,
                 "Bad gateway",
                 "The clinical source returned an invalid response",
             ),
-            Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable", "Backend Service Outage"),
+            Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable",
+                "Backend Service Outage",
+            ),
             GatewayTimeout => (
                 StatusCode::GATEWAY_TIMEOUT,
                 "Gateway timeout",
                 "Did not receive a timely response from an upstream server",
             ),
             NotReady(check) => {
-                return (StatusCode::SERVICE_UNAVAILABLE, "Service unavailable", format!("Not ready: {check}"));
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Service unavailable",
+                    format!("Not ready: {check}"),
+                );
             }
             Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,

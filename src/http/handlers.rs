@@ -26,7 +26,9 @@ fn json_body(body: Bytes) -> Response {
 }
 
 fn context(request_id: &RequestId) -> RequestContext {
-    RequestContext { request_id: Some(request_id.0.clone()) }
+    RequestContext {
+        request_id: Some(request_id.0.clone()),
+    }
 }
 
 /// `GET /avs/v0/avs/{sid}`
@@ -37,11 +39,18 @@ pub async fn show_summary(
     sid: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     app.require(AVS_ENABLED, &caller)?;
-    let sid = sid.ok().and_then(|Path(raw)| Sid::parse(&raw)).ok_or(ApiError::InvalidSid)?;
-    let summary = app.summaries.summary(&sid, &context(&request_id)).await.map_err(|e| match e {
-        UpstreamError::NotFound => ApiError::SummaryNotFound(sid.clone()),
-        other => other.into(),
-    })?;
+    let sid = sid
+        .ok()
+        .and_then(|Path(raw)| Sid::parse(&raw))
+        .ok_or(ApiError::InvalidSid)?;
+    let summary = app
+        .summaries
+        .summary(&sid, &context(&request_id))
+        .await
+        .map_err(|e| match e {
+            UpstreamError::NotFound => ApiError::SummaryNotFound(sid.clone()),
+            other => other.into(),
+        })?;
     if !same_patient(caller.owner.as_ref(), summary.owner.as_ref()) {
         return Err(ApiError::NotYourSummary);
     }
@@ -81,7 +90,11 @@ pub async fn search(
 ) -> Result<Response, ApiError> {
     app.require(AVS_ENABLED, &caller)?;
     let (station, ien) = search_params(query.as_deref()).ok_or(ApiError::InvalidSearch)?;
-    let body = match app.summaries.search(&station, &ien, &context(&request_id)).await? {
+    let body = match app
+        .summaries
+        .search(&station, &ien, &context(&request_id))
+        .await?
+    {
         SearchHit::None => json!({}),
         SearchHit::Found { sid, owner } => {
             if !same_patient(caller.owner.as_ref(), owner.as_ref()) {

@@ -43,8 +43,14 @@ pub fn app(state: AppState) -> Router {
     }
     let edge = ServiceBuilder::new()
         // First listed is outermost: these headers land on every response, errors included.
-        .layer(SetResponseHeaderLayer::overriding(CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .layer(SetResponseHeaderLayer::overriding(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::overriding(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(from_fn(request_id::request_id))
         .layer(from_fn(access_log))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))

@@ -16,13 +16,16 @@ pub struct RequestId(pub HeaderValue);
 fn acceptable(value: &HeaderValue) -> bool {
     let bytes = value.as_bytes();
     (1..=128).contains(&bytes.len())
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:/+=".contains(b))
 }
 
 pub async fn request_id(mut request: Request, next: Next) -> Response {
     let id = match request.headers().get(X_REQUEST_ID) {
         Some(v) if acceptable(v) => v.clone(),
-        _ => HeaderValue::try_from(uuid::Uuid::new_v4().to_string()).unwrap_or(HeaderValue::from_static("invalid")),
+        _ => HeaderValue::try_from(uuid::Uuid::new_v4().to_string())
+            .unwrap_or(HeaderValue::from_static("invalid")),
     };
     request.headers_mut().insert(X_REQUEST_ID, id.clone());
     request.extensions_mut().insert(RequestId(id.clone()));

@@ -110,11 +110,20 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(s.features["a"].percentage_of_actors, Some(Percentage::Integer(10)));
+        assert_eq!(
+            s.features["a"].percentage_of_actors,
+            Some(Percentage::Integer(10))
+        );
         assert!(s.features["a"].actors.contains("tester@example.com"));
-        assert_eq!(s.features["b"].percentage_of_actors, Some(Percentage::Decimal(2.007)));
+        assert_eq!(
+            s.features["b"].percentage_of_actors,
+            Some(Percentage::Decimal(2.007))
+        );
         assert!(s.features["b"].boolean);
-        assert_eq!(s.features["c"].percentage_of_actors, Some(Percentage::Decimal(2.5)));
+        assert_eq!(
+            s.features["c"].percentage_of_actors,
+            Some(Percentage::Decimal(2.5))
+        );
     }
 
     #[test]

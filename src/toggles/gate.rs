@@ -17,7 +17,10 @@ impl Percentage {
     /// Parses stored text; anything that is not a number is no percentage (the gate stays shut).
     pub fn parse(text: &str) -> Option<Percentage> {
         if text.contains('.') {
-            text.parse::<f64>().ok().filter(|p| p.is_finite()).map(Percentage::Decimal)
+            text.parse::<f64>()
+                .ok()
+                .filter(|p| p.is_finite())
+                .map(Percentage::Decimal)
         } else {
             text.parse::<i64>().ok().map(Percentage::Integer)
         }
@@ -115,7 +118,10 @@ mod tests {
     use super::*;
 
     fn pct(n: &str) -> Feature {
-        Feature { percentage_of_actors: Percentage::parse(n), ..Feature::default() }
+        Feature {
+            percentage_of_actors: Percentage::parse(n),
+            ..Feature::default()
+        }
     }
 
     fn on(feature: &Feature, actor: &str) -> bool {
@@ -152,14 +158,35 @@ mod tests {
 
     #[test]
     fn gates_are_an_or_and_need_an_actor() {
-        let only_actor = Feature { actors: ["tester@example.com".to_owned()].into(), ..Feature::default() };
+        let only_actor = Feature {
+            actors: ["tester@example.com".to_owned()].into(),
+            ..Feature::default()
+        };
         assert!(on(&only_actor, "tester@example.com"));
-        assert!(!on(&only_actor, "Tester@example.com"), "actors are case-sensitive");
-        let f = Feature { actors: ["tester@example.com".to_owned()].into(), ..pct("10") };
+        assert!(
+            !on(&only_actor, "Tester@example.com"),
+            "actors are case-sensitive"
+        );
+        let f = Feature {
+            actors: ["tester@example.com".to_owned()].into(),
+            ..pct("10")
+        };
         assert!(on(&f, "tester@example.com") && on(&f, "User;15") && !on(&f, "User;1"));
-        assert!(!f.is_enabled("avs_enabled", None, || 0.0), "no actor, no actor gates");
-        assert!(Feature { boolean: true, ..Feature::default() }.is_enabled("x", None, || 0.9));
-        let time = Feature { percentage_of_time: Percentage::parse("30"), ..Feature::default() };
+        assert!(
+            !f.is_enabled("avs_enabled", None, || 0.0),
+            "no actor, no actor gates"
+        );
+        assert!(
+            Feature {
+                boolean: true,
+                ..Feature::default()
+            }
+            .is_enabled("x", None, || 0.9)
+        );
+        let time = Feature {
+            percentage_of_time: Percentage::parse("30"),
+            ..Feature::default()
+        };
         assert!(time.is_enabled("x", None, || 0.29) && !time.is_enabled("x", None, || 0.3));
     }
 }

@@ -31,7 +31,9 @@ pub struct Snapshot {
 pub enum SourceHealth {
     Loaded,
     /// Nothing was ever loaded: every feature is off (fail closed).
-    NeverLoaded { problem: String },
+    NeverLoaded {
+        problem: String,
+    },
 }
 
 pub struct Toggles {

@@ -58,7 +58,8 @@ impl FixtureData {
 
     fn insert_summary(&mut self, doc: &Value) -> Result<(), String> {
         let sid = doc["sid"].as_str().ok_or("fixture summary without sid")?;
-        self.summaries.insert(sid.to_ascii_uppercase(), Bytes::from(doc.to_string()));
+        self.summaries
+            .insert(sid.to_ascii_uppercase(), Bytes::from(doc.to_string()));
         Ok(())
     }
 }
@@ -92,7 +93,10 @@ async fn summary(State(data): State<Arc<FixtureData>>, Path(sid): Path<String>) 
     }
 }
 
-async fn search(State(data): State<Arc<FixtureData>>, Path((station, ien)): Path<(String, String)>) -> Response {
+async fn search(
+    State(data): State<Arc<FixtureData>>,
+    Path((station, ien)): Path<(String, String)>,
+) -> Response {
     let body = data
         .searches
         .get(&format!("{station}/{ien}"))

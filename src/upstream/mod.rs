@@ -81,7 +81,8 @@ impl UpstreamClient {
         };
         if let Some(path) = &config.ca_file {
             let pem = std::fs::read(path).map_err(|e| format!("AVS_UPSTREAM_CA_FILE: {e}"))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("AVS_UPSTREAM_CA_FILE: {e}"))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("AVS_UPSTREAM_CA_FILE: {e}"))?;
             builder = builder.tls_certs_merge(certs);
         }
         let client = builder.build().map_err(|e| format!("upstream client: {e}"))?;
@@ -94,7 +95,12 @@ impl UpstreamClient {
             }
             None => None,
         };
-        Ok(UpstreamClient { client, base, token, max_body_bytes: config.max_body_bytes })
+        Ok(UpstreamClient {
+            client,
+            base,
+            token,
+            max_body_bytes: config.max_body_bytes,
+        })
     }
 
     /// `GET /avs/{sid}`: the summary document, or `NotFound`.
@@ -111,7 +117,8 @@ impl UpstreamClient {
         ien: &AppointmentIen,
         ctx: &RequestContext,
     ) -> Result<Value, UpstreamError> {
-        self.get_json(&["avs-by-appointment", station.as_str(), ien.as_str()], ctx).await
+        self.get_json(&["avs-by-appointment", station.as_str(), ien.as_str()], ctx)
+            .await
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -131,7 +138,9 @@ impl UpstreamClient {
             Err(e) => tracing::warn!(elapsed_ms, outcome = e.kind(), reason = %e, "upstream failed"),
         }
         let body = result?;
-        serde_json::from_slice(&body).map_err(|e| UpstreamError::BadGateway(format!("invalid JSON at line {} column {}", e.line(), e.column())))
+        serde_json::from_slice(&body).map_err(|e| {
+            UpstreamError::BadGateway(format!("invalid JSON at line {} column {}", e.line(), e.column()))
+        })
     }
 
     async fn fetch(&self, segments: &[&str], ctx: &RequestContext) -> Result<Bytes, UpstreamError> {

@@ -1,0 +1,273 @@
+//! The real executable: configuration refusals, check-config, the embedded default, and the
+//! environment's proxy variables being ignored.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::support::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_avs-api");
+
+/// The binary with a clean environment (PATH only) and the repository as working directory.
+fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .current_dir(repo(""))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+async fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = command(args, env).output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A production configuration that passes, to take one setting away at a time.
+fn production(toggles: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("AVS_ENV", "production".into()),
+        ("AVS_UPSTREAM_URL", "https://clinical.example/".into()),
+        ("AVS_PROXY_URL", "http://proxy.example:3128".into()),
+        (
+            "AVS_JWKS_FILE",
+            repo("tests/keys/jwks.json").display().to_string(),
+        ),
+        ("AVS_TOGGLES", format!("file:{}", toggles.display())),
+        ("AVS_UPSTREAM_TOKEN", "upstream-secret-value".into()),
+    ]
+}
+
+fn without<'a>(vars: &'a [(&'static str, String)], name: &str) -> Vec<(&'a str, &'a str)> {
+    vars.iter()
+        .filter(|(k, _)| *k != name)
+        .map(|(k, v)| (*k, v.as_str()))
+        .collect()
+}
+
+fn with<'a>(vars: &'a [(&'static str, String)], name: &'a str, value: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut v = without(vars, name);
+    v.push((name, value));
+    v
+}
+
+#[tokio::test]
+async fn production_refusals_exit_2_naming_the_variable() {
+    let dir = TempDir::new();
+    let toggles = dir.path.join("toggles.toml");
+    std::fs::write(&toggles, TOGGLES_ON).unwrap();
+    let ok = production(&toggles);
+    let (code, stdout, _) = run(&["check-config"], &without(&ok, "")).await;
+    assert_eq!(code, 0, "the base production configuration must pass");
+    assert!(
+        !stdout.contains("upstream-secret-value") && stdout.contains("[redacted]"),
+        "{stdout}"
+    );
+
+    let dev_pem = repo("fixtures/dev-keys/dev-rs256.pub.pem").display().to_string();
+    let dev_jwks = repo("fixtures/dev-keys/dev-jwks.json").display().to_string();
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (without(&ok, "AVS_PROXY_URL"), "AVS_PROXY_URL"),
+        (without(&ok, "AVS_UPSTREAM_URL"), "AVS_UPSTREAM_URL"),
+        (
+            with(&ok, "AVS_UPSTREAM_URL", "http://clinical.example/"),
+            "AVS_UPSTREAM_URL",
+        ),
+        (without(&ok, "AVS_JWKS_FILE"), "AVS_JWT_PUBLIC_KEY_FILE"),
+        (
+            with(&ok, "AVS_JWT_PUBLIC_KEY_FILE", &dev_pem)
+                .into_iter()
+                .filter(|(k, _)| *k != "AVS_JWKS_FILE")
+                .collect(),
+            "AVS_JWT_PUBLIC_KEY_FILE",
+        ),
+        (with(&ok, "AVS_JWKS_FILE", &dev_jwks), "AVS_JWKS_FILE"),
+        (without(&ok, "AVS_TOGGLES"), "AVS_TOGGLES"),
+        (
+            with(&ok, "AVS_TOGGLES", "file:fixtures/toggles.toml"),
+            "AVS_TOGGLES",
+        ),
+    ];
+    for (env, variable) in cases {
+        for args in [&["check-config"][..], &["serve"][..]] {
+            let (code, stdout, stderr) = run(args, &env).await;
+            assert_eq!(code, 2, "{args:?} without a valid {variable}: {stdout}{stderr}");
+            assert!(
+                stderr.lines().any(|l| l.starts_with(&format!("{variable}: "))),
+                "{variable} not named: {stderr}"
+            );
+        }
+    }
+    let (code, _, stderr) = run(&["dev-token", "--icn", DEV_ICN], &without(&ok, "")).await;
+    assert_eq!(code, 2, "dev-token is refused in production: {stderr}");
+}
+
+#[tokio::test]
+async fn bad_values_exit_2_with_one_line_each_and_config_file_layers_under_env() {
+    let (code, _, stderr) = run(
+        &["check-config"],
+        &[("AVS_LISTEN", "nowhere"), ("AVS_UPSTREAM_TIMEOUT_MS", "x")],
+    )
+    .await;
+    assert_eq!(code, 2);
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+
+    let dir = TempDir::new();
+    let file = dir.path.join("avs.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:8181\"\nupstream_timeout_ms = 3000\n").unwrap();
+    let file = file.display().to_string();
+    let (code, stdout, _) = run(
+        &["--config", &file, "check-config"],
+        &[("AVS_LISTEN", "127.0.0.1:8282")],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("AVS_LISTEN = 127.0.0.1:8282"),
+        "env overrides the file: {stdout}"
+    );
+    assert!(
+        stdout.contains("AVS_UPSTREAM_TIMEOUT_MS = 3000"),
+        "the file applies: {stdout}"
+    );
+    std::fs::write(dir.path.join("bad.toml"), "no_such_setting = 1\n").unwrap();
+    let bad = dir.path.join("bad.toml").display().to_string();
+    assert_eq!(run(&["--config", &bad, "check-config"], &[]).await.0, 2);
+}
+
+/// A running binary; killed on drop.
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+async fn serve(env: &[(&str, &str)]) -> Server {
+    let mut env: Vec<(&str, &str)> = env.to_vec();
+    env.extend([("AVS_LISTEN", "127.0.0.1:0"), ("AVS_LOG_FORMAT", "json")]);
+    let mut child = command(&["serve"], &env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if event["message"] == "avs-api listening" {
+                return event["addr"].as_str().unwrap().to_owned();
+            }
+        }
+        panic!("the server exited before listening");
+    })
+    .await
+    .expect("the server did not listen within 20 s");
+    // Keep draining the log so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Server { child, addr }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_embedded_default_serves_the_full_fixture_summary_with_a_dev_token() {
+    let server = serve(&[]).await;
+    // The README's steps: mint a token with the binary, then ask for the full fixture summary.
+    let (code, token, _) = run(&["dev-token", "--icn", DEV_ICN], &[]).await;
+    assert_eq!(code, 0);
+    let response = client()
+        .get(format!("http://{}/avs/v0/avs/{FULL_SID}", server.addr))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body, read_json("tests/peer/frontend-fixture.json"));
+    let search = client()
+        .get(format!(
+            "http://{}/avs/v0/avs/search?stationNo=500&appointmentIen=9876543",
+            server.addr
+        ))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(search.status(), 200);
+}
+
+#[tokio::test]
+async fn proxy_variables_in_the_environment_change_nothing() {
+    let env_proxy = RecordingProxy::start().await;
+    let configured = RecordingProxy::start().await;
+    let upstream = FakeUpstream::start().await;
+    upstream.summary(&fixture("full"));
+    let url = upstream.url();
+    let env_url = env_proxy.url();
+    let configured_url = configured.url();
+    let env_proxies = [
+        ("HTTP_PROXY", env_url.as_str()),
+        ("http_proxy", env_url.as_str()),
+        ("HTTPS_PROXY", env_url.as_str()),
+        ("ALL_PROXY", env_url.as_str()),
+        ("AVS_ENV", "test"),
+        ("AVS_UPSTREAM_URL", url.as_str()),
+    ];
+    let token = avs_api::identity::dev_token(&avs_api::identity::DevToken {
+        sub: "dev",
+        icn: Some(DEV_ICN),
+        email: None,
+        ttl_secs: 300,
+        issuer: None,
+        audience: None,
+    })
+    .unwrap();
+
+    for (proxy_setting, expect_configured) in [("direct", 0), (configured_url.as_str(), 1)] {
+        let mut env = env_proxies.to_vec();
+        env.push(("AVS_PROXY_URL", proxy_setting));
+        let server = serve(&env).await;
+        let response = client()
+            .get(format!("http://{}/avs/v0/avs/{FULL_SID}", server.addr))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "AVS_PROXY_URL={proxy_setting}");
+        assert_eq!(
+            configured.relayed().len(),
+            expect_configured,
+            "AVS_PROXY_URL={proxy_setting}"
+        );
+    }
+    assert!(
+        env_proxy.relayed().is_empty(),
+        "the environment's proxy was used: {:?}",
+        env_proxy.relayed()
+    );
+    assert_eq!(upstream.hits(), 2);
+}

@@ -1,0 +1,267 @@
+//! `openapi.yaml` is the contract: every response a test receives is validated against the
+//! schema for its route, method and status, and the router's routes are the spec's paths.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::http::{Method, StatusCode};
+use jsonschema::Validator;
+use serde_json::{Map, Value, json};
+
+use crate::support::{TestApp, read_json, repo};
+
+pub struct Contract {
+    spec: Value,
+    validators: Mutex<HashMap<String, Arc<Validator>>>,
+}
+
+impl Contract {
+    pub fn get() -> &'static Contract {
+        static CONTRACT: OnceLock<Contract> = OnceLock::new();
+        CONTRACT.get_or_init(|| {
+            let text = std::fs::read_to_string(repo("openapi.yaml")).unwrap();
+            let spec: Value = serde_norway::from_str(&text).unwrap();
+            Contract {
+                spec,
+                validators: Mutex::new(HashMap::new()),
+            }
+        })
+    }
+
+    /// The spec path template a concrete path falls under, literal segments beating parameters.
+    fn template_for(&self, path: &str) -> Option<String> {
+        let segments: Vec<&str> = path.split('/').collect();
+        let mut best: Option<(usize, String)> = None;
+        for template in self.spec["paths"].as_object().unwrap().keys() {
+            let parts: Vec<&str> = template.split('/').collect();
+            if parts.len() != segments.len() {
+                continue;
+            }
+            let mut literal = 0;
+            let fits = parts.iter().zip(&segments).all(|(t, s)| {
+                if t.starts_with('{') {
+                    !s.is_empty()
+                } else {
+                    literal += 1;
+                    t == s
+                }
+            });
+            if fits && best.as_ref().is_none_or(|(n, _)| literal > *n) {
+                best = Some((literal, template.clone()));
+            }
+        }
+        best.map(|(_, t)| t)
+    }
+
+    fn resolve<'a>(&'a self, value: &'a Value) -> &'a Value {
+        match value.get("$ref").and_then(Value::as_str) {
+            Some(pointer) => self.spec.pointer(pointer.trim_start_matches('#')).unwrap(),
+            None => value,
+        }
+    }
+
+    fn validator(&self, key: &str, schema: &Value) -> Arc<Validator> {
+        let mut cache = self.validators.lock().unwrap();
+        cache
+            .entry(key.to_owned())
+            .or_insert_with(|| {
+                // The response schema at the root, the spec's components beside it, so that
+                // `#/components/...` references resolve in place.
+                let mut root: Map<String, Value> = schema.as_object().unwrap().clone();
+                root.insert(
+                    "$schema".into(),
+                    json!("https://json-schema.org/draft/2020-12/schema"),
+                );
+                root.insert("components".into(), self.spec["components"].clone());
+                Arc::new(jsonschema::validator_for(&Value::Object(root)).unwrap())
+            })
+            .clone()
+    }
+
+    /// Panics unless `body` is what the spec documents for this request and status.
+    pub fn check(&self, method: &Method, path: &str, status: StatusCode, body: &Value) {
+        let errors_schema = json!({"$ref": "#/components/schemas/Errors"});
+        let (key, schema) = match self.template_for(path) {
+            None => {
+                assert_eq!(
+                    status,
+                    StatusCode::NOT_FOUND,
+                    "{path} is not in the spec, so it must be 404"
+                );
+                ("unknown".to_owned(), errors_schema)
+            }
+            Some(template) => match self.spec["paths"][&template].get(method.as_str().to_lowercase()) {
+                None => {
+                    assert_eq!(
+                        status,
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "{method} {template} is not in the spec"
+                    );
+                    ("method".to_owned(), errors_schema)
+                }
+                Some(operation) => {
+                    let response = operation["responses"]
+                        .get(status.as_str())
+                        .unwrap_or_else(|| panic!("{method} {template}: status {status} is not documented"));
+                    let response = self.resolve(response);
+                    let schema = response["content"]["application/json"]["schema"].clone();
+                    assert!(schema.is_object(), "{method} {template} {status}: no JSON schema");
+                    (format!("{method} {template} {status}"), schema)
+                }
+            },
+        };
+        let validator = self.validator(&key, &schema);
+        let problems: Vec<String> = validator
+            .iter_errors(body)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .take(5)
+            .collect();
+        assert!(
+            problems.is_empty(),
+            "{key}: body does not match openapi.yaml: {problems:#?}"
+        );
+    }
+
+    /// (method, path) of every operation in the spec.
+    pub fn operations(&self) -> BTreeSet<(String, String)> {
+        let mut ops = BTreeSet::new();
+        for (path, item) in self.spec["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                ops.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        ops
+    }
+}
+
+#[test]
+fn the_routers_routes_are_the_specs_paths() {
+    let routes: BTreeSet<(String, String)> = avs_api::http::routes()
+        .into_iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_owned()))
+        .collect();
+    assert_eq!(routes, Contract::get().operations());
+}
+
+#[test]
+fn the_spec_is_openapi_3_1_and_every_response_has_a_description() {
+    let spec = &Contract::get().spec;
+    assert_eq!(spec["openapi"], "3.1.0");
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                let response = Contract::get().resolve(response);
+                assert!(response["description"].is_string(), "{method} {path} {status}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn apidocs_serves_the_yaml_as_json() {
+    let app = TestApp::start().await;
+    let r = app.get_anonymous("/avs/v0/apidocs").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json, Contract::get().spec);
+    assert_eq!(r.headers["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let app = TestApp::start().await;
+    let r = app.get_anonymous("/healthz").await;
+    assert_eq!(r.json, json!({"status": "ok"}));
+    let r = app.get_anonymous("/readyz").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json["checks"]["toggles"], "ok");
+    // A toggle file that never loaded: fail closed and not ready, naming the check.
+    let broken = TestApp::with("this is [ not toml", &[]).await;
+    let r = broken.get_anonymous("/readyz").await;
+    assert_eq!(r.status, 503);
+    assert!(
+        r.error()["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Not ready: toggles"),
+        "{}",
+        r.json
+    );
+    assert_eq!(r.error()["status"], "service_unavailable");
+}
+
+/// The frontend's fixture, turned back into the upstream document it was rendered from.
+pub fn upstream_from_frontend_fixture(fixture: &Value, icn: &str) -> Value {
+    fn untag(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, v)| (if k == "T" { "_t".to_owned() } else { k.clone() }, untag(v)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(untag).collect()),
+            other => other.clone(),
+        }
+    }
+    let a = &fixture["data"]["attributes"];
+    let meta = &a["meta"];
+    let header: String = meta["pageHeader"]
+        .as_str()
+        .unwrap()
+        .split('\n')
+        .map(|line| format!("<div>{line}</div>"))
+        .collect();
+    let mut data = json!({
+        "header": {"stationNo": meta["stationNo"], "timeZone": meta["timeZone"], "pageHeader": header},
+        "patientInfo": {"icn": icn, "smokingStatus": a["patientInfo"]["smokingStatus"]},
+    });
+    for (k, v) in a.as_object().unwrap() {
+        if !["id", "appointmentIens", "meta", "patientInfo"].contains(&k.as_str()) {
+            data[k] = untag(v);
+        }
+    }
+    json!({"sid": a["id"], "generatedDate": meta["generatedDate"], "appointmentIens": a["appointmentIens"], "data": data})
+}
+
+#[tokio::test]
+async fn the_api_renders_the_frontends_own_fixture_back() {
+    let fixture = read_json("tests/peer/frontend-fixture.json");
+    let app = TestApp::start().await;
+    app.upstream
+        .summary(&upstream_from_frontend_fixture(&fixture, crate::support::DEV_ICN));
+    let r = app
+        .get(
+            &format!("/avs/v0/avs/{}", crate::support::FULL_SID),
+            &crate::support::owner_token(),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    // Objects compare as maps: the fixture's own key order is not the serializer's.
+    assert_eq!(r.json, fixture);
+}
+
+#[test]
+fn the_peer_fixture_copy_equals_the_shared_original() {
+    let shared = repo("../shared/peer/frontend-fixture.json");
+    match std::fs::read(&shared) {
+        Ok(original) => assert_eq!(
+            std::fs::read(repo("tests/peer/frontend-fixture.json")).unwrap(),
+            original
+        ),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{} is missing under CI", shared.display())
+        }
+        Err(_) => eprintln!(
+            "note: {} absent; checked the committed copy only",
+            shared.display()
+        ),
+    }
+}
+
+#[test]
+fn the_shipped_full_fixture_is_the_frontend_fixture_upstream() {
+    let fixture = read_json("tests/peer/frontend-fixture.json");
+    assert_eq!(
+        read_json("fixtures/summaries/full.json"),
+        upstream_from_frontend_fixture(&fixture, crate::support::DEV_ICN)
+    );
+}

@@ -1,0 +1,201 @@
+//! Every row of the error table in api.md, with the exact shape.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use serde_json::json;
+
+use crate::support::*;
+
+const SID: &str = FULL_SID;
+
+#[tokio::test]
+async fn bad_sid_is_400() {
+    let app = TestApp::start().await;
+    app.get("/avs/v0/avs/not-a-sid", &owner_token())
+        .await
+        .assert_error(400, "Invalid AVS id", "AVS id does not match accepted format.");
+}
+
+#[tokio::test]
+async fn bad_search_parameters_are_400() {
+    let app = TestApp::start().await;
+    app.get("/avs/v0/avs/search?stationNo=500", &owner_token())
+        .await
+        .assert_error(
+            400,
+            "Invalid parameters",
+            "Station number and Appointment IEN must be present and valid.",
+        );
+}
+
+#[tokio::test]
+async fn not_authenticated_is_401_with_www_authenticate() {
+    let app = TestApp::start().await;
+    app.get_anonymous(&format!("/avs/v0/avs/{SID}"))
+        .await
+        .assert_error(401, "Not authorized", "Not authorized");
+    app.get_anonymous("/avs/v0/avs/search?stationNo=500&appointmentIen=1")
+        .await
+        .assert_error(401, "Not authorized", "Not authorized");
+    assert_eq!(app.upstream.hits(), 0);
+}
+
+#[tokio::test]
+async fn someone_elses_summary_is_401() {
+    let app = TestApp::start().await;
+    app.upstream.summary(&fixture("someone-else"));
+    let sid = fixture("someone-else")["sid"].as_str().unwrap().to_owned();
+    app.get(&format!("/avs/v0/avs/{sid}"), &owner_token())
+        .await
+        .assert_error(401, "Not authorized", "User may not view this AVS.");
+}
+
+#[tokio::test]
+async fn someone_elses_search_hit_is_401() {
+    let app = TestApp::start().await;
+    app.upstream.script(
+        "/avs-by-appointment/500/3000",
+        Scripted::json(&json!([{"sid": SID, "icn": OTHER_ICN}])),
+    );
+    app.get(
+        "/avs/v0/avs/search?stationNo=500&appointmentIen=3000",
+        &owner_token(),
+    )
+    .await
+    .assert_error(
+        401,
+        "Not authorized",
+        "User may not view the AVS for this appointment.",
+    );
+}
+
+#[tokio::test]
+async fn gated_off_and_unknown_route_are_the_same_404() {
+    let app = TestApp::with("[features.avs_enabled]\nboolean = false\n", &[]).await;
+    let gated = app.get(&format!("/avs/v0/avs/{SID}"), &owner_token()).await;
+    gated.assert_error(404, "Not found", "There are no routes matching your request");
+    let unknown = app.get("/avs/v0/nothing/here", &owner_token()).await;
+    unknown.assert_error(404, "Not found", "There are no routes matching your request");
+    assert_eq!(gated.bytes, unknown.bytes);
+}
+
+#[tokio::test]
+async fn upstream_404_is_404_naming_the_sid() {
+    let app = TestApp::start().await;
+    app.get(&format!("/avs/v0/avs/{SID}"), &owner_token())
+        .await
+        .assert_error(404, "Not found", &format!("No AVS found for sid {SID}"));
+}
+
+#[tokio::test]
+async fn upstream_answering_wrongly_is_502() {
+    for answer in [
+        Scripted::status(500, "{\"trace\":\"secret\"}"),
+        Scripted::status(403, ""),
+        Scripted::status(302, ""),
+        Scripted::status(200, "{not json"),
+        Scripted::json(&json!({"data": {"vitals": "not a list"}})),
+        Scripted::json(&json!(["not an object"])),
+    ] {
+        let app = TestApp::start().await;
+        app.upstream.script(&format!("/avs/{SID}"), answer);
+        let r = app.get(&format!("/avs/v0/avs/{SID}"), &owner_token()).await;
+        r.assert_error(
+            502,
+            "Bad gateway",
+            "The clinical source returned an invalid response",
+        );
+        assert!(!String::from_utf8_lossy(&r.bytes).contains("secret"));
+    }
+}
+
+#[tokio::test]
+async fn upstream_unreachable_is_503() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", closed.local_addr().unwrap());
+    drop(closed);
+    let app = TestApp::with(TOGGLES_ON, &[("AVS_UPSTREAM_URL", &url)]).await;
+    app.get(&format!("/avs/v0/avs/{SID}"), &owner_token())
+        .await
+        .assert_error(503, "Service unavailable", "Backend Service Outage");
+}
+
+#[tokio::test]
+async fn upstream_too_slow_is_504() {
+    let app = TestApp::with(TOGGLES_ON, &[("AVS_UPSTREAM_TIMEOUT_MS", "200")]).await;
+    app.upstream.script(
+        &format!("/avs/{SID}"),
+        Scripted::json(&fixture("full")).delayed(Duration::from_secs(3)),
+    );
+    let started = std::time::Instant::now();
+    app.get(&format!("/avs/v0/avs/{SID}"), &owner_token())
+        .await
+        .assert_error(
+            504,
+            "Gateway timeout",
+            "Did not receive a timely response from an upstream server",
+        );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the timeout must cut the call short"
+    );
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_in_the_error_shape() {
+    let app = TestApp::start().await;
+    let r = app
+        .send(
+            get(&format!("/avs/v0/avs/{SID}"))
+                .method("DELETE")
+                .header("authorization", format!("Bearer {}", owner_token()))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    r.assert_error(
+        405,
+        "Method not allowed",
+        "This route does not accept that HTTP method",
+    );
+    assert_eq!(app.upstream.hits(), 0);
+}
+
+#[tokio::test]
+async fn bad_query_string_is_400_in_the_error_shape() {
+    let app = TestApp::start().await;
+    for query in [
+        "stationNo=%ZZ&appointmentIen=1",
+        "stationNo=5%FF&appointmentIen=1",
+        "&&&=",
+        "stationNo=500&appointmentIen=1&appointmentIen=2",
+    ] {
+        let r = app
+            .get(&format!("/avs/v0/avs/search?{query}"), &owner_token())
+            .await;
+        r.assert_error(
+            400,
+            "Invalid parameters",
+            "Station number and Appointment IEN must be present and valid.",
+        );
+    }
+}
+
+#[tokio::test]
+async fn request_ids_are_kept_when_sane_and_replaced_otherwise() {
+    let app = TestApp::start().await;
+    let with_id = |id: &str| {
+        get("/healthz")
+            .header("x-request-id", id)
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        app.send(with_id("abc-123")).await.headers["x-request-id"],
+        "abc-123"
+    );
+    let replaced = app.send(with_id("bad id with spaces")).await;
+    assert_ne!(replaced.headers["x-request-id"], "bad id with spaces");
+    assert_eq!(replaced.headers["x-request-id"].len(), 36, "a fresh UUID");
+}

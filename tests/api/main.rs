@@ -1,0 +1,14 @@
+//! The integration tests: one binary. Most drive `app(state)` in-process against a scripted
+//! upstream on loopback; `binary` runs the real executable. Every response they receive is
+//! validated against `openapi.yaml` by the harness (`support::TestApp::send`).
+
+mod auth;
+mod binary;
+mod contract;
+mod errors;
+mod gate;
+mod ownership;
+mod rendering;
+mod support;
+mod upstream;
+mod validation;

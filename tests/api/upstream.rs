@@ -1,0 +1,139 @@
+//! The upstream client: forward proxy, headers, body limit, outcome mapping.
+
+use axum::body::Body;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+fn summary_uri() -> String {
+    format!("/avs/v0/avs/{FULL_SID}")
+}
+
+#[tokio::test]
+async fn every_upstream_call_goes_through_the_configured_proxy() {
+    let proxy = RecordingProxy::start().await;
+    let upstream = FakeUpstream::start().await;
+    upstream.summary(&fixture("full"));
+    let app = TestApp::against(upstream.clone(), TOGGLES_ON, &[("AVS_PROXY_URL", &proxy.url())]);
+    assert_eq!(app.get(&summary_uri(), &owner_token()).await.status, 200);
+    app.get(
+        "/avs/v0/avs/search?stationNo=500&appointmentIen=1000",
+        &owner_token(),
+    )
+    .await;
+    assert_eq!(
+        proxy.relayed(),
+        vec![
+            format!("GET http://{}/avs/{FULL_SID} HTTP/1.1", upstream.addr),
+            format!(
+                "GET http://{}/avs-by-appointment/500/1000 HTTP/1.1",
+                upstream.addr
+            ),
+        ]
+    );
+    assert_eq!(upstream.hits(), 2);
+}
+
+#[tokio::test]
+async fn no_proxy_hosts_bypass_the_proxy() {
+    let proxy = RecordingProxy::start().await;
+    let upstream = FakeUpstream::start().await;
+    upstream.summary(&fixture("full"));
+    let app = TestApp::against(
+        upstream.clone(),
+        TOGGLES_ON,
+        &[("AVS_PROXY_URL", &proxy.url()), ("AVS_NO_PROXY", "127.0.0.1")],
+    );
+    assert_eq!(app.get(&summary_uri(), &owner_token()).await.status, 200);
+    assert!(proxy.relayed().is_empty());
+    assert_eq!(upstream.hits(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_proxy_is_503() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let app = TestApp::with(TOGGLES_ON, &[("AVS_PROXY_URL", &proxy)]).await;
+    app.get(&summary_uri(), &owner_token()).await.assert_error(
+        503,
+        "Service unavailable",
+        "Backend Service Outage",
+    );
+    assert_eq!(app.upstream.hits(), 0);
+}
+
+#[tokio::test]
+async fn upstream_requests_carry_the_documented_headers() {
+    let app = TestApp::with(TOGGLES_ON, &[("AVS_UPSTREAM_TOKEN", "upstream-secret")]).await;
+    app.upstream.summary(&fixture("full"));
+    let request = get(&summary_uri())
+        .header("authorization", format!("Bearer {}", owner_token()))
+        .header("x-request-id", "req-42")
+        .body(Body::empty())
+        .unwrap();
+    let r = app.send(request).await;
+    assert_eq!(r.headers["x-request-id"], "req-42");
+    let seen = app.upstream.seen();
+    let (path, headers) = &seen[0];
+    assert_eq!(path, &format!("/avs/{FULL_SID}"));
+    assert_eq!(headers["accept"], "application/json");
+    assert_eq!(
+        headers["user-agent"],
+        concat!("avs-api/", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(headers["authorization"], "Bearer upstream-secret");
+    assert_eq!(headers["x-request-id"], "req-42");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_502_with_or_without_content_length() {
+    let app = TestApp::with(TOGGLES_ON, &[("AVS_UPSTREAM_MAX_BODY_BYTES", "1000")]).await;
+    app.upstream.summary(&fixture("full"));
+    app.get(&summary_uri(), &owner_token()).await.assert_error(
+        502,
+        "Bad gateway",
+        "The clinical source returned an invalid response",
+    );
+
+    // A chunked answer with no Content-Length is cut off at the limit too.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = [0u8; 4096];
+            let _ = socket.read(&mut buf).await;
+            let chunk = "x".repeat(600);
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{len:x}\r\n{chunk}\r\n{len:x}\r\n{chunk}\r\n0\r\n\r\n",
+                len = chunk.len()
+            );
+            let _ = socket.write_all(reply.as_bytes()).await;
+        }
+    });
+    let app = TestApp::with(
+        TOGGLES_ON,
+        &[
+            ("AVS_UPSTREAM_MAX_BODY_BYTES", "1000"),
+            ("AVS_UPSTREAM_URL", &url),
+        ],
+    )
+    .await;
+    app.get(&summary_uri(), &owner_token()).await.assert_error(
+        502,
+        "Bad gateway",
+        "The clinical source returned an invalid response",
+    );
+}
+
+#[tokio::test]
+async fn a_base_url_with_a_path_prefix_is_kept() {
+    let upstream = FakeUpstream::start().await;
+    upstream.script(
+        &format!("/clinical/v1/avs/{FULL_SID}"),
+        Scripted::json(&fixture("full")),
+    );
+    let base = format!("http://{}/clinical/v1", upstream.addr);
+    let app = TestApp::against(upstream, TOGGLES_ON, &[("AVS_UPSTREAM_URL", &base)]);
+    assert_eq!(app.get(&summary_uri(), &owner_token()).await.status, 200);
+}
