@@ -13,6 +13,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::identity::{KeySet, KeySource};
+use crate::toggles::SourceConfig;
 
 /// The development default toggle file; production refuses it.
 pub const DEV_TOGGLES: &str = "file:fixtures/toggles.toml";
@@ -57,11 +58,6 @@ pub struct UpstreamConfig {
     pub max_body_bytes: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ToggleSource {
-    File(PathBuf),
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Json,
@@ -93,7 +89,7 @@ pub struct Config {
     pub request_timeout: Duration,
     pub upstream: UpstreamConfig,
     pub auth: AuthConfig,
-    pub toggles: ToggleSource,
+    pub toggles: SourceConfig,
     pub toggles_refresh: Duration,
     pub admin_token: Option<String>,
     pub cache: CacheConfig,
@@ -104,7 +100,7 @@ pub struct Config {
 }
 
 /// Every variable this service reads, for the file layer's key check and `check-config`.
-const VARIABLES: [&str; 27] = [
+const VARIABLES: [&str; 28] = [
     "AVS_ENV",
     "AVS_LISTEN",
     "AVS_ADMIN_LISTEN",
@@ -125,6 +121,7 @@ const VARIABLES: [&str; 27] = [
     "AVS_AUTH_COOKIE",
     "AVS_TOGGLES",
     "AVS_TOGGLES_REFRESH_SECS",
+    "AVS_TOGGLES_READ_ONLY",
     "AVS_ADMIN_TOKEN",
     "AVS_CACHE_MAX_BYTES",
     "AVS_CACHE_TTL_SECS",
@@ -224,12 +221,7 @@ impl Config {
                 self.auth.audience.clone().unwrap_or_else(|| "unset".into()),
             ),
             ("AVS_AUTH_COOKIE", self.auth.cookie.clone()),
-            (
-                "AVS_TOGGLES",
-                match &self.toggles {
-                    ToggleSource::File(p) => format!("file:{}", p.display()),
-                },
-            ),
+            ("AVS_TOGGLES", describe_toggles(&self.toggles)),
             ("AVS_ADMIN_TOKEN", secret(&self.admin_token).to_owned()),
             ("AVS_CACHE_MAX_BYTES", self.cache.max_bytes.to_string()),
             (
@@ -245,15 +237,29 @@ impl Config {
     }
 }
 
+fn describe_toggles(source: &SourceConfig) -> String {
+    match source {
+        SourceConfig::File(p) => format!("file:{}", p.display()),
+        SourceConfig::Postgres { url, read_only } => {
+            let url = Url::parse(url).map_or("postgres://[unparsable]".into(), |u| redact_url(&u));
+            if *read_only {
+                format!("{url} (read-only)")
+            } else {
+                url
+            }
+        }
+        SourceConfig::Memory => "memory".to_owned(),
+    }
+}
+
 fn is_known(name: &str) -> bool {
     VARIABLES.contains(&name) || OTEL_VARIABLES.contains(&name)
 }
 
 fn redact_url(url: &Url) -> String {
     let mut url = url.clone();
-    if !url.username().is_empty() || url.password().is_some() {
-        let _ = url.set_username("[redacted]");
-        let _ = url.set_password(None);
+    if url.password().is_some() {
+        let _ = url.set_password(Some("[redacted]"));
     }
     url.to_string()
 }
@@ -531,7 +537,7 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn toggles(&mut self, production: bool) -> ToggleSource {
+    fn toggles(&mut self, production: bool) -> SourceConfig {
         let raw = self.raw("AVS_TOGGLES").unwrap_or(DEV_TOGGLES);
         if production && raw == DEV_TOGGLES {
             self.problem(
@@ -539,17 +545,27 @@ impl<'a> Parser<'a> {
                 "production refuses the development toggle file: set file:<path> or postgres://…",
             );
         }
+        let read_only = match self.raw("AVS_TOGGLES_READ_ONLY") {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                self.problem("AVS_TOGGLES_READ_ONLY", format!("{other:?} is not true or false"));
+                false
+            }
+        };
         if let Some(path) = raw.strip_prefix("file:") {
-            ToggleSource::File(PathBuf::from(path))
+            SourceConfig::File(PathBuf::from(path))
         } else if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-            self.problem(
-                "AVS_TOGGLES",
-                "the postgres:// source is not in this build yet: use file:<path>",
-            );
-            ToggleSource::File(PathBuf::from("fixtures/toggles.toml"))
+            if let Err(e) = raw.parse::<tokio_postgres::Config>() {
+                self.problem("AVS_TOGGLES", format!("not a usable postgres URL: {e}"));
+            }
+            SourceConfig::Postgres {
+                url: raw.to_owned(),
+                read_only,
+            }
         } else {
             self.problem("AVS_TOGGLES", "must be file:<path> or postgres://…");
-            ToggleSource::File(PathBuf::from("fixtures/toggles.toml"))
+            SourceConfig::File(PathBuf::from("fixtures/toggles.toml"))
         }
     }
 }
@@ -572,7 +588,7 @@ mod tests {
         assert!(c.upstream.url.is_none());
         assert_eq!(c.upstream.proxy, ProxySetting::Unset);
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.toggles, ToggleSource::File("fixtures/toggles.toml".into()));
+        assert_eq!(c.toggles, SourceConfig::File("fixtures/toggles.toml".into()));
         assert_eq!(c.upstream.max_body_bytes, 16_777_216);
     }
 

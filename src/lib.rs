@@ -7,6 +7,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod admin;
 pub mod config;
 pub mod domain;
 pub mod http;
@@ -23,7 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use url::Url;
 
-use crate::config::{Config, ToggleSource};
+use crate::config::Config;
 use crate::domain::ActorId;
 use crate::http::ApiError;
 use crate::identity::{Caller, Verifier};
@@ -52,11 +53,9 @@ pub struct AppState {
 impl AppState {
     /// Builds the state from validated configuration. `upstream_base` is the configured
     /// upstream URL, or the embedded fixture upstream's when none is configured.
-    pub fn new(config: &Config, upstream_base: Url) -> Result<AppState, String> {
+    pub async fn new(config: &Config, upstream_base: Url) -> Result<AppState, String> {
         let upstream = UpstreamClient::new(&config.upstream, upstream_base)?;
-        let toggles = match &config.toggles {
-            ToggleSource::File(path) => Toggles::from_file(path),
-        };
+        let toggles = Toggles::start(&config.toggles, config.toggles_refresh).await?;
         let apidocs: serde_json::Value =
             serde_norway::from_str(OPENAPI_YAML).map_err(|e| format!("openapi.yaml: {e}"))?;
         Ok(AppState {
@@ -65,7 +64,7 @@ impl AppState {
                 config.auth.issuer.clone(),
                 config.auth.audience.clone(),
             )),
-            toggles: Arc::new(toggles),
+            toggles,
             summaries: Arc::new(Summaries::new(upstream)),
             auth_cookie: Arc::from(config.auth.cookie.as_str()),
             request_timeout: config.request_timeout,
@@ -91,7 +90,8 @@ impl AppState {
     }
 }
 
-/// Runs the service until SIGINT or SIGTERM.
+/// Runs the service until SIGINT or SIGTERM: the public API on `AVS_LISTEN`, the admin API and
+/// page on `AVS_ADMIN_LISTEN`.
 pub async fn serve(config: Config) -> Result<(), String> {
     let upstream_base = match &config.upstream.url {
         Some(url) => url.clone(),
@@ -103,24 +103,50 @@ pub async fn serve(config: Config) -> Result<(), String> {
             Url::parse(&format!("http://{addr}/")).map_err(|e| e.to_string())?
         }
     };
-    let state = AppState::new(&config, upstream_base)?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| format!("AVS_LISTEN {}: {e}", config.listen))?;
+    let state = AppState::new(&config, upstream_base).await?;
+    let listener = bind(config.listen, "AVS_LISTEN").await?;
+    let admin_listener = bind(config.admin_listen, "AVS_ADMIN_LISTEN").await?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(%addr, env = config.env.as_str(), "avs-api listening");
+    tracing::info!(addr = %admin_addr, enabled = config.admin_token.is_some(), "avs-api admin listening");
     if config.env != config::Environment::Production {
         tracing::info!(
             "get a development token: avs-api dev-token --icn 1012345678V123456  \
              then: curl -H \"Authorization: Bearer $TOKEN\" http://{addr}/avs/v0/avs/9A7AF40B2BC2471EA116891839113252"
         );
     }
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let admin = admin::router(admin::AdminState::new(
+        state.toggles.clone(),
+        config.admin_token.clone(),
+    ));
+    let admin_server = tokio::spawn(
+        axum::serve(admin_listener, admin)
+            .with_graceful_shutdown(until_stopped(stopped.clone()))
+            .into_future(),
+    );
     axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(until_stopped(stopped))
         .await
         .map_err(|e| e.to_string())?;
+    let _ = admin_server.await;
     tracing::info!("avs-api stopped");
     Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr, variable: &str) -> Result<tokio::net::TcpListener, String> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("{variable} {addr}: {e}"))
 }
 
 async fn shutdown_signal() {

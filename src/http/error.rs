@@ -22,6 +22,10 @@ pub enum ApiError {
     Unavailable,
     GatewayTimeout,
     NotReady(String),
+    ToggleStoreReadOnly,
+    ToggleStoreFailed,
+    /// An admin form without the page's anti-forgery token, or posted from another origin.
+    ForgedForm,
     Internal,
 }
 
@@ -89,6 +93,21 @@ impl ApiError {
                     format!("Not ready: {check}"),
                 );
             }
+            ToggleStoreReadOnly => (
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "The toggle store is read-only",
+            ),
+            ForgedForm => (
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "The form is stale or was posted from another site; reload the page",
+            ),
+            ToggleStoreFailed => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable",
+                "The toggle store could not be written",
+            ),
             Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Internal server error",
@@ -132,6 +151,15 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+impl From<crate::toggles::WriteError> for ApiError {
+    fn from(e: crate::toggles::WriteError) -> ApiError {
+        match e {
+            crate::toggles::WriteError::ReadOnly => ApiError::ToggleStoreReadOnly,
+            crate::toggles::WriteError::Store(_) => ApiError::ToggleStoreFailed,
+        }
     }
 }
 

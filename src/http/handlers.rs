@@ -116,12 +116,18 @@ pub async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-/// `GET /readyz`: configuration valid (it is, or the process would not run), toggles loaded.
+/// `GET /readyz`: configuration valid (it is, or the process would not run) and toggles loaded
+/// at least once. A failed refresh keeps the last good toggles in force, so it is reported in
+/// the detail but does not make the instance unready.
 pub async fn readyz(State(app): State<AppState>) -> Result<Response, ApiError> {
-    if let SourceHealth::NeverLoaded { problem } = app.toggles.health() {
-        return Err(ApiError::NotReady(format!("toggles: {problem}")));
-    }
-    let checks = json!({"config": "ok", "toggles": "ok", "upstream": "ok"});
+    let toggles = match app.toggles.health() {
+        SourceHealth::NeverLoaded { problem } => {
+            return Err(ApiError::NotReady(format!("toggles: {problem}")));
+        }
+        SourceHealth::Loaded { .. } => "ok".to_owned(),
+        SourceHealth::Stale { problem, .. } => format!("stale, last good state in force: {problem}"),
+    };
+    let checks = json!({"config": "ok", "toggles": toggles, "upstream": "ok"});
     Ok(axum::Json(json!({"status": "ok", "checks": checks})).into_response())
 }
 

@@ -1,4 +1,4 @@
-//! The TOML toggle file.
+//! The TOML toggle file: parsed, rendered back for admin writes (atomic rename), and watched.
 //!
 //! ```toml
 //! [features.avs_enabled]
@@ -8,7 +8,7 @@
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -50,20 +50,11 @@ impl FilePercentage {
             FilePercentage::Text(t) => Percentage::parse(&t)
                 .ok_or_else(|| format!("features.{feature}.{gate}: {t:?} is not a number"))?,
         };
-        let value = match pct {
-            Percentage::Integer(p) => p as f64,
-            Percentage::Decimal(p) => p,
-        };
-        if !(0.0..=100.0).contains(&value) {
+        if !pct.in_range() {
             return Err(format!("features.{feature}.{gate}: {pct} is outside 0..100"));
         }
         Ok(pct)
     }
-}
-
-pub fn load(path: &Path) -> Result<Snapshot, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse_toml(&text)
 }
 
 pub fn parse_toml(text: &str) -> Result<Snapshot, String> {
@@ -89,6 +80,76 @@ pub fn parse_toml(text: &str) -> Result<Snapshot, String> {
         features.insert(name, feature);
     }
     Ok(Snapshot { features })
+}
+
+/// The snapshot as a toggle file, features in name order.
+pub fn render_toml(snapshot: &Snapshot) -> String {
+    fn pct(p: Percentage) -> toml::Value {
+        match p {
+            Percentage::Integer(i) => toml::Value::Integer(i),
+            Percentage::Decimal(f) => toml::Value::Float(f),
+        }
+    }
+    let strings =
+        |set: &BTreeSet<String>| toml::Value::Array(set.iter().cloned().map(toml::Value::String).collect());
+    let mut features = toml::Table::new();
+    let mut names: Vec<&String> = snapshot.features.keys().collect();
+    names.sort();
+    for name in names {
+        let f = &snapshot.features[name];
+        let mut t = toml::Table::new();
+        t.insert("boolean".into(), toml::Value::Boolean(f.boolean));
+        if !f.actors.is_empty() {
+            t.insert("actors".into(), strings(&f.actors));
+        }
+        if let Some(p) = f.percentage_of_actors {
+            t.insert("percentage_of_actors".into(), pct(p));
+        }
+        if let Some(p) = f.percentage_of_time {
+            t.insert("percentage_of_time".into(), pct(p));
+        }
+        if !f.groups.is_empty() {
+            t.insert("groups".into(), strings(&f.groups));
+        }
+        features.insert(name.clone(), toml::Value::Table(t));
+    }
+    let mut doc = toml::Table::new();
+    doc.insert("features".into(), toml::Value::Table(features));
+    format!("# Written by avs-api's toggle admin; hand edits are picked up within 2 s.\n\n{doc}")
+}
+
+pub struct FileSource {
+    pub path: PathBuf,
+}
+
+impl FileSource {
+    /// The file's bytes, or the reason they can't be read.
+    pub fn read(&self) -> Result<Vec<u8>, String> {
+        std::fs::read(&self.path).map_err(|e| format!("cannot read {}: {e}", self.path.display()))
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Snapshot, String> {
+        let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8".to_owned())?;
+        parse_toml(text)
+    }
+
+    /// Replaces the file atomically: write a sibling, then rename over it, so a reader (this
+    /// process's watcher, or an editor) never sees half a file.
+    pub fn write(&self, text: &str) -> Result<(), String> {
+        let dir = self
+            .path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = self
+            .path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("toggles.toml");
+        let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        std::fs::write(&temp, text).map_err(|e| format!("cannot write {}: {e}", temp.display()))?;
+        std::fs::rename(&temp, &self.path).map_err(|e| format!("cannot replace {}: {e}", self.path.display()))
+    }
 }
 
 #[cfg(test)]
@@ -132,5 +193,15 @@ mod tests {
         assert!(parse_toml("[features.a]\npercentage_of_actors = 101").is_err());
         assert!(parse_toml("[features.a]\npercentage_of_actors = \"x\"").is_err());
         assert!(parse_toml("not toml [").is_err());
+    }
+
+    #[test]
+    fn render_round_trips() {
+        let s = parse_toml(
+            "[features.a]\nboolean = false\nactors = [\"x\", \"y\"]\npercentage_of_actors = 2.007\n\
+             [features.b]\npercentage_of_actors = 10\npercentage_of_time = 5\n[features.c]\n",
+        )
+        .unwrap();
+        assert_eq!(parse_toml(&render_toml(&s)).unwrap(), s);
     }
 }

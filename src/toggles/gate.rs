@@ -26,14 +26,23 @@ impl Percentage {
         }
     }
 
-    fn is_positive(self) -> bool {
+    /// Flipper accepts 0 to 100.
+    pub fn in_range(self) -> bool {
+        match self {
+            Percentage::Integer(p) => (0..=100).contains(&p),
+            Percentage::Decimal(p) => (0.0..=100.0).contains(&p),
+        }
+    }
+
+    /// A percentage gate is "set" (counts for the feature's state) only above 0.
+    pub fn is_positive(self) -> bool {
         match self {
             Percentage::Integer(p) => p > 0,
             Percentage::Decimal(p) => p > 0.0,
         }
     }
 
-    fn at_least_100(self) -> bool {
+    pub fn at_least_100(self) -> bool {
         match self {
             Percentage::Integer(p) => p >= 100,
             Percentage::Decimal(p) => p >= 100.0,
@@ -78,6 +87,26 @@ pub fn bucket(feature: &str, actor: &ActorId) -> u32 {
     hasher.finalize() % 100_000
 }
 
+/// Flipper's summary of a feature's gates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeatureState {
+    /// Fully on: boolean, or percentage of time at 100.
+    On,
+    /// Some gate is set: actors, a percentage above 0, groups.
+    Conditional,
+    Off,
+}
+
+impl FeatureState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FeatureState::On => "on",
+            FeatureState::Conditional => "conditional",
+            FeatureState::Off => "off",
+        }
+    }
+}
+
 /// One feature's gates, as stored.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Feature {
@@ -90,6 +119,21 @@ pub struct Feature {
 }
 
 impl Feature {
+    pub fn state(&self) -> FeatureState {
+        let positive = |p: Option<Percentage>| p.is_some_and(Percentage::is_positive);
+        if self.boolean || self.percentage_of_time.is_some_and(Percentage::at_least_100) {
+            FeatureState::On
+        } else if !self.actors.is_empty()
+            || !self.groups.is_empty()
+            || positive(self.percentage_of_actors)
+            || positive(self.percentage_of_time)
+        {
+            FeatureState::Conditional
+        } else {
+            FeatureState::Off
+        }
+    }
+
     /// Any gate opening opens the feature (`boolean = false` vetoes nothing).
     /// `draw` is a uniform random number in `[0, 1)`, used only by `percentage_of_time`.
     pub fn is_enabled(&self, name: &str, actor: Option<&ActorId>, draw: impl FnOnce() -> f64) -> bool {

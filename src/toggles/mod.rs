@@ -1,24 +1,36 @@
 //! Feature toggles: an in-memory snapshot, swapped whole, that requests read without I/O.
 //!
-//! This is the gate point. Loading comes from a source (today the TOML file, read at start-up);
-//! live reload, Postgres and the admin API plug in here by swapping the snapshot.
+//! A source (the TOML file, or Flipper's Postgres tables) fills the snapshot at start-up and
+//! keeps it fresh from a background task; admin writes go to the source and then swap the
+//! snapshot at once. When a refresh fails the last good snapshot stays in force; when nothing
+//! was ever loaded every feature is off (fail closed).
 
+mod change;
 mod file;
 mod gate;
+mod postgres;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
 use crate::domain::ActorId;
-pub use file::parse_toml;
-pub use gate::{Feature, Percentage, bucket};
+pub use change::Change;
+use file::FileSource;
+pub use file::{parse_toml, render_toml};
+pub use gate::{Feature, FeatureState, Percentage, bucket};
+use postgres::PostgresSource;
 
 /// The toggle that opens the AVS API to a caller.
 pub const AVS_ENABLED: &str = "avs_enabled";
 /// The toggle that offers appointment links to a caller.
 pub const LINKS_ENABLED: &str = "va_online_scheduling_after_visit_summary";
+
+/// The file is re-read this often: a change is in force well within 2 s, however it was made
+/// (in place, by rename, deleted and recreated), with no platform file-watching API to trust.
+const FILE_POLL: Duration = Duration::from_millis(500);
 
 /// All features at one moment. A feature that does not exist is off.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -26,55 +38,162 @@ pub struct Snapshot {
     pub features: HashMap<String, Feature>,
 }
 
-/// How the toggle source is doing, for `/readyz`.
+/// How the toggle source is doing, for `/readyz` and the admin page.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceHealth {
-    Loaded,
-    /// Nothing was ever loaded: every feature is off (fail closed).
+    Loaded {
+        at: SystemTime,
+    },
+    /// The last refresh failed; the snapshot loaded `at` stays in force.
+    Stale {
+        problem: String,
+        at: SystemTime,
+    },
+    /// Nothing was ever loaded: every feature is off until a load succeeds.
     NeverLoaded {
         problem: String,
     },
 }
 
+/// Where toggles live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceConfig {
+    File(std::path::PathBuf),
+    Postgres {
+        url: String,
+        read_only: bool,
+    },
+    /// A fixed snapshot, for tests and tools; writes only change memory.
+    Memory,
+}
+
+enum Source {
+    File(FileSource),
+    Postgres(PostgresSource),
+    Memory,
+}
+
+/// Why a write was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the toggle store is read-only")]
+    ReadOnly,
+    #[error("the toggle store failed: {0}")]
+    Store(String),
+}
+
 pub struct Toggles {
     snapshot: ArcSwap<Snapshot>,
     health: ArcSwap<SourceHealth>,
+    source: Source,
+    /// The file bytes last loaded, so the poll only re-parses on change.
+    last_file: std::sync::Mutex<Option<Result<Vec<u8>, String>>>,
+    /// Serialises writes so two admin changes never interleave read-modify-write.
+    writes: tokio::sync::Mutex<()>,
+    refresh: Duration,
 }
 
 impl Toggles {
-    pub fn new(snapshot: Snapshot) -> Toggles {
-        Toggles {
-            snapshot: ArcSwap::from_pointee(snapshot),
-            health: ArcSwap::from_pointee(SourceHealth::Loaded),
-        }
-    }
-
-    /// A source that failed before its first load: every feature off until one succeeds.
-    pub fn failed_closed(problem: String) -> Toggles {
+    fn with_source(source: Source, refresh: Duration) -> Toggles {
         Toggles {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
-            health: ArcSwap::from_pointee(SourceHealth::NeverLoaded { problem }),
+            health: ArcSwap::from_pointee(SourceHealth::NeverLoaded {
+                problem: "not loaded yet".into(),
+            }),
+            source,
+            last_file: std::sync::Mutex::new(None),
+            writes: tokio::sync::Mutex::new(()),
+            refresh,
         }
     }
 
-    /// Loads the file source once.
-    pub fn from_file(path: &std::path::Path) -> Toggles {
-        match file::load(path) {
-            Ok(snapshot) => Toggles::new(snapshot),
-            Err(problem) => {
-                tracing::error!(path = %path.display(), %problem, "toggle file could not be loaded; every feature is off");
-                Toggles::failed_closed(problem)
+    /// Toggles fixed in memory (no source, no refresh).
+    pub fn fixed(snapshot: Snapshot) -> Arc<Toggles> {
+        let t = Toggles::with_source(Source::Memory, Duration::MAX);
+        t.swap(snapshot);
+        Arc::new(t)
+    }
+
+    /// Loads once, then keeps the snapshot fresh from a background task that ends when the
+    /// last `Arc` is dropped.
+    pub async fn start(config: &SourceConfig, refresh: Duration) -> Result<Arc<Toggles>, String> {
+        let (source, period) = match config {
+            SourceConfig::File(path) => (Source::File(FileSource { path: path.clone() }), FILE_POLL),
+            SourceConfig::Postgres { url, read_only } => {
+                (Source::Postgres(PostgresSource::new(url, *read_only)?), refresh)
+            }
+            SourceConfig::Memory => (Source::Memory, Duration::MAX),
+        };
+        let toggles = Arc::new(Toggles::with_source(source, period));
+        toggles.refresh_now().await;
+        if period != Duration::MAX {
+            tokio::spawn(keep_fresh(Arc::downgrade(&toggles), period));
+        }
+        Ok(toggles)
+    }
+
+    fn swap(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+        self.health.store(Arc::new(SourceHealth::Loaded {
+            at: SystemTime::now(),
+        }));
+        metrics::gauge!("avs_toggle_source_healthy").set(1.0);
+    }
+
+    fn failed(&self, problem: String) {
+        let health = match &**self.health.load() {
+            SourceHealth::Loaded { at } | SourceHealth::Stale { at, .. } => SourceHealth::Stale {
+                problem: problem.clone(),
+                at: *at,
+            },
+            SourceHealth::NeverLoaded { .. } => SourceHealth::NeverLoaded {
+                problem: problem.clone(),
+            },
+        };
+        tracing::error!(%problem, "toggle source failed; the last good state stays in force");
+        metrics::counter!("avs_toggle_source_errors_total").increment(1);
+        metrics::gauge!("avs_toggle_source_healthy").set(0.0);
+        self.health.store(Arc::new(health));
+    }
+
+    /// Reads the source and swaps the snapshot, or records why it could not.
+    pub async fn refresh_now(&self) {
+        match &self.source {
+            Source::Memory => {}
+            Source::Postgres(pg) => match pg.load().await {
+                Ok(snapshot) => self.swap(snapshot),
+                Err(problem) => self.failed(problem),
+            },
+            Source::File(file) => {
+                let read = file.read();
+                {
+                    let mut last = self.last_file.lock().unwrap_or_else(|e| e.into_inner());
+                    if last.as_ref() == Some(&read) {
+                        return;
+                    }
+                    *last = Some(read.clone());
+                }
+                match read.and_then(|bytes| FileSource::parse(&bytes)) {
+                    Ok(snapshot) => {
+                        tracing::info!(features = snapshot.features.len(), "toggle file loaded");
+                        self.swap(snapshot)
+                    }
+                    Err(problem) => self.failed(problem),
+                }
             }
         }
     }
 
-    pub fn replace(&self, snapshot: Snapshot) {
-        self.snapshot.store(Arc::new(snapshot));
-        self.health.store(Arc::new(SourceHealth::Loaded));
-    }
-
     pub fn health(&self) -> SourceHealth {
         SourceHealth::clone(&self.health.load())
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    pub fn refresh_period(&self) -> Duration {
+        self.refresh
     }
 
     /// Whether `feature` is on for `actor`. Never does I/O and never blocks.
@@ -84,5 +203,42 @@ impl Toggles {
             .features
             .get(feature)
             .is_some_and(|f| f.is_enabled(feature, actor, fastrand::f64))
+    }
+
+    /// Applies an admin write to the source, then puts it in force here at once.
+    pub async fn apply(&self, feature: &str, change: Change) -> Result<(), WriteError> {
+        let _serial = self.writes.lock().await;
+        tracing::info!(feature, change = %change.describe(), "toggle change");
+        match &self.source {
+            Source::Postgres(pg) => {
+                if pg.read_only() {
+                    return Err(WriteError::ReadOnly);
+                }
+                pg.apply(feature, &change).await.map_err(WriteError::Store)?;
+                self.refresh_now().await;
+            }
+            Source::File(file) => {
+                let mut next = Snapshot::clone(&self.snapshot.load());
+                change.apply(next.features.entry(feature.to_owned()).or_default());
+                let text = render_toml(&next);
+                file.write(&text).map_err(WriteError::Store)?;
+                *self.last_file.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ok(text.into_bytes()));
+                self.swap(next);
+            }
+            Source::Memory => {
+                let mut next = Snapshot::clone(&self.snapshot.load());
+                change.apply(next.features.entry(feature.to_owned()).or_default());
+                self.swap(next);
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn keep_fresh(toggles: Weak<Toggles>, period: Duration) {
+    loop {
+        tokio::time::sleep(period).await;
+        let Some(toggles) = toggles.upgrade() else { return };
+        toggles.refresh_now().await;
     }
 }

@@ -41,7 +41,8 @@ async fn rs256_and_es256_from_a_pem_file_with_several_keys_are_accepted() {
         upstream,
         TOGGLES_ON,
         &[("AVS_JWKS_FILE", ""), ("AVS_JWT_PUBLIC_KEY_FILE", &pem)],
-    );
+    )
+    .await;
     assert_eq!(app.get(&summary_uri(), &rs256(&owner_claims())).await.status, 200);
     assert_eq!(app.get(&summary_uri(), &es256(&owner_claims())).await.status, 200);
     assert_eq!(

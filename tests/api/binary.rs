@@ -8,6 +8,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::contract::Contract;
 use crate::support::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_avs-api");
@@ -193,31 +194,37 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// `GET path` on a running binary; the answer is held to openapi.yaml like every other.
+async fn get_json(server: &Server, path: &str, token: &str) -> (u16, Value) {
+    let response = client()
+        .get(format!("http://{}{path}", server.addr))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    let path_only = path.split('?').next().unwrap();
+    Contract::get().check(&axum::http::Method::GET, path_only, status, &body);
+    (status.as_u16(), body)
+}
+
 #[tokio::test]
 async fn the_embedded_default_serves_the_full_fixture_summary_with_a_dev_token() {
     let server = serve(&[]).await;
     // The README's steps: mint a token with the binary, then ask for the full fixture summary.
     let (code, token, _) = run(&["dev-token", "--icn", DEV_ICN], &[]).await;
     assert_eq!(code, 0);
-    let response = client()
-        .get(format!("http://{}/avs/v0/avs/{FULL_SID}", server.addr))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    let (status, body) = get_json(&server, &format!("/avs/v0/avs/{FULL_SID}"), token.trim()).await;
+    assert_eq!(status, 200);
     assert_eq!(body, read_json("tests/peer/frontend-fixture.json"));
-    let search = client()
-        .get(format!(
-            "http://{}/avs/v0/avs/search?stationNo=500&appointmentIen=9876543",
-            server.addr
-        ))
-        .bearer_auth(token.trim())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(search.status(), 200);
+    let search = "/avs/v0/avs/search?stationNo=500&appointmentIen=9876543";
+    let (status, body) = get_json(&server, search, token.trim()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["path"],
+        format!("/my-health/medical-records/summaries-and-notes/visit-summary/{FULL_SID}")
+    );
 }
 
 #[tokio::test]
@@ -251,13 +258,8 @@ async fn proxy_variables_in_the_environment_change_nothing() {
         let mut env = env_proxies.to_vec();
         env.push(("AVS_PROXY_URL", proxy_setting));
         let server = serve(&env).await;
-        let response = client()
-            .get(format!("http://{}/avs/v0/avs/{FULL_SID}", server.addr))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "AVS_PROXY_URL={proxy_setting}");
+        let (status, _) = get_json(&server, &format!("/avs/v0/avs/{FULL_SID}"), &token).await;
+        assert_eq!(status, 200, "AVS_PROXY_URL={proxy_setting}");
         assert_eq!(
             configured.relayed().len(),
             expect_configured,

@@ -355,10 +355,10 @@ impl TestApp {
     /// An app with these toggles and extra configuration variables.
     pub async fn with(toggles: &str, extra: &[(&str, &str)]) -> TestApp {
         let upstream = FakeUpstream::start().await;
-        TestApp::against(upstream, toggles, extra)
+        TestApp::against(upstream, toggles, extra).await
     }
 
-    pub fn against(upstream: FakeUpstream, toggles: &str, extra: &[(&str, &str)]) -> TestApp {
+    pub async fn against(upstream: FakeUpstream, toggles: &str, extra: &[(&str, &str)]) -> TestApp {
         let dir = TempDir::new();
         let toggles_path = dir.path.join("toggles.toml");
         std::fs::write(&toggles_path, toggles).unwrap();
@@ -380,7 +380,7 @@ impl TestApp {
         }
         let config = Config::from_vars(&vars).unwrap_or_else(|e| panic!("config: {e}"));
         let base = config.upstream.url.clone().unwrap();
-        let state = AppState::new(&config, base).unwrap();
+        let state = AppState::new(&config, base).await.unwrap();
         TestApp {
             upstream,
             state,

@@ -14,7 +14,7 @@ async fn every_upstream_call_goes_through_the_configured_proxy() {
     let proxy = RecordingProxy::start().await;
     let upstream = FakeUpstream::start().await;
     upstream.summary(&fixture("full"));
-    let app = TestApp::against(upstream.clone(), TOGGLES_ON, &[("AVS_PROXY_URL", &proxy.url())]);
+    let app = TestApp::against(upstream.clone(), TOGGLES_ON, &[("AVS_PROXY_URL", &proxy.url())]).await;
     assert_eq!(app.get(&summary_uri(), &owner_token()).await.status, 200);
     app.get(
         "/avs/v0/avs/search?stationNo=500&appointmentIen=1000",
@@ -43,7 +43,8 @@ async fn no_proxy_hosts_bypass_the_proxy() {
         upstream.clone(),
         TOGGLES_ON,
         &[("AVS_PROXY_URL", &proxy.url()), ("AVS_NO_PROXY", "127.0.0.1")],
-    );
+    )
+    .await;
     assert_eq!(app.get(&summary_uri(), &owner_token()).await.status, 200);
     assert!(proxy.relayed().is_empty());
     assert_eq!(upstream.hits(), 1);
@@ -134,6 +135,6 @@ async fn a_base_url_with_a_path_prefix_is_kept() {
         Scripted::json(&fixture("full")),
     );
     let base = format!("http://{}/clinical/v1", upstream.addr);
-    let app = TestApp::against(upstream, TOGGLES_ON, &[("AVS_UPSTREAM_URL", &base)]);
+    let app = TestApp::against(upstream, TOGGLES_ON, &[("AVS_UPSTREAM_URL", &base)]).await;
     assert_eq!(app.get(&summary_uri(), &owner_token()).await.status, 200);
 }

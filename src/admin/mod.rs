@@ -1,0 +1,100 @@
+//! The admin listener: Flipper's HTTP API under `/flipper/api` and a server-rendered page under
+//! `/flipper`, both behind `AVS_ADMIN_TOKEN` (compared in constant time). Without a token the
+//! whole listener answers 404.
+//!
+//! Flipper-domain errors (unknown feature, bad percentage, missing parameter) use Flipper's
+//! `{"code","message","more_info"}` shape so Flipper clients work unchanged; authentication and
+//! routing errors use this service's one error shape.
+
+mod api;
+mod page;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{Next, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use subtle::ConstantTimeEq;
+
+use crate::http::ApiError;
+use crate::toggles::Toggles;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub toggles: Arc<Toggles>,
+    token: Option<Arc<str>>,
+    /// Hidden in every form and required on every page write: a cross-site page can make the
+    /// browser send its Basic credentials, but cannot read this value.
+    csrf: Arc<str>,
+}
+
+impl AdminState {
+    pub fn new(toggles: Arc<Toggles>, token: Option<String>) -> AdminState {
+        AdminState {
+            toggles,
+            token: token.map(Arc::from),
+            csrf: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
+        }
+    }
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .merge(api::routes())
+        .merge(page::routes())
+        .fallback(|| async { ApiError::NoRoute })
+        .layer(from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+fn secret_matches(given: &str, expected: &str) -> bool {
+    bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// `Bearer <token>` for API clients, or HTTP Basic with the token as password for browsers.
+fn presented_token(request: &Request) -> Option<String> {
+    let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        Some(rest.trim().to_owned())
+    } else if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest.trim())
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        decoded.split_once(':').map(|(_, password)| password.to_owned())
+    } else {
+        None
+    }
+}
+
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let Some(expected) = &state.token else {
+        return ApiError::NoRoute.into_response();
+    };
+    match presented_token(&request) {
+        Some(given) if secret_matches(&given, expected) => next.run(request).await,
+        _ => {
+            let mut response = ApiError::Unauthenticated.into_response();
+            response.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"avs-api admin\""),
+            );
+            response
+        }
+    }
+}
+
+/// Flipper's API error shape.
+fn flipper_error(status: StatusCode, code: u8, message: &str) -> Response {
+    let body = serde_json::json!({
+        "code": code,
+        "message": message,
+        "more_info": "https://flippercloud.io/docs/api#error-code-reference",
+    });
+    (status, axum::Json(body)).into_response()
+}

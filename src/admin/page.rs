@@ -1,0 +1,257 @@
+//! The rollout page: each feature's state and gates, the release plan's stages as buttons, and
+//! one prominent Disable (rollback). Plain HTML forms, no JavaScript, no external assets.
+
+use axum::Form;
+use axum::Router;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Path, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, HOST, ORIGIN, REFERRER_POLICY, X_FRAME_OPTIONS};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use std::fmt::Write as _;
+
+use super::{AdminState, secret_matches};
+use crate::http::ApiError;
+use crate::toggles::{Change, Feature, Percentage};
+
+const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
+
+/// The release plan's stages, as percentages of actors.
+const STAGES: [u8; 3] = [10, 50, 100];
+
+pub fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/flipper", get(index))
+        .route("/flipper/admin.css", get(stylesheet))
+        .route("/flipper/features", post(add_feature))
+        .route("/flipper/features/{name}", get(feature_page))
+        .route("/flipper/features/{name}/{action}", post(act))
+}
+
+fn esc(text: &str) -> String {
+    ammonia::clean_text(text)
+}
+
+fn path_segment(name: &str) -> String {
+    url::form_urlencoded::byte_serialize(name.as_bytes())
+        .collect::<String>()
+        .replace('+', "%20")
+}
+
+fn html(title: &str, body: &str) -> Response {
+    let page = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · avs-api</title>\
+         <link rel=\"stylesheet\" href=\"/flipper/admin.css\"></head><body>\
+         <header><a href=\"/flipper\">avs-api feature toggles</a></header><main>{body}</main></body></html>",
+        title = esc(title)
+    );
+    let headers = [
+        (CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+        (
+            HeaderName::from_static("content-security-policy"),
+            HeaderValue::from_static(CSP),
+        ),
+        (X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+    ];
+    (headers, page).into_response()
+}
+
+fn csrf_field(state: &AdminState) -> String {
+    format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", state.csrf)
+}
+
+async fn stylesheet() -> Response {
+    const CSS: &str = "body{font:16px/1.4 system-ui,sans-serif;margin:0;color:#1b1b1b}\
+        header{background:#112e51;padding:.6em 1em}header a{color:#fff;text-decoration:none;font-weight:bold}\
+        main{padding:1em 2em;max-width:60em}table{border-collapse:collapse;margin:1em 0}\
+        td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left}\
+        .state{font-weight:bold;padding:.1em .5em;border-radius:.3em}.on{background:#c7efcf}\
+        .conditional{background:#fff1d2}.off{background:#eee}\
+        form{display:inline-block;margin:.2em .4em .2em 0}button{font-size:1em;padding:.4em .9em;cursor:pointer}\
+        .stage button{background:#005ea2;color:#fff;border:0;border-radius:.25em}\
+        .rollback button{background:#b50909;color:#fff;border:0;border-radius:.25em;font-size:1.3em;\
+        font-weight:bold;padding:.6em 1.4em}section{margin:1.2em 0}";
+    (
+        [
+            (CONTENT_TYPE, "text/css; charset=utf-8"),
+            (CACHE_CONTROL, "no-store"),
+        ],
+        CSS,
+    )
+        .into_response()
+}
+
+async fn index(State(state): State<AdminState>) -> Response {
+    let snapshot = state.toggles.snapshot();
+    let mut names: Vec<&String> = snapshot.features.keys().collect();
+    names.sort();
+    let mut rows = String::new();
+    for name in names {
+        let state_name = snapshot.features[name].state().as_str();
+        let _ = write!(
+            rows,
+            "<tr><td><a href=\"/flipper/features/{href}\">{name}</a></td>\
+             <td><span class=\"state {state_name}\">{state_name}</span></td></tr>",
+            href = path_segment(name),
+            name = esc(name),
+        );
+    }
+    let body = format!(
+        "<h1>Features</h1><table><tr><th>feature</th><th>state</th></tr>{rows}</table>\
+         <form method=\"post\" action=\"/flipper/features\">{csrf}\
+         <label>New feature <input name=\"name\" required></label> <button>Add</button></form>",
+        csrf = csrf_field(&state)
+    );
+    html("Features", &body)
+}
+
+fn gate_rows(f: &Feature) -> String {
+    let pct = |p: Option<Percentage>| p.map_or("—".to_owned(), |p| format!("{p} %"));
+    let actors = if f.actors.is_empty() {
+        "—".to_owned()
+    } else {
+        f.actors.iter().map(|a| esc(a)).collect::<Vec<_>>().join(", ")
+    };
+    format!(
+        "<tr><th>boolean</th><td>{}</td></tr><tr><th>actors</th><td>{actors}</td></tr>\
+         <tr><th>percentage of actors</th><td>{}</td></tr><tr><th>percentage of time</th><td>{}</td></tr>",
+        if f.boolean { "on" } else { "off" },
+        pct(f.percentage_of_actors),
+        pct(f.percentage_of_time),
+    )
+}
+
+async fn feature_page(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    let snapshot = state.toggles.snapshot();
+    let Some(feature) = snapshot.features.get(&name) else {
+        return ApiError::NoRoute.into_response();
+    };
+    let action = |what: &str| format!("/flipper/features/{}/{what}", path_segment(&name));
+    let csrf = csrf_field(&state);
+    let state_name = feature.state().as_str();
+    let mut stages = String::new();
+    for pct in STAGES {
+        let _ = write!(
+            stages,
+            "<form class=\"stage\" method=\"post\" action=\"{}\">{csrf}\
+             <input type=\"hidden\" name=\"percentage\" value=\"{pct}\"><button>{pct} %</button></form>",
+            action("percentage")
+        );
+    }
+    let body = format!(
+        "<h1>{title}</h1><p>State: <span class=\"state {state_name}\" id=\"state\">{state_name}</span></p>\
+         <table id=\"gates\">{gates}</table>\
+         <section><h2>Release plan</h2>\
+         <form method=\"post\" action=\"{tester}\">{csrf}<label>Named tester \
+         <input name=\"flipper_id\" placeholder=\"email or account id\" required></label> \
+         <button>Add tester</button></form><br>{stages}\
+         <form method=\"post\" action=\"{percentage}\">{csrf}<label>Percentage \
+         <input name=\"percentage\" inputmode=\"decimal\" size=\"6\" required></label> <button>Set</button></form>\
+         <form method=\"post\" action=\"{remove}\">{csrf}<label>Remove actor \
+         <input name=\"flipper_id\" required></label> <button>Remove</button></form></section>\
+         <section><h2>Rollback</h2><p>Turns the feature off for everyone: clears every gate.</p>\
+         <form class=\"rollback\" method=\"post\" action=\"{disable}\">{csrf}<button id=\"disable\">Disable</button></form>\
+         </section>",
+        title = esc(&name),
+        gates = gate_rows(feature),
+        tester = action("actors"),
+        percentage = action("percentage"),
+        remove = action("remove-actor"),
+        disable = action("disable"),
+    );
+    html(&name, &body)
+}
+
+#[derive(Deserialize)]
+struct PageForm {
+    csrf: Option<String>,
+    name: Option<String>,
+    percentage: Option<String>,
+    flipper_id: Option<String>,
+}
+
+/// The form came from this page: the anti-forgery token, and a same-origin `Origin` when the
+/// browser sends one.
+fn genuine(state: &AdminState, headers: &HeaderMap, form: &PageForm) -> bool {
+    let token_ok = form
+        .csrf
+        .as_deref()
+        .is_some_and(|t| secret_matches(t, &state.csrf));
+    let origin_ok = match (headers.get(ORIGIN), headers.get(HOST)) {
+        (None, _) => true,
+        (Some(origin), Some(host)) => {
+            let origin = origin.to_str().unwrap_or("");
+            let host = host.to_str().unwrap_or("-");
+            origin == format!("http://{host}") || origin == format!("https://{host}")
+        }
+        (Some(_), None) => false,
+    };
+    token_ok && origin_ok
+}
+
+async fn add_feature(
+    State(state): State<AdminState>,
+    headers: HeaderMap,
+    form: Result<Form<PageForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return ApiError::ForgedForm.into_response();
+    };
+    if !genuine(&state, &headers, &form) {
+        return ApiError::ForgedForm.into_response();
+    }
+    let Some(name) = form.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) else {
+        return Redirect::to("/flipper").into_response();
+    };
+    match state.toggles.apply(name, Change::AddFeature).await {
+        Ok(()) => Redirect::to(&format!("/flipper/features/{}", path_segment(name))).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn act(
+    State(state): State<AdminState>,
+    Path((name, action)): Path<(String, String)>,
+    headers: HeaderMap,
+    form: Result<Form<PageForm>, FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return ApiError::ForgedForm.into_response();
+    };
+    if !genuine(&state, &headers, &form) {
+        return ApiError::ForgedForm.into_response();
+    }
+    let back = Redirect::to(&format!("/flipper/features/{}", path_segment(&name))).into_response();
+    let actor = form
+        .flipper_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned);
+    let change = match action.as_str() {
+        "percentage" => match super::api::percentage(form.percentage.as_deref()) {
+            Ok(p) => Change::PercentageOfActors(p),
+            Err(response) => return response,
+        },
+        "actors" => match actor {
+            Some(id) => Change::AddActor(id),
+            None => return back,
+        },
+        "remove-actor" => match actor {
+            Some(id) => Change::RemoveActor(id),
+            None => return back,
+        },
+        "disable" => Change::DisableBoolean,
+        "enable" => Change::EnableBoolean,
+        _ => return ApiError::NoRoute.into_response(),
+    };
+    match state.toggles.apply(&name, change).await {
+        Ok(()) => back,
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
