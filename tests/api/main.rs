@@ -2,13 +2,16 @@
 //! upstream on loopback; `binary` runs the real executable. Every response they receive is
 //! validated against `openapi.yaml` by the harness (`support::TestApp::send`).
 
+mod admin;
 mod auth;
 mod binary;
 mod contract;
 mod errors;
 mod gate;
 mod ownership;
+mod postgres;
 mod rendering;
 mod support;
+mod toggles;
 mod upstream;
 mod validation;

@@ -307,8 +307,8 @@ pub const TOGGLES_ON: &str = "[features.avs_enabled]\nboolean = true\n";
 
 pub struct TestApp {
     pub upstream: FakeUpstream,
-    state: AppState,
-    _dir: TempDir,
+    pub state: AppState,
+    dir: TempDir,
 }
 
 pub struct TestResponse {
@@ -381,11 +381,12 @@ impl TestApp {
         let config = Config::from_vars(&vars).unwrap_or_else(|e| panic!("config: {e}"));
         let base = config.upstream.url.clone().unwrap();
         let state = AppState::new(&config, base).await.unwrap();
-        TestApp {
-            upstream,
-            state,
-            _dir: dir,
-        }
+        TestApp { upstream, state, dir }
+    }
+
+    /// The toggle file this app reads (when its configuration did not name another source).
+    pub fn toggles_path(&self) -> PathBuf {
+        self.dir.path.join("toggles.toml")
     }
 
     pub async fn send(&self, request: axum::http::Request<Body>) -> TestResponse {
