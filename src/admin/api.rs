@@ -4,14 +4,14 @@ use std::collections::HashMap;
 
 use axum::Router;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::{AdminState, flipper_error};
+use super::{AdminState, FlipperError};
 use crate::domain::ActorId;
 use crate::http::ApiError;
 use crate::toggles::{Change, Feature, Percentage};
@@ -79,17 +79,11 @@ fn params(headers: &HeaderMap, body: &Bytes) -> HashMap<String, String> {
 }
 
 /// A percentage parameter: a number from 0 to 100, else Flipper's error 3.
-pub fn percentage(raw: Option<&str>) -> Result<Percentage, Response> {
+pub fn percentage(raw: Option<&str>) -> Result<Percentage, FlipperError> {
     raw.map(str::trim)
         .and_then(Percentage::parse)
         .filter(|p| p.in_range())
-        .ok_or_else(|| {
-            flipper_error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                3,
-                "Percentage must be a positive number less than or equal to 100.",
-            )
-        })
+        .ok_or(FlipperError::InvalidPercentage)
 }
 
 async fn write(state: &AdminState, name: &str, change: Change) -> Response {
@@ -102,7 +96,7 @@ async fn write(state: &AdminState, name: &str, change: Change) -> Response {
 fn show_feature(state: &AdminState, name: &str) -> Response {
     match state.toggles.snapshot().features.get(name) {
         Some(f) => axum::Json(feature_json(name, f)).into_response(),
-        None => flipper_error(StatusCode::NOT_FOUND, 1, "Feature not found."),
+        None => FlipperError::FeatureNotFound.into_response(),
     }
 }
 
@@ -124,11 +118,7 @@ async fn add(State(state): State<AdminState>, headers: HeaderMap, body: Bytes) -
         .filter(|n| !n.is_empty())
     {
         Some(name) => write(&state, name, Change::AddFeature).await,
-        None => flipper_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            5,
-            "Required parameter name is missing.",
-        ),
+        None => FlipperError::MissingName.into_response(),
     }
 }
 
@@ -152,7 +142,7 @@ async fn set_percentage_of_actors(
 ) -> Response {
     match percentage(params(&headers, &body).get("percentage").map(String::as_str)) {
         Ok(p) => write(&state, &name, Change::PercentageOfActors(p)).await,
-        Err(response) => response,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -168,7 +158,7 @@ async fn set_percentage_of_time(
 ) -> Response {
     match percentage(params(&headers, &body).get("percentage").map(String::as_str)) {
         Ok(p) => write(&state, &name, Change::PercentageOfTime(p)).await,
-        Err(response) => response,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -176,17 +166,11 @@ async fn clear_percentage_of_time(State(state): State<AdminState>, Path(name): P
     write(&state, &name, Change::PercentageOfTime(Percentage::Integer(0))).await
 }
 
-fn flipper_id(headers: &HeaderMap, body: &Bytes) -> Result<String, Response> {
+fn flipper_id(headers: &HeaderMap, body: &Bytes) -> Result<String, FlipperError> {
     params(headers, body)
         .remove("flipper_id")
         .filter(|id| !id.is_empty())
-        .ok_or_else(|| {
-            flipper_error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                4,
-                "Required parameter flipper_id is missing.",
-            )
-        })
+        .ok_or(FlipperError::MissingFlipperId)
 }
 
 async fn add_actor(
@@ -197,7 +181,7 @@ async fn add_actor(
 ) -> Response {
     match flipper_id(&headers, &body) {
         Ok(id) => write(&state, &name, Change::AddActor(id)).await,
-        Err(response) => response,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -209,7 +193,7 @@ async fn remove_actor(
 ) -> Response {
     match flipper_id(&headers, &body) {
         Ok(id) => write(&state, &name, Change::RemoveActor(id)).await,
-        Err(response) => response,
+        Err(e) => e.into_response(),
     }
 }
 

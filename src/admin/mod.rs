@@ -89,12 +89,40 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
     }
 }
 
-/// Flipper's API error shape.
-fn flipper_error(status: StatusCode, code: u8, message: &str) -> Response {
-    let body = serde_json::json!({
-        "code": code,
-        "message": message,
-        "more_info": "https://flippercloud.io/docs/api#error-code-reference",
-    });
-    (status, axum::Json(body)).into_response()
+/// Flipper's API errors, in Flipper's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlipperError {
+    FeatureNotFound,
+    InvalidPercentage,
+    MissingFlipperId,
+    MissingName,
+}
+
+impl IntoResponse for FlipperError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = match self {
+            FlipperError::FeatureNotFound => (StatusCode::NOT_FOUND, 1, "Feature not found."),
+            FlipperError::InvalidPercentage => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                3,
+                "Percentage must be a positive number less than or equal to 100.",
+            ),
+            FlipperError::MissingFlipperId => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                4,
+                "Required parameter flipper_id is missing.",
+            ),
+            FlipperError::MissingName => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                5,
+                "Required parameter name is missing.",
+            ),
+        };
+        let body = serde_json::json!({
+            "code": code,
+            "message": message,
+            "more_info": "https://flippercloud.io/docs/api#error-code-reference",
+        });
+        (status, axum::Json(body)).into_response()
+    }
 }

@@ -55,7 +55,8 @@ fn html(title: &str, body: &str) -> Response {
             HeaderValue::from_static(CSP),
         ),
         (X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-        (REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+        // `same-origin`, not `no-referrer`: with the latter, browsers post forms with `Origin: null`.
+        (REFERRER_POLICY, HeaderValue::from_static("same-origin")),
         (CACHE_CONTROL, HeaderValue::from_static("no-store")),
     ];
     (headers, page).into_response()
@@ -147,13 +148,13 @@ async fn feature_page(State(state): State<AdminState>, Path(name): Path<String>)
         "<h1>{title}</h1><p>State: <span class=\"state {state_name}\" id=\"state\">{state_name}</span></p>\
          <table id=\"gates\">{gates}</table>\
          <section><h2>Release plan</h2>\
-         <form method=\"post\" action=\"{tester}\">{csrf}<label>Named tester \
+         <p><form method=\"post\" action=\"{tester}\">{csrf}<label>Named tester \
          <input name=\"flipper_id\" placeholder=\"email or account id\" required></label> \
-         <button>Add tester</button></form><br>{stages}\
-         <form method=\"post\" action=\"{percentage}\">{csrf}<label>Percentage \
-         <input name=\"percentage\" inputmode=\"decimal\" size=\"6\" required></label> <button>Set</button></form>\
-         <form method=\"post\" action=\"{remove}\">{csrf}<label>Remove actor \
-         <input name=\"flipper_id\" required></label> <button>Remove</button></form></section>\
+         <button>Add tester</button></form></p><p>{stages}</p>\
+         <p><form method=\"post\" action=\"{percentage}\">{csrf}<label>Percentage of actors \
+         <input name=\"percentage\" inputmode=\"decimal\" size=\"6\" required></label> <button>Set</button></form></p>\
+         <p><form method=\"post\" action=\"{remove}\">{csrf}<label>Remove actor \
+         <input name=\"flipper_id\" required></label> <button>Remove</button></form></p></section>\
          <section><h2>Rollback</h2><p>Turns the feature off for everyone: clears every gate.</p>\
          <form class=\"rollback\" method=\"post\" action=\"{disable}\">{csrf}<button id=\"disable\">Disable</button></form>\
          </section>",
@@ -236,7 +237,7 @@ async fn act(
     let change = match action.as_str() {
         "percentage" => match super::api::percentage(form.percentage.as_deref()) {
             Ok(p) => Change::PercentageOfActors(p),
-            Err(response) => return response,
+            Err(e) => return e.into_response(),
         },
         "actors" => match actor {
             Some(id) => Change::AddActor(id),

@@ -69,7 +69,7 @@ pub enum SourceConfig {
 
 enum Source {
     File(FileSource),
-    Postgres(PostgresSource),
+    Postgres(Box<PostgresSource>),
     Memory,
 }
 
@@ -119,9 +119,10 @@ impl Toggles {
     pub async fn start(config: &SourceConfig, refresh: Duration) -> Result<Arc<Toggles>, String> {
         let (source, period) = match config {
             SourceConfig::File(path) => (Source::File(FileSource { path: path.clone() }), FILE_POLL),
-            SourceConfig::Postgres { url, read_only } => {
-                (Source::Postgres(PostgresSource::new(url, *read_only)?), refresh)
-            }
+            SourceConfig::Postgres { url, read_only } => (
+                Source::Postgres(Box::new(PostgresSource::new(url, *read_only)?)),
+                refresh,
+            ),
             SourceConfig::Memory => (Source::Memory, Duration::MAX),
         };
         let toggles = Arc::new(Toggles::with_source(source, period));

@@ -25,13 +25,17 @@ pub async fn admin(
         request = request.header("authorization", format!("Bearer {token}"));
     }
     let request = match body {
-        Some((content_type, body)) => request.header("content-type", content_type).body(Body::from(body)),
+        Some((content_type, body)) => request
+            .header("content-type", content_type)
+            .body(Body::from(body)),
         None => request.body(Body::empty()),
     }
     .unwrap();
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
     (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
@@ -52,8 +56,14 @@ async fn file_admin(initial: &str) -> (axum::Router, std::sync::Arc<Toggles>, Te
     let dir = TempDir::new();
     let path = dir.path.join("toggles.toml");
     std::fs::write(&path, initial).unwrap();
-    let toggles = Toggles::start(&SourceConfig::File(path), Duration::from_secs(5)).await.unwrap();
-    (router(AdminState::new(toggles.clone(), Some(ADMIN_TOKEN.into()))), toggles, dir)
+    let toggles = Toggles::start(&SourceConfig::File(path), Duration::from_secs(5))
+        .await
+        .unwrap();
+    (
+        router(AdminState::new(toggles.clone(), Some(ADMIN_TOKEN.into()))),
+        toggles,
+        dir,
+    )
 }
 
 #[tokio::test]
@@ -70,7 +80,14 @@ async fn no_token_or_a_wrong_token_is_401_and_changes_nothing() {
     let (app, toggles, _dir) = file_admin("[features.avs_enabled]\nboolean = false\n").await;
     let before = toggles.snapshot();
     for token in [None, Some("wrong"), Some(&ADMIN_TOKEN[..ADMIN_TOKEN.len() - 1])] {
-        let (status, body) = admin(&app, Method::POST, "/flipper/api/features/avs_enabled/boolean", token, None).await;
+        let (status, body) = admin(
+            &app,
+            Method::POST,
+            "/flipper/api/features/avs_enabled/boolean",
+            token,
+            None,
+        )
+        .await;
         assert_eq!(status, 401, "{token:?}");
         assert_eq!(body["errors"][0]["status"], "unauthorized");
         let (status, _) = admin(&app, Method::GET, "/flipper", token, None).await;
@@ -100,29 +117,81 @@ async fn every_endpoint_with_its_success_and_error_shapes() {
         ])
     );
 
-    let (s, b) = admin(&app, M::POST, "/flipper/api/features", t, json_body(json!({"name": "new_feature"}))).await;
-    assert_eq!((s.as_u16(), b["key"].clone(), b["state"].clone()), (200, json!("new_feature"), json!("off")));
+    let (s, b) = admin(
+        &app,
+        M::POST,
+        "/flipper/api/features",
+        t,
+        json_body(json!({"name": "new_feature"})),
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), b["key"].clone(), b["state"].clone()),
+        (200, json!("new_feature"), json!("off"))
+    );
     let (s, b) = admin(&app, M::POST, "/flipper/api/features", t, json_body(json!({}))).await;
     assert_eq!((s.as_u16(), b["code"].clone()), (422, json!(5)));
 
     let (s, b) = admin(&app, M::GET, "/flipper/api/features/nope", t, None).await;
     assert_eq!(s, 404);
-    assert_eq!(b, json!({"code": 1, "message": "Feature not found.", "more_info": "https://flippercloud.io/docs/api#error-code-reference"}));
+    assert_eq!(
+        b,
+        json!({"code": 1, "message": "Feature not found.", "more_info": "https://flippercloud.io/docs/api#error-code-reference"})
+    );
 
     let f = "/flipper/api/features/avs_enabled";
-    let (s, b) = admin(&app, M::POST, &format!("{f}/actors"), t, form_body("flipper_id=tester%40example.com")).await;
+    let (s, b) = admin(
+        &app,
+        M::POST,
+        &format!("{f}/actors"),
+        t,
+        form_body("flipper_id=tester%40example.com"),
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(gate(&b, "actors"), &json!(["tester@example.com"]));
     assert_eq!(b["state"], "conditional");
     let (s, b) = admin(&app, M::POST, &format!("{f}/actors"), t, form_body("")).await;
     assert_eq!((s.as_u16(), b["code"].clone()), (422, json!(4)));
 
-    let (s, b) = admin(&app, M::POST, &format!("{f}/percentage_of_actors"), t, json_body(json!({"percentage": "10"}))).await;
-    assert_eq!((s.as_u16(), gate(&b, "percentage_of_actors").clone()), (200, json!("10")));
-    let (s, b) = admin(&app, M::POST, &format!("{f}/percentage_of_actors"), t, form_body("percentage=2.5")).await;
-    assert_eq!((s.as_u16(), gate(&b, "percentage_of_actors").clone()), (200, json!("2.5")));
-    for bad in [json!({"percentage": "101"}), json!({"percentage": "-1"}), json!({"percentage": "ten"}), json!({})] {
-        let (s, b) = admin(&app, M::POST, &format!("{f}/percentage_of_actors"), t, json_body(bad.clone())).await;
+    let (s, b) = admin(
+        &app,
+        M::POST,
+        &format!("{f}/percentage_of_actors"),
+        t,
+        json_body(json!({"percentage": "10"})),
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), gate(&b, "percentage_of_actors").clone()),
+        (200, json!("10"))
+    );
+    let (s, b) = admin(
+        &app,
+        M::POST,
+        &format!("{f}/percentage_of_actors"),
+        t,
+        form_body("percentage=2.5"),
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), gate(&b, "percentage_of_actors").clone()),
+        (200, json!("2.5"))
+    );
+    for bad in [
+        json!({"percentage": "101"}),
+        json!({"percentage": "-1"}),
+        json!({"percentage": "ten"}),
+        json!({}),
+    ] {
+        let (s, b) = admin(
+            &app,
+            M::POST,
+            &format!("{f}/percentage_of_actors"),
+            t,
+            json_body(bad.clone()),
+        )
+        .await;
         assert_eq!((s.as_u16(), b["code"].clone()), (422, json!(3)), "{bad}");
     }
 
@@ -132,27 +201,74 @@ async fn every_endpoint_with_its_success_and_error_shapes() {
     assert_eq!(b["features"]["avs_enabled"]["enabled"], true);
     assert_eq!(b["features"]["new_feature"]["enabled"], false);
 
-    let (s, b) = admin(&app, M::DELETE, &format!("{f}/actors"), t, json_body(json!({"flipper_id": "tester@example.com"}))).await;
+    let (s, b) = admin(
+        &app,
+        M::DELETE,
+        &format!("{f}/actors"),
+        t,
+        json_body(json!({"flipper_id": "tester@example.com"})),
+    )
+    .await;
     assert_eq!((s.as_u16(), gate(&b, "actors").clone()), (200, json!([])));
     let (s, b) = admin(&app, M::DELETE, &format!("{f}/percentage_of_actors"), t, None).await;
-    assert_eq!((s.as_u16(), gate(&b, "percentage_of_actors").clone(), b["state"].clone()), (200, json!("0"), json!("off")));
+    assert_eq!(
+        (
+            s.as_u16(),
+            gate(&b, "percentage_of_actors").clone(),
+            b["state"].clone()
+        ),
+        (200, json!("0"), json!("off"))
+    );
 
-    let (s, b) = admin(&app, M::POST, &format!("{f}/percentage_of_time"), t, form_body("percentage=100")).await;
+    let (s, b) = admin(
+        &app,
+        M::POST,
+        &format!("{f}/percentage_of_time"),
+        t,
+        form_body("percentage=100"),
+    )
+    .await;
     assert_eq!((s.as_u16(), b["state"].clone()), (200, json!("on")));
     let (s, _) = admin(&app, M::DELETE, &format!("{f}/percentage_of_time"), t, None).await;
     assert_eq!(s, 200);
 
-    admin(&app, M::POST, &format!("{f}/percentage_of_actors"), t, form_body("percentage=50")).await;
+    admin(
+        &app,
+        M::POST,
+        &format!("{f}/percentage_of_actors"),
+        t,
+        form_body("percentage=50"),
+    )
+    .await;
     let (s, b) = admin(&app, M::POST, &format!("{f}/boolean"), t, None).await;
     assert_eq!((s.as_u16(), b["state"].clone()), (200, json!("on")));
     assert_eq!(gate(&b, "boolean"), "true");
-    assert_eq!(gate(&b, "percentage_of_actors"), &Value::Null, "enabling clears the other gates");
+    assert_eq!(
+        gate(&b, "percentage_of_actors"),
+        &Value::Null,
+        "enabling clears the other gates"
+    );
     let (s, b) = admin(&app, M::DELETE, &format!("{f}/boolean"), t, None).await;
-    assert_eq!((s.as_u16(), b["state"].clone(), gate(&b, "boolean").clone()), (200, json!("off"), Value::Null));
+    assert_eq!(
+        (s.as_u16(), b["state"].clone(), gate(&b, "boolean").clone()),
+        (200, json!("off"), Value::Null)
+    );
 
     // Writes went to the file: a fresh load of it holds the same state.
-    admin(&app, M::POST, &format!("{f}/percentage_of_actors"), t, form_body("percentage=10")).await;
-    let reloaded = Toggles::start(&SourceConfig::File(dir.path.join("toggles.toml")), Duration::from_secs(5)).await.unwrap();
+    admin(
+        &app,
+        M::POST,
+        &format!("{f}/percentage_of_actors"),
+        t,
+        form_body("percentage=10"),
+    )
+    .await;
+    let reloaded = Toggles::start(
+        &SourceConfig::File(dir.path.join("toggles.toml")),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     assert_eq!(reloaded.snapshot(), toggles.snapshot());
 }
 
@@ -161,26 +277,55 @@ async fn basic_auth_with_the_token_as_password_works_for_browsers() {
     use base64::Engine;
     let (app, _, _dir) = file_admin("[features.avs_enabled]\n").await;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_TOKEN}"));
-    let request = Request::get("/flipper/features/avs_enabled").header("authorization", format!("Basic {basic}"));
-    let response = app.clone().oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
+    let request =
+        Request::get("/flipper/features/avs_enabled").header("authorization", format!("Basic {basic}"));
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let csp = response.headers()["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("default-src 'none'") && csp.contains("form-action 'self'"));
-    let unauthenticated = app.oneshot(Request::get("/flipper").body(Body::empty()).unwrap()).await.unwrap();
-    assert_eq!(unauthenticated.headers()["www-authenticate"], "Basic realm=\"avs-api admin\"");
+    let unauthenticated = app
+        .oneshot(Request::get("/flipper").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        unauthenticated.headers()["www-authenticate"],
+        "Basic realm=\"avs-api admin\""
+    );
 }
 
 #[tokio::test]
 async fn page_writes_need_the_anti_forgery_token_and_the_same_origin() {
     let (app, toggles, _dir) = file_admin("[features.avs_enabled]\n").await;
-    let page = |req: axum::http::request::Builder| req.header("authorization", format!("Bearer {ADMIN_TOKEN}"));
+    let page =
+        |req: axum::http::request::Builder| req.header("authorization", format!("Bearer {ADMIN_TOKEN}"));
     let response = app
         .clone()
-        .oneshot(page(Request::get("/flipper/features/avs_enabled")).body(Body::empty()).unwrap())
+        .oneshot(
+            page(Request::get("/flipper/features/avs_enabled"))
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
-    let html = String::from_utf8(axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
-    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let html = String::from_utf8(
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
     let post = |body: String, origin: Option<&str>| {
         let mut r = page(Request::post("/flipper/features/avs_enabled/percentage"))
             .header("content-type", "application/x-www-form-urlencoded")
@@ -190,12 +335,37 @@ async fn page_writes_need_the_anti_forgery_token_and_the_same_origin() {
         }
         r.body(Body::from(body)).unwrap()
     };
-    let forged = app.clone().oneshot(post("percentage=10".into(), None)).await.unwrap();
+    let forged = app
+        .clone()
+        .oneshot(post("percentage=10".into(), None))
+        .await
+        .unwrap();
     assert_eq!(forged.status(), 403);
-    let cross = app.clone().oneshot(post(format!("percentage=10&csrf={csrf}"), Some("https://evil.example"))).await.unwrap();
+    let cross = app
+        .clone()
+        .oneshot(post(
+            format!("percentage=10&csrf={csrf}"),
+            Some("https://evil.example"),
+        ))
+        .await
+        .unwrap();
     assert_eq!(cross.status(), 403);
-    assert_eq!(toggles.snapshot().features["avs_enabled"].percentage_of_actors, None, "nothing changed");
-    let genuine = app.oneshot(post(format!("percentage=10&csrf={csrf}"), Some("http://127.0.0.1:9090"))).await.unwrap();
+    assert_eq!(
+        toggles.snapshot().features["avs_enabled"].percentage_of_actors,
+        None,
+        "nothing changed"
+    );
+    let genuine = app
+        .oneshot(post(
+            format!("percentage=10&csrf={csrf}"),
+            Some("http://127.0.0.1:9090"),
+        ))
+        .await
+        .unwrap();
     assert_eq!(genuine.status(), 303);
-    assert!(toggles.snapshot().features["avs_enabled"].percentage_of_actors.is_some());
+    assert!(
+        toggles.snapshot().features["avs_enabled"]
+            .percentage_of_actors
+            .is_some()
+    );
 }

@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod binary;
+mod browser;
 mod contract;
 mod errors;
 mod gate;

@@ -30,7 +30,10 @@ fn bin_dir() -> Option<PathBuf> {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 /// A command run as the `postgres` user when we are root (PostgreSQL refuses to run as root).
@@ -48,14 +51,21 @@ impl Postgres {
     /// Starts a throwaway server, or explains why it can't (a failure under CI).
     pub async fn start() -> Option<Postgres> {
         let Some(bin) = bin_dir() else {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "PostgreSQL is required under CI (/usr/lib/postgresql/*/bin)");
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "PostgreSQL is required under CI (/usr/lib/postgresql/*/bin)"
+            );
             eprintln!("SKIPPED: no PostgreSQL server binaries under /usr/lib/postgresql");
             return None;
         };
         let dir = TempDir::new();
         let data = dir.path.join("data");
         if is_root() {
-            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&dir.path).status().unwrap();
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir.path)
+                .status()
+                .unwrap();
             assert!(status.success());
         }
         let out = as_pg_user(bin.join("initdb"))
@@ -63,12 +73,27 @@ impl Postgres {
             .arg(&data)
             .output()
             .unwrap();
-        assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = as_pg_user(bin.join("postgres"))
             .arg("-D")
             .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+            ])
             .arg("-k")
             .arg(&dir.path)
             .stdout(Stdio::null())
@@ -76,10 +101,17 @@ impl Postgres {
             .spawn()
             .unwrap();
         let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-        let pg = Postgres { child, url, _dir: dir };
+        let pg = Postgres {
+            child,
+            url,
+            _dir: dir,
+        };
         let started = Instant::now();
         while pg.client().await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "PostgreSQL did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "PostgreSQL did not start"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Some(pg)
@@ -137,9 +169,15 @@ fn actor(id: &str) -> ActorId {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_written_as_flipper_writes_them_are_evaluated_and_followed() {
     let Some(pg) = Postgres::start().await else { return };
-    let source = SourceConfig::Postgres { url: pg.url.clone(), read_only: false };
+    let source = SourceConfig::Postgres {
+        url: pg.url.clone(),
+        read_only: false,
+    };
     let toggles = Toggles::start(&source, Duration::from_secs(1)).await.unwrap();
-    assert!(matches!(toggles.health(), SourceHealth::Loaded { .. }), "tables created, empty store loaded");
+    assert!(
+        matches!(toggles.health(), SourceHealth::Loaded { .. }),
+        "tables created, empty store loaded"
+    );
 
     // What Flipper's ActiveRecord adapter writes for: add feature, 10 %, one actor.
     let db = pg.client().await.unwrap();
@@ -151,7 +189,10 @@ async fn rows_written_as_flipper_writes_them_are_evaluated_and_followed() {
     )
     .await
     .unwrap();
-    within(Duration::from_secs(3), async || toggles.is_enabled("avs_enabled", Some(&actor("User;15")))).await;
+    within(Duration::from_secs(3), async || {
+        toggles.is_enabled("avs_enabled", Some(&actor("User;15")))
+    })
+    .await;
     assert!(!toggles.is_enabled("avs_enabled", Some(&actor("User;1"))));
     assert!(toggles.is_enabled("avs_enabled", Some(&actor("tester@example.com"))));
 
@@ -164,26 +205,65 @@ async fn rows_written_as_flipper_writes_them_are_evaluated_and_followed() {
     .await
     .unwrap();
     let changed = Instant::now();
-    within(Duration::from_secs(3), async || toggles.is_enabled("avs_enabled", Some(&actor("User;1")))).await;
-    assert!(changed.elapsed() <= Duration::from_millis(2500), "in force within the 1 s refresh period (+ slack)");
+    within(Duration::from_secs(3), async || {
+        toggles.is_enabled("avs_enabled", Some(&actor("User;1")))
+    })
+    .await;
+    assert!(
+        changed.elapsed() <= Duration::from_millis(2500),
+        "in force within the 1 s refresh period (+ slack)"
+    );
 
     // The service's own writes follow Flipper's row rules.
-    toggles.apply("avs_enabled", avs_api::toggles::Change::EnableBoolean).await.unwrap();
-    let rows = db.query("SELECT key, value FROM flipper_gates WHERE feature_key = 'avs_enabled'", &[]).await.unwrap();
+    toggles
+        .apply("avs_enabled", avs_api::toggles::Change::EnableBoolean)
+        .await
+        .unwrap();
+    let rows = db
+        .query(
+            "SELECT key, value FROM flipper_gates WHERE feature_key = 'avs_enabled'",
+            &[],
+        )
+        .await
+        .unwrap();
     let rows: Vec<(String, Option<String>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(rows, vec![("boolean".to_owned(), Some("true".to_owned()))], "enable deletes the other gates");
-    toggles.apply("avs_enabled", avs_api::toggles::Change::DisableBoolean).await.unwrap();
-    let count: i64 = db.query_one("SELECT count(*) FROM flipper_gates", &[]).await.unwrap().get(0);
+    assert_eq!(
+        rows,
+        vec![("boolean".to_owned(), Some("true".to_owned()))],
+        "enable deletes the other gates"
+    );
+    toggles
+        .apply("avs_enabled", avs_api::toggles::Change::DisableBoolean)
+        .await
+        .unwrap();
+    let count: i64 = db
+        .query_one("SELECT count(*) FROM flipper_gates", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(count, 0, "disable deletes every gate row");
     assert!(!toggles.is_enabled("avs_enabled", Some(&actor("tester@example.com"))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_database_keeps_the_last_state_and_requests_are_answered() {
-    let Some(mut pg) = Postgres::start().await else { return };
+    let Some(mut pg) = Postgres::start().await else {
+        return;
+    };
     let url = pg.url.clone();
-    let app = TestApp::with(TOGGLES_ON, &[("AVS_TOGGLES", &url), ("AVS_TOGGLES_REFRESH_SECS", "1")]).await;
-    app.state.toggles.apply("avs_enabled", avs_api::toggles::Change::PercentageOfActors(avs_api::toggles::Percentage::Integer(10))).await.unwrap();
+    let app = TestApp::with(
+        TOGGLES_ON,
+        &[("AVS_TOGGLES", &url), ("AVS_TOGGLES_REFRESH_SECS", "1")],
+    )
+    .await;
+    app.state
+        .toggles
+        .apply(
+            "avs_enabled",
+            avs_api::toggles::Change::PercentageOfActors(avs_api::toggles::Percentage::Integer(10)),
+        )
+        .await
+        .unwrap();
     let search = "/avs/v0/avs/search?stationNo=500&appointmentIen=1";
     let user_15 = rs256(&claims("User;15", Some(DEV_ICN), None));
     let user_1 = rs256(&claims("User;1", Some(DEV_ICN), None));
@@ -191,22 +271,43 @@ async fn a_lost_database_keeps_the_last_state_and_requests_are_answered() {
     assert_eq!(app.get(search, &user_1).await.status, 404);
 
     pg.stop();
-    within(Duration::from_secs(8), async || matches!(app.state.toggles.health(), SourceHealth::Stale { .. })).await;
-    assert_eq!(app.get(search, &user_15).await.status, 200, "the last state stays in force");
+    within(Duration::from_secs(8), async || {
+        matches!(app.state.toggles.health(), SourceHealth::Stale { .. })
+    })
+    .await;
+    assert_eq!(
+        app.get(search, &user_15).await.status,
+        200,
+        "the last state stays in force"
+    );
     assert_eq!(app.get(search, &user_1).await.status, 404);
     let ready = app.get_anonymous("/readyz").await;
     assert_eq!(ready.status, 200);
-    assert!(ready.json["checks"]["toggles"].as_str().unwrap().starts_with("stale"));
+    assert!(
+        ready.json["checks"]["toggles"]
+            .as_str()
+            .unwrap()
+            .starts_with("stale")
+    );
 }
 
 #[tokio::test]
 async fn a_database_never_reached_fails_closed_and_is_not_ready() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
     let app = TestApp::with(TOGGLES_ON, &[("AVS_TOGGLES", &url)]).await;
     let r = app.get_anonymous("/readyz").await;
     assert_eq!(r.status, 503);
-    assert!(r.error()["detail"].as_str().unwrap().starts_with("Not ready: toggles"));
+    assert!(
+        r.error()["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("Not ready: toggles")
+    );
     app.get(&format!("/avs/v0/avs/{FULL_SID}"), &owner_token())
         .await
         .assert_error(404, "Not found", "There are no routes matching your request");
@@ -216,7 +317,10 @@ async fn a_database_never_reached_fails_closed_and_is_not_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_store() {
     let Some(pg) = Postgres::start().await else { return };
-    let extra = [("AVS_TOGGLES", pg.url.as_str()), ("AVS_TOGGLES_REFRESH_SECS", "1")];
+    let extra = [
+        ("AVS_TOGGLES", pg.url.as_str()),
+        ("AVS_TOGGLES_REFRESH_SECS", "1"),
+    ];
     let a = TestApp::with(TOGGLES_ON, &extra).await;
     let b = TestApp::with(TOGGLES_ON, &extra).await;
     let admin_a = router(AdminState::new(a.state.toggles.clone(), Some(ADMIN_TOKEN.into())));
@@ -234,17 +338,36 @@ async fn two_instances_share_one_store() {
     .await;
     assert_eq!(status, 200);
     let set = Instant::now();
-    within(Duration::from_secs(3), async || b.get(search, &user_15).await.status == 200).await;
-    assert!(set.elapsed() <= Duration::from_millis(2500), "in force on B within the refresh period (+ slack)");
-    assert_eq!(b.get(search, &rs256(&claims("User;1", Some(DEV_ICN), None))).await.status, 404);
+    within(Duration::from_secs(3), async || {
+        b.get(search, &user_15).await.status == 200
+    })
+    .await;
+    assert!(
+        set.elapsed() <= Duration::from_millis(2500),
+        "in force on B within the refresh period (+ slack)"
+    );
+    assert_eq!(
+        b.get(search, &rs256(&claims("User;1", Some(DEV_ICN), None)))
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_store_is_not_created_or_written() {
     let Some(pg) = Postgres::start().await else { return };
-    let source = SourceConfig::Postgres { url: pg.url.clone(), read_only: true };
+    let source = SourceConfig::Postgres {
+        url: pg.url.clone(),
+        read_only: true,
+    };
     let toggles = Toggles::start(&source, Duration::from_secs(1)).await.unwrap();
-    assert!(matches!(toggles.health(), SourceHealth::NeverLoaded { .. }), "no tables were created");
-    let write = toggles.apply("avs_enabled", avs_api::toggles::Change::EnableBoolean).await;
+    assert!(
+        matches!(toggles.health(), SourceHealth::NeverLoaded { .. }),
+        "no tables were created"
+    );
+    let write = toggles
+        .apply("avs_enabled", avs_api::toggles::Change::EnableBoolean)
+        .await;
     assert!(matches!(write, Err(avs_api::toggles::WriteError::ReadOnly)));
 }

@@ -19,8 +19,15 @@ fn buckets_match_the_independently_computed_table() {
         let feature = row["feature"].as_str().unwrap();
         let actor = ActorId::new(row["actor"].as_str().unwrap());
         let pct = row["percentage"].as_str().unwrap();
-        assert_eq!(u64::from(bucket(feature, &actor)), row["bucket"].as_u64().unwrap(), "{row}");
-        let gate = Feature { percentage_of_actors: Percentage::parse(pct), ..Feature::default() };
+        assert_eq!(
+            u64::from(bucket(feature, &actor)),
+            row["bucket"].as_u64().unwrap(),
+            "{row}"
+        );
+        let gate = Feature {
+            percentage_of_actors: Percentage::parse(pct),
+            ..Feature::default()
+        };
         let enabled = gate.is_enabled(feature, Some(&actor), || 0.0);
         assert_eq!(Value::Bool(enabled), row["enabled"], "{row}");
     }
@@ -44,7 +51,9 @@ async fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
 }
 
 async fn file_toggles(path: &Path) -> Arc<Toggles> {
-    Toggles::start(&SourceConfig::File(path.to_owned()), Duration::from_secs(5)).await.unwrap()
+    Toggles::start(&SourceConfig::File(path.to_owned()), Duration::from_secs(5))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -55,13 +64,18 @@ async fn a_file_change_is_in_force_within_2_seconds() {
     let toggles = file_toggles(&path).await;
     assert!(!toggles.is_enabled("avs_enabled", Some(&tester())));
     std::fs::write(&path, ON).unwrap(); // in place
-    within(Duration::from_secs(2), || toggles.is_enabled("avs_enabled", Some(&tester()))).await;
+    within(Duration::from_secs(2), || {
+        toggles.is_enabled("avs_enabled", Some(&tester()))
+    })
+    .await;
     // Replaced by rename, as editors and the admin API do.
     let temp = dir.path.join("toggles.toml.new");
     std::fs::write(&temp, format!("{OFF}actors = [\"tester@example.com\"]\n")).unwrap();
     std::fs::rename(&temp, &path).unwrap();
     within(Duration::from_secs(2), || {
-        toggles.snapshot().features["avs_enabled"].actors.contains("tester@example.com")
+        toggles.snapshot().features["avs_enabled"]
+            .actors
+            .contains("tester@example.com")
     })
     .await;
 }
@@ -73,11 +87,20 @@ async fn a_corrupt_file_keeps_the_previous_state_and_says_so() {
     std::fs::write(&path, ON).unwrap();
     let toggles = file_toggles(&path).await;
     std::fs::write(&path, "[features.avs_enabled\nboolean = ").unwrap();
-    within(Duration::from_secs(2), || matches!(toggles.health(), SourceHealth::Stale { .. })).await;
-    assert!(toggles.is_enabled("avs_enabled", Some(&tester())), "the last good state stays in force");
+    within(Duration::from_secs(2), || {
+        matches!(toggles.health(), SourceHealth::Stale { .. })
+    })
+    .await;
+    assert!(
+        toggles.is_enabled("avs_enabled", Some(&tester())),
+        "the last good state stays in force"
+    );
     // Fixing the file recovers.
     std::fs::write(&path, OFF).unwrap();
-    within(Duration::from_secs(2), || !toggles.is_enabled("avs_enabled", Some(&tester()))).await;
+    within(Duration::from_secs(2), || {
+        !toggles.is_enabled("avs_enabled", Some(&tester()))
+    })
+    .await;
     assert!(matches!(toggles.health(), SourceHealth::Loaded { .. }));
 }
 
@@ -88,9 +111,15 @@ async fn a_deleted_and_recreated_file_is_picked_up() {
     std::fs::write(&path, OFF).unwrap();
     let toggles = file_toggles(&path).await;
     std::fs::remove_file(&path).unwrap();
-    within(Duration::from_secs(2), || matches!(toggles.health(), SourceHealth::Stale { .. })).await;
+    within(Duration::from_secs(2), || {
+        matches!(toggles.health(), SourceHealth::Stale { .. })
+    })
+    .await;
     std::fs::write(&path, ON).unwrap();
-    within(Duration::from_secs(2), || toggles.is_enabled("avs_enabled", Some(&tester()))).await;
+    within(Duration::from_secs(2), || {
+        toggles.is_enabled("avs_enabled", Some(&tester()))
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -102,14 +131,24 @@ async fn the_api_follows_the_file_and_readyz_reports_a_stale_file() {
     std::fs::write(app.toggles_path(), ON).unwrap();
     let started = Instant::now();
     while app.get(uri, &owner_token()).await.status != 200 {
-        assert!(started.elapsed() < Duration::from_secs(2), "not in force within 2 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "not in force within 2 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     std::fs::write(app.toggles_path(), "garbage [").unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
     let ready = app.get_anonymous("/readyz").await;
     assert_eq!(ready.status, 200, "the last good state serves");
-    assert!(ready.json["checks"]["toggles"].as_str().unwrap().starts_with("stale"), "{}", ready.json);
+    assert!(
+        ready.json["checks"]["toggles"]
+            .as_str()
+            .unwrap()
+            .starts_with("stale"),
+        "{}",
+        ready.json
+    );
     assert_eq!(app.get(uri, &owner_token()).await.status, 200);
 }
 

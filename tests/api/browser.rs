@@ -1,0 +1,238 @@
+//! The rollout page driven in headless Chromium (Debian's chromium + chromium-driver) through
+//! plain WebDriver HTTP calls: press "10 %", then "Disable", and watch the API follow.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use avs_api::admin::{AdminState, router};
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::admin::ADMIN_TOKEN;
+use crate::support::*;
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn find(program: &str) -> Option<String> {
+    ["/usr/bin", "/usr/local/bin", "/usr/lib/chromium"]
+        .iter()
+        .map(|dir| format!("{dir}/{program}"))
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+struct Driver {
+    process: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    _profile: TempDir,
+}
+
+impl Driver {
+    async fn start(chromedriver: &str, chromium: &str) -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let process = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let started = Instant::now();
+        while http.get(format!("{base}/status")).send().await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = TempDir::new();
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+            "binary": chromium,
+            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-quic", "--window-size=1100,900",
+                     format!("--user-data-dir={}", profile.path.display())],
+        }}}});
+        let mut driver = Driver {
+            process,
+            base,
+            session: String::new(),
+            http,
+            _profile: profile,
+        };
+        let created = driver.call("POST", "/session", caps).await;
+        driver.session = created["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {created}"))
+            .to_owned();
+        driver
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Value) -> Value {
+        let url = format!("{}{path}", self.base);
+        let request = match method {
+            "GET" => self.http.get(url),
+            "DELETE" => self.http.delete(url),
+            _ => self
+                .http
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_string()),
+        };
+        let response = request.send().await.unwrap();
+        let value: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        value["value"].clone()
+    }
+
+    async fn session(&self, method: &str, path: &str, body: Value) -> Value {
+        let value = self
+            .call(method, &format!("/session/{}{path}", self.session), body)
+            .await;
+        assert!(value.get("error").is_none(), "{method} {path}: {value}");
+        value
+    }
+
+    async fn cdp(&self, cmd: &str, params: Value) {
+        self.session("POST", "/goog/cdp/execute", json!({"cmd": cmd, "params": params}))
+            .await;
+    }
+
+    async fn open(&self, url: &str) {
+        self.session("POST", "/url", json!({"url": url})).await;
+    }
+
+    async fn click(&self, xpath: &str) {
+        let element = self
+            .session("POST", "/element", json!({"using": "xpath", "value": xpath}))
+            .await;
+        let id = element[ELEMENT].as_str().unwrap().to_owned();
+        self.session("POST", &format!("/element/{id}/click"), json!({}))
+            .await;
+    }
+
+    async fn text(&self, xpath: &str) -> Option<String> {
+        let path = format!("/session/{}", self.session);
+        let element = self
+            .call(
+                "POST",
+                &format!("{path}/element"),
+                json!({"using": "xpath", "value": xpath}),
+            )
+            .await;
+        let id = element[ELEMENT].as_str()?.to_owned();
+        let text = self
+            .call("GET", &format!("{path}/element/{id}/text"), Value::Null)
+            .await;
+        text.as_str().map(str::to_owned)
+    }
+
+    /// A click on a form button returns before the post and its redirect finish: wait for the
+    /// page that follows to show `expected`.
+    async fn wait_for_text(&self, xpath: &str, expected: &str) {
+        let started = Instant::now();
+        loop {
+            let text = self.text(xpath).await;
+            if text.as_deref() == Some(expected) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "{xpath} is {text:?}, not {expected:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn screenshot(&self, name: &str) -> std::path::PathBuf {
+        let png = self.session("GET", "/screenshot", Value::Null).await;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        let dir = repo("target/test-artifacts");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rollout_page_drives_the_gate_in_a_real_browser() {
+    let (Some(chromedriver), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "chromium and chromedriver are required under CI"
+        );
+        eprintln!("SKIPPED: install Debian's chromium and chromium-driver to run the browser test");
+        return;
+    };
+    let app = TestApp::with("[features.avs_enabled]\nboolean = false\n", &[]).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = listener.local_addr().unwrap();
+    let admin = router(AdminState::new(
+        app.state.toggles.clone(),
+        Some(ADMIN_TOKEN.into()),
+    ));
+    tokio::spawn(async move { axum::serve(listener, admin).await.unwrap() });
+
+    let search = "/avs/v0/avs/search?stationNo=500&appointmentIen=1";
+    let below = rs256(&claims("User;15", Some(DEV_ICN), None)); // bucket 4246
+    let above = rs256(&claims("User;1", Some(DEV_ICN), None)); // bucket 46802
+    assert_eq!(app.get(search, &below).await.status, 404);
+
+    let driver = Driver::start(&chromedriver, &chromium).await;
+    // The admin's credentials on every request the page makes, form posts included.
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("admin:{ADMIN_TOKEN}"));
+    driver.cdp("Network.enable", json!({})).await;
+    driver
+        .cdp(
+            "Network.setExtraHTTPHeaders",
+            json!({"headers": {"Authorization": format!("Basic {basic}")}}),
+        )
+        .await;
+    driver
+        .open(&format!("http://{admin_addr}/flipper/features/avs_enabled"))
+        .await;
+    driver.wait_for_text("//*[@id='state']", "off").await;
+
+    driver.click("//button[normalize-space()='10 %']").await;
+    driver.wait_for_text("//*[@id='state']", "conditional").await;
+    assert_eq!(
+        app.get(search, &below).await.status,
+        200,
+        "bucket 4246 is in at 10 %"
+    );
+    assert_eq!(
+        app.get(search, &above).await.status,
+        404,
+        "bucket 46802 stays out"
+    );
+    let shot = driver.screenshot("admin-avs_enabled-10-percent.png").await;
+    assert!(std::fs::metadata(&shot).unwrap().len() > 1000);
+
+    driver.click("//button[@id='disable']").await;
+    driver.wait_for_text("//*[@id='state']", "off").await;
+    assert_eq!(app.get(search, &below).await.status, 404, "rolled back");
+    assert_eq!(app.get(search, &above).await.status, 404);
+    driver.screenshot("admin-avs_enabled-disabled.png").await;
+    driver
+        .call("DELETE", &format!("/session/{}", driver.session), Value::Null)
+        .await;
+}
