@@ -56,6 +56,11 @@ pub struct UpstreamConfig {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub max_body_bytes: usize,
+    /// Upstream calls in flight at most.
+    pub concurrency: usize,
+    /// Consecutive failures that open the circuit, and how long it stays open.
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +92,10 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// The whole-request deadline; always above the upstream timeout.
     pub request_timeout: Duration,
+    /// Requests in flight at most; past it the service sheds load with 503 + Retry-After.
+    pub max_in_flight: usize,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
     pub upstream: UpstreamConfig,
     pub auth: AuthConfig,
     pub toggles: SourceConfig,
@@ -100,11 +109,16 @@ pub struct Config {
 }
 
 /// Every variable this service reads, for the file layer's key check and `check-config`.
-const VARIABLES: [&str; 28] = [
+const VARIABLES: [&str; 33] = [
     "AVS_ENV",
     "AVS_LISTEN",
     "AVS_ADMIN_LISTEN",
     "AVS_REQUEST_TIMEOUT_MS",
+    "AVS_MAX_IN_FLIGHT",
+    "AVS_SHUTDOWN_GRACE_SECS",
+    "AVS_UPSTREAM_CONCURRENCY",
+    "AVS_BREAKER_FAILURES",
+    "AVS_BREAKER_COOLDOWN_SECS",
     "AVS_UPSTREAM_URL",
     "AVS_UPSTREAM_TOKEN",
     "AVS_UPSTREAM_TOKEN_FILE",
@@ -359,6 +373,8 @@ impl<'a> Parser<'a> {
         );
         let upstream = self.upstream(production);
         let request_timeout = self.millis("AVS_REQUEST_TIMEOUT_MS", 15_000);
+        let max_in_flight = self.parsed("AVS_MAX_IN_FLIGHT", 1024, "a whole number").max(1);
+        let shutdown_grace = self.secs("AVS_SHUTDOWN_GRACE_SECS", 30);
         if request_timeout <= upstream.timeout {
             self.problem(
                 "AVS_REQUEST_TIMEOUT_MS",
@@ -396,6 +412,8 @@ impl<'a> Parser<'a> {
             listen,
             admin_listen,
             request_timeout,
+            max_in_flight,
+            shutdown_grace,
             upstream,
             auth: auth?,
             toggles,
@@ -491,6 +509,11 @@ impl<'a> Parser<'a> {
             connect_timeout: self.millis("AVS_UPSTREAM_CONNECT_TIMEOUT_MS", 2000),
             timeout: self.millis("AVS_UPSTREAM_TIMEOUT_MS", 10_000),
             max_body_bytes,
+            concurrency: self
+                .parsed("AVS_UPSTREAM_CONCURRENCY", 64, "a whole number")
+                .max(1),
+            breaker_failures: self.parsed("AVS_BREAKER_FAILURES", 5, "a whole number").max(1),
+            breaker_cooldown: self.secs("AVS_BREAKER_COOLDOWN_SECS", 10),
         }
     }
 

@@ -1,6 +1,8 @@
 //! Caller identity: verifying the VA.gov access token and minting development tokens.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -152,6 +154,7 @@ struct Claims {
     sub: String,
     icn: Option<String>,
     email: Option<String>,
+    exp: u64,
 }
 
 /// Who is calling: the gating actor and the patient they are.
@@ -176,19 +179,85 @@ pub enum TokenError {
     EmptySubject,
 }
 
+/// Verified tokens, by SHA-256 of the token (the token itself is never kept), each until its
+/// own `exp` at the latest: a hit costs a hash instead of a signature check.
+const TOKEN_CACHE_ENTRIES: u64 = 100_000;
+/// Even a long-lived token is re-verified this often (keys can be rotated).
+const TOKEN_CACHE_MAX_LIFETIME: Duration = Duration::from_secs(300);
+
+#[derive(Clone)]
+struct Verified {
+    caller: Caller,
+    /// `exp` as Unix seconds: a hit past it is a miss, whatever the cache's own clock says.
+    exp: u64,
+    lifetime: Duration,
+}
+
+struct UntilExp;
+
+impl moka::Expiry<[u8; 32], Verified> for UntilExp {
+    fn expire_after_create(&self, _: &[u8; 32], v: &Verified, _: std::time::Instant) -> Option<Duration> {
+        Some(v.lifetime)
+    }
+}
+
 pub struct Verifier {
     keys: KeySet,
     issuer: Option<String>,
     audience: Option<String>,
+    verified: moka::future::Cache<[u8; 32], Verified>,
+    signature_checks: AtomicU64,
 }
 
 impl Verifier {
     pub fn new(keys: KeySet, issuer: Option<String>, audience: Option<String>) -> Verifier {
+        let verified = moka::future::Cache::builder()
+            .max_capacity(TOKEN_CACHE_ENTRIES)
+            .expire_after(UntilExp)
+            .build();
         Verifier {
             keys,
             issuer,
             audience,
+            verified,
+            signature_checks: AtomicU64::new(0),
         }
+    }
+
+    /// How many tokens went through full verification (for tests and metrics).
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks.load(Ordering::Relaxed)
+    }
+
+    /// [`Verifier::verify`], remembered per token until its `exp`.
+    pub async fn verify_cached(&self, token: &str) -> Result<Caller, TokenError> {
+        let key: [u8; 32] = {
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+            let mut key = [0u8; 32];
+            key.copy_from_slice(digest.as_ref());
+            key
+        };
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(hit) = self.verified.get(&key).await
+            && hit.exp > now
+        {
+            return Ok(hit.caller);
+        }
+        let (caller, exp) = self.verify_with_exp(token)?;
+        let lifetime = Duration::from_secs(exp.saturating_sub(now)).min(TOKEN_CACHE_MAX_LIFETIME);
+        if !lifetime.is_zero() {
+            self.verified
+                .insert(
+                    key,
+                    Verified {
+                        caller: caller.clone(),
+                        exp,
+                        lifetime,
+                    },
+                )
+                .await;
+        }
+        Ok(caller)
     }
 
     fn validation(&self, alg: Algorithm) -> Validation {
@@ -207,6 +276,11 @@ impl Verifier {
     }
 
     pub fn verify(&self, token: &str) -> Result<Caller, TokenError> {
+        self.verify_with_exp(token).map(|(caller, _)| caller)
+    }
+
+    fn verify_with_exp(&self, token: &str) -> Result<(Caller, u64), TokenError> {
+        self.signature_checks.fetch_add(1, Ordering::Relaxed);
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         // Only the asymmetric algorithms, each only with a key of its own type: no `none`,
         // no HS256 "signed" with a public key.
@@ -231,10 +305,11 @@ impl Verifier {
                     if c.sub.is_empty() {
                         return Err(TokenError::EmptySubject);
                     }
-                    return Ok(Caller {
+                    let caller = Caller {
                         actor: ActorId::from_claims(&c.sub, c.email.as_deref()),
                         owner: OwnerIcn::from_icn(c.icn.as_deref()),
-                    });
+                    };
+                    return Ok((caller, c.exp));
                 }
                 Err(e) => last = TokenError::Rejected(e.into_kind()),
             }

@@ -17,6 +17,7 @@ pub mod telemetry;
 pub mod toggles;
 pub mod upstream;
 
+use std::future::IntoFuture;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub summaries: Arc<Summaries>,
     pub auth_cookie: Arc<str>,
     pub request_timeout: Duration,
+    /// One permit per request in flight; none left means shed.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
     pub apidocs: Bytes,
     /// Keys the actor hash in logs: per process, so a hash can't be looked up elsewhere.
     actor_key: std::hash::RandomState,
@@ -65,9 +68,10 @@ impl AppState {
                 config.auth.audience.clone(),
             )),
             toggles,
-            summaries: Arc::new(Summaries::new(upstream)),
+            summaries: Arc::new(Summaries::new(upstream, &config.cache)),
             auth_cookie: Arc::from(config.auth.cookie.as_str()),
             request_timeout: config.request_timeout,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
             apidocs: Bytes::from(apidocs.to_string()),
             actor_key: std::hash::RandomState::new(),
         })
@@ -134,11 +138,18 @@ pub async fn serve(config: Config) -> Result<(), String> {
             .with_graceful_shutdown(until_stopped(stopped.clone()))
             .into_future(),
     );
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(until_stopped(stopped))
-        .await
-        .map_err(|e| e.to_string())?;
-    let _ = admin_server.await;
+    let server = axum::serve(listener, app(state)).with_graceful_shutdown(until_stopped(stopped.clone()));
+    // Requests in flight get `AVS_SHUTDOWN_GRACE_SECS` to finish once the signal arrives.
+    let grace = config.shutdown_grace;
+    let grace_over = async move {
+        until_stopped(stopped).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server.into_future() => served.map_err(|e| e.to_string())?,
+        () = grace_over => tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace over; requests still in flight are dropped"),
+    }
+    admin_server.abort();
     tracing::info!("avs-api stopped");
     Ok(())
 }

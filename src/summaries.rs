@@ -1,14 +1,24 @@
-//! The one entry point to summaries and appointment lookups: fetch, check shape, render.
+//! The one entry point to summaries and appointment lookups: cache, fetch, check shape, render.
 //!
-//! Handlers go through here and nowhere else, so caching (rendered bytes plus owner, keyed by
-//! sid) slots in behind these two functions without touching the edge.
+//! A summary never changes once generated, so it is fetched once and kept as its finished
+//! response bytes plus its owner: a hit does no JSON work, and ownership is still checked by the
+//! caller on every request. Concurrent misses for one key make one upstream request (the others
+//! wait for its result, error included). Upstream 404s and empty searches are kept for the
+//! shorter negative TTL; other errors are never kept. An expired copy is kept a while longer
+//! and served if a refresh fails (stale-if-error).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use moka::Expiry;
+use moka::future::Cache;
 use serde_json::Value;
+use tokio::sync::OnceCell;
 
+use crate::config::CacheConfig;
 use crate::domain::{AppointmentIen, OwnerIcn, RenderedSummary, Sid, StationNo, render};
-use crate::upstream::{RequestContext, UpstreamClient, UpstreamError};
+use crate::upstream::{BreakerState, RequestContext, UpstreamClient, UpstreamError};
 
 /// The first summary upstream knows for an appointment.
 #[derive(Clone, Debug)]
@@ -17,13 +27,131 @@ pub enum SearchHit {
     Found { sid: Sid, owner: Option<OwnerIcn> },
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+enum Key {
+    /// Upper-cased: the upstream treats sids case-insensitively.
+    Summary(String),
+    Search(String, String),
+}
+
+#[derive(Clone, Debug)]
+enum Outcome {
+    Summary(Arc<RenderedSummary>),
+    Search(SearchHit),
+    /// Upstream 404: kept for the negative TTL only.
+    NotFound,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    outcome: Outcome,
+    fetched: Instant,
+}
+
+impl Entry {
+    fn negative(&self) -> bool {
+        matches!(self.outcome, Outcome::NotFound | Outcome::Search(SearchHit::None))
+    }
+
+    /// Bytes held, for the byte budget: the body plus a fixed allowance for key and bookkeeping.
+    fn weight(&self) -> u32 {
+        let body = match &self.outcome {
+            Outcome::Summary(s) => s.body.len(),
+            _ => 0,
+        };
+        u32::try_from(body + 256).unwrap_or(u32::MAX)
+    }
+}
+
+/// How long moka keeps each entry: negative ones for their TTL, others for TTL plus the
+/// stale-if-error window (freshness within that is judged by `fetched`).
+#[derive(Clone, Copy)]
+struct Lifetimes {
+    ttl: Duration,
+    negative_ttl: Duration,
+    stale_if_error: Duration,
+}
+
+impl Lifetimes {
+    fn keep(&self, entry: &Entry) -> Duration {
+        if entry.negative() {
+            self.negative_ttl
+        } else {
+            self.ttl + self.stale_if_error
+        }
+    }
+
+    fn fresh(&self, entry: &Entry) -> bool {
+        let ttl = if entry.negative() {
+            self.negative_ttl
+        } else {
+            self.ttl
+        };
+        entry.fetched.elapsed() < ttl
+    }
+
+    fn servable_stale(&self, entry: &Entry) -> bool {
+        !entry.negative() && entry.fetched.elapsed() < self.ttl + self.stale_if_error
+    }
+}
+
+impl Expiry<Key, Entry> for Lifetimes {
+    fn expire_after_create(&self, _: &Key, entry: &Entry, _: std::time::Instant) -> Option<Duration> {
+        Some(self.keep(entry))
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &Key,
+        entry: &Entry,
+        _: std::time::Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(self.keep(entry))
+    }
+}
+
+type Flight = Arc<OnceCell<Result<Entry, UpstreamError>>>;
+
 pub struct Summaries {
     upstream: UpstreamClient,
+    cache: Cache<Key, Entry>,
+    lifetimes: Lifetimes,
+    /// Loads in flight, one per key: later arrivals wait on the same cell.
+    flights: Mutex<HashMap<Key, Flight>>,
 }
 
 impl Summaries {
-    pub fn new(upstream: UpstreamClient) -> Summaries {
-        Summaries { upstream }
+    pub fn new(upstream: UpstreamClient, config: &CacheConfig) -> Summaries {
+        let lifetimes = Lifetimes {
+            ttl: config.ttl,
+            negative_ttl: config.negative_ttl,
+            stale_if_error: config.stale_if_error,
+        };
+        let cache = Cache::builder()
+            .max_capacity(config.max_bytes)
+            .weigher(|_: &Key, entry: &Entry| entry.weight())
+            .expire_after(lifetimes)
+            .eviction_listener(|_, _, cause| {
+                metrics::counter!("avs_cache_evictions_total", "cause" => format!("{cause:?}")).increment(1);
+            })
+            .build();
+        Summaries {
+            upstream,
+            cache,
+            lifetimes,
+            flights: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.upstream.breaker_state()
+    }
+
+    /// (entries, weighted bytes) once pending maintenance has run.
+    pub async fn cache_usage(&self) -> (u64, u64) {
+        self.cache.run_pending_tasks().await;
+        (self.cache.entry_count(), self.cache.weighted_size())
     }
 
     /// The rendered summary for `sid`; ownership is the caller's to check.
@@ -33,20 +161,20 @@ impl Summaries {
         sid: &Sid,
         ctx: &RequestContext,
     ) -> Result<Arc<RenderedSummary>, UpstreamError> {
-        let doc = self.upstream.summary(sid, ctx).await?;
-        let rendered = render(doc, sid).map_err(|e| {
-            tracing::warn!(reason = %e, "upstream summary has the wrong shape");
-            UpstreamError::BadGateway(e.to_string())
-        })?;
-        if rendered.unknown_keys > 0 {
-            // Schema drift: the upstream sends sections the contract does not know.
-            metrics::counter!("avs_upstream_unknown_keys_total").increment(rendered.unknown_keys as u64);
-            tracing::info!(
-                unknown_keys = rendered.unknown_keys,
-                "upstream summary has unknown keys"
-            );
+        let key = Key::Summary(sid.as_str().to_ascii_uppercase());
+        let outcome = self
+            .lookup(key, || async {
+                match self.upstream.summary(sid, ctx).await {
+                    Ok(doc) => render_summary(doc, sid).map(Outcome::Summary),
+                    Err(UpstreamError::NotFound) => Ok(Outcome::NotFound),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        match outcome {
+            Outcome::Summary(summary) => Ok(summary),
+            _ => Err(UpstreamError::NotFound),
         }
-        Ok(Arc::new(rendered))
     }
 
     /// The summary for an appointment, if any. Upstream 404 means none.
@@ -57,16 +185,102 @@ impl Summaries {
         ien: &AppointmentIen,
         ctx: &RequestContext,
     ) -> Result<SearchHit, UpstreamError> {
-        let rows = match self.upstream.search(station, ien, ctx).await {
-            Ok(rows) => rows,
-            Err(UpstreamError::NotFound) => return Ok(SearchHit::None),
-            Err(e) => return Err(e),
-        };
-        first_hit(rows).map_err(|reason| {
-            tracing::warn!(reason, "upstream search answer has the wrong shape");
-            UpstreamError::BadGateway(reason.to_owned())
-        })
+        let key = Key::Search(station.as_str().to_owned(), ien.as_str().to_owned());
+        let outcome = self
+            .lookup(key, || async {
+                match self.upstream.search(station, ien, ctx).await {
+                    Ok(rows) => first_hit(rows).map(Outcome::Search).map_err(|reason| {
+                        tracing::warn!(reason, "upstream search answer has the wrong shape");
+                        UpstreamError::BadGateway(reason.to_owned())
+                    }),
+                    Err(UpstreamError::NotFound) => Ok(Outcome::Search(SearchHit::None)),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        match outcome {
+            Outcome::Search(hit) => Ok(hit),
+            _ => Ok(SearchHit::None),
+        }
     }
+
+    async fn lookup<F, Fut>(&self, key: Key, load: F) -> Result<Outcome, UpstreamError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Outcome, UpstreamError>>,
+    {
+        let cached = self.cache.get(&key).await;
+        if let Some(entry) = &cached
+            && self.lifetimes.fresh(entry)
+        {
+            metrics::counter!("avs_cache_requests_total", "outcome" => "hit").increment(1);
+            tracing::debug!(cache = "hit");
+            return Ok(entry.outcome.clone());
+        }
+        metrics::counter!("avs_cache_requests_total", "outcome" => "miss").increment(1);
+        match self.load_once(&key, load).await {
+            Ok(entry) => Ok(entry.outcome),
+            Err(e) => match cached {
+                Some(entry) if e.is_failure() && self.lifetimes.servable_stale(&entry) => {
+                    metrics::counter!("avs_cache_requests_total", "outcome" => "stale").increment(1);
+                    tracing::warn!(reason = e.kind(), "upstream failed; serving the expired copy");
+                    Ok(entry.outcome)
+                }
+                _ => Err(e),
+            },
+        }
+    }
+
+    /// One load per key at a time; everyone waiting gets its result, error included. If the
+    /// loading request is cancelled, a waiter takes over the load.
+    async fn load_once<F, Fut>(&self, key: &Key, load: F) -> Result<Entry, UpstreamError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<Outcome, UpstreamError>>,
+    {
+        let flight: Flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            flights.entry(key.clone()).or_default().clone()
+        };
+        let result = flight
+            .get_or_init(|| async {
+                // A load that finished between our cache check and joining the flight.
+                if let Some(entry) = self.cache.get(key).await
+                    && self.lifetimes.fresh(&entry)
+                {
+                    return Ok(entry);
+                }
+                let entry = load().await.map(|outcome| Entry {
+                    outcome,
+                    fetched: Instant::now(),
+                })?;
+                self.cache.insert(key.clone(), entry.clone()).await;
+                Ok(entry)
+            })
+            .await
+            .clone();
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if flights.get(key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            flights.remove(key);
+        }
+        result
+    }
+}
+
+fn render_summary(doc: Value, sid: &Sid) -> Result<Arc<RenderedSummary>, UpstreamError> {
+    let rendered = render(doc, sid).map_err(|e| {
+        tracing::warn!(reason = %e, "upstream summary has the wrong shape");
+        UpstreamError::BadGateway(e.to_string())
+    })?;
+    if rendered.unknown_keys > 0 {
+        // Schema drift: the upstream sends sections the contract does not know.
+        metrics::counter!("avs_upstream_unknown_keys_total").increment(rendered.unknown_keys as u64);
+        tracing::info!(
+            unknown_keys = rendered.unknown_keys,
+            "upstream summary has unknown keys"
+        );
+    }
+    Ok(Arc::new(rendered))
 }
 
 /// The first row of a search answer; every row must be an object.

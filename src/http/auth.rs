@@ -15,7 +15,7 @@ impl FromRequestParts<AppState> for Caller {
         let token = bearer(parts)
             .or_else(|| cookie(parts, &state.auth_cookie))
             .ok_or(ApiError::Unauthenticated)?;
-        match state.verifier.verify(token) {
+        match state.verifier.verify_cached(token).await {
             Ok(caller) => {
                 tracing::Span::current().record("actor", state.actor_hash(&caller.actor).as_str());
                 Ok(caller)

@@ -19,7 +19,12 @@ pub enum ApiError {
     MethodNotAllowed,
     SummaryNotFound(Sid),
     BadGateway,
-    Unavailable,
+    /// Upstream unreachable; `retry_after` when the circuit breaker is open.
+    Unavailable {
+        retry_after: Option<std::time::Duration>,
+    },
+    /// This service or its upstream connection slots are saturated: shed, retry shortly.
+    Busy,
     GatewayTimeout,
     NotReady(String),
     ToggleStoreReadOnly,
@@ -76,10 +81,15 @@ impl ApiError {
                 "Bad gateway",
                 "The clinical source returned an invalid response",
             ),
-            Unavailable => (
+            Unavailable { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service unavailable",
                 "Backend Service Outage",
+            ),
+            Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable",
+                "The service is busy; retry shortly",
             ),
             GatewayTimeout => (
                 StatusCode::GATEWAY_TIMEOUT,
@@ -135,8 +145,20 @@ fn symbol(status: StatusCode) -> &'static str {
     }
 }
 
+impl ApiError {
+    /// Seconds a client should wait before retrying, where the answer says so.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Unavailable { retry_after: Some(d) } => Some(d.as_secs_f64().ceil().max(1.0) as u64),
+            ApiError::Busy => Some(1),
+            _ => None,
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let retry_after = self.retry_after();
         let (status, title, detail) = self.parts();
         let body = json!({"errors": [{
             "title": title,
@@ -145,6 +167,11 @@ impl IntoResponse for ApiError {
             "status": symbol(status),
         }]});
         let mut response = (status, axum::Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -169,7 +196,11 @@ impl From<UpstreamError> for ApiError {
             // Callers map NotFound themselves where it carries a sid; elsewhere it is no route.
             UpstreamError::NotFound => ApiError::NoRoute,
             UpstreamError::BadGateway(_) => ApiError::BadGateway,
-            UpstreamError::Unavailable(_) => ApiError::Unavailable,
+            UpstreamError::Unavailable(_) => ApiError::Unavailable { retry_after: None },
+            UpstreamError::CircuitOpen(wait) => ApiError::Unavailable {
+                retry_after: Some(wait),
+            },
+            UpstreamError::Saturated => ApiError::Busy,
             UpstreamError::Timeout => ApiError::GatewayTimeout,
         }
     }

@@ -127,6 +127,9 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Response, ApiError> {
         SourceHealth::Loaded { .. } => "ok".to_owned(),
         SourceHealth::Stale { problem, .. } => format!("stale, last good state in force: {problem}"),
     };
+    if app.summaries.breaker_state() == crate::upstream::BreakerState::Open {
+        return Err(ApiError::NotReady("upstream: circuit open".to_owned()));
+    }
     let checks = json!({"config": "ok", "toggles": toggles, "upstream": "ok"});
     Ok(axum::Json(json!({"status": "ok", "checks": checks})).into_response())
 }

@@ -53,6 +53,7 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(from_fn(request_id::request_id))
         .layer(from_fn(access_log))
+        .layer(from_fn_with_state(state.clone(), shed_load))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
         .layer(from_fn_with_state(state.clone(), deadline));
     router
@@ -88,6 +89,18 @@ async fn access_log(request: Request, next: Next) -> Response {
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| tracing::info!(status = response.status().as_u16(), latency_ms, "request"));
     response
+}
+
+/// Past `AVS_MAX_IN_FLIGHT` requests in flight, answer 503 + Retry-After at once rather than
+/// queueing without limit (one semaphore for the whole listener).
+async fn shed_load(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    match app.in_flight.clone().try_acquire_owned() {
+        Ok(_slot) => next.run(request).await,
+        Err(_) => {
+            metrics::counter!("avs_requests_shed_total").increment(1);
+            ApiError::Busy.into_response()
+        }
+    }
 }
 
 /// The whole-request deadline, above the upstream timeout, so no request holds a worker long.

@@ -1,9 +1,13 @@
 //! The clinical source: one HTTP client built from configuration, and the embedded fixture
 //! upstream that the development default reaches through that same client.
 
+mod breaker;
 pub mod fixture;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+pub use breaker::{Breaker, BreakerState};
 
 use bytes::{Bytes, BytesMut};
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
@@ -27,6 +31,12 @@ pub enum UpstreamError {
     Unavailable(String),
     #[error("upstream too slow")]
     Timeout,
+    /// The circuit breaker is open: no call was made. Retry after the duration.
+    #[error("upstream circuit open")]
+    CircuitOpen(Duration),
+    /// Every upstream connection slot stayed busy: no call was made.
+    #[error("upstream saturated")]
+    Saturated,
 }
 
 impl UpstreamError {
@@ -37,7 +47,15 @@ impl UpstreamError {
             UpstreamError::BadGateway(_) => "bad_gateway",
             UpstreamError::Unavailable(_) => "unavailable",
             UpstreamError::Timeout => "timeout",
+            UpstreamError::CircuitOpen(_) => "circuit_open",
+            UpstreamError::Saturated => "saturated",
         }
+    }
+
+    /// Failures that say the upstream is in trouble (they trip the breaker, and let a stale
+    /// copy be served). A 404 is an answer, not a failure.
+    pub fn is_failure(&self) -> bool {
+        !matches!(self, UpstreamError::NotFound)
     }
 }
 
@@ -53,6 +71,10 @@ pub struct UpstreamClient {
     base: Url,
     token: Option<HeaderValue>,
     max_body_bytes: usize,
+    breaker: Arc<Breaker>,
+    /// Bounds the calls in flight, so a slow upstream can't pile up unbounded work.
+    slots: Arc<tokio::sync::Semaphore>,
+    slot_wait: Duration,
 }
 
 impl UpstreamClient {
@@ -100,7 +122,14 @@ impl UpstreamClient {
             base,
             token,
             max_body_bytes: config.max_body_bytes,
+            breaker: Arc::new(Breaker::new(config.breaker_failures, config.breaker_cooldown)),
+            slots: Arc::new(tokio::sync::Semaphore::new(config.concurrency)),
+            slot_wait: config.connect_timeout,
         })
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
     }
 
     /// `GET /avs/{sid}`: the summary document, or `NotFound`.
@@ -130,17 +159,25 @@ impl UpstreamClient {
     }
 
     async fn get_json(&self, segments: &[&str], ctx: &RequestContext) -> Result<Value, UpstreamError> {
+        let Ok(Ok(_slot)) = tokio::time::timeout(self.slot_wait, self.slots.acquire()).await else {
+            tracing::warn!("upstream saturated: every connection slot busy");
+            return Err(UpstreamError::Saturated);
+        };
+        let permit = self.breaker.permit().map_err(UpstreamError::CircuitOpen)?;
         let started = std::time::Instant::now();
         let result = self.fetch(segments, ctx).await;
+        let result = result.and_then(|body| {
+            serde_json::from_slice(&body).map_err(|e| {
+                UpstreamError::BadGateway(format!("invalid JSON at line {} column {}", e.line(), e.column()))
+            })
+        });
+        permit.record(!result.as_ref().is_err_and(UpstreamError::is_failure));
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok(_) => tracing::debug!(elapsed_ms, "upstream ok"),
             Err(e) => tracing::warn!(elapsed_ms, outcome = e.kind(), reason = %e, "upstream failed"),
         }
-        let body = result?;
-        serde_json::from_slice(&body).map_err(|e| {
-            UpstreamError::BadGateway(format!("invalid JSON at line {} column {}", e.line(), e.column()))
-        })
+        result
     }
 
     async fn fetch(&self, segments: &[&str], ctx: &RequestContext) -> Result<Bytes, UpstreamError> {

@@ -155,7 +155,11 @@ struct Server {
 
 async fn serve(env: &[(&str, &str)]) -> Server {
     let mut env: Vec<(&str, &str)> = env.to_vec();
-    env.extend([("AVS_LISTEN", "127.0.0.1:0"), ("AVS_LOG_FORMAT", "json")]);
+    env.extend([
+        ("AVS_LISTEN", "127.0.0.1:0"),
+        ("AVS_ADMIN_LISTEN", "127.0.0.1:0"),
+        ("AVS_LOG_FORMAT", "json"),
+    ]);
     let mut child = command(&["serve"], &env)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -272,4 +276,54 @@ async fn proxy_variables_in_the_environment_change_nothing() {
         env_proxy.relayed()
     );
     assert_eq!(upstream.hits(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
+    let upstream = FakeUpstream::start().await;
+    upstream.script(
+        &format!("/avs/{FULL_SID}"),
+        Scripted::json(&fixture("full")).delayed(Duration::from_millis(1500)),
+    );
+    let url = upstream.url();
+    let mut server = serve(&[
+        ("AVS_ENV", "test"),
+        ("AVS_UPSTREAM_URL", &url),
+        ("AVS_PROXY_URL", "direct"),
+    ])
+    .await;
+    let token = avs_api::identity::dev_token(&avs_api::identity::DevToken {
+        sub: "dev",
+        icn: Some(DEV_ICN),
+        email: None,
+        ttl_secs: 300,
+        issuer: None,
+        audience: None,
+    })
+    .unwrap();
+    let addr = server.addr.clone();
+    let in_flight = tokio::spawn(async move {
+        let response = client()
+            .get(format!("http://{addr}/avs/v0/avs/{FULL_SID}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        response.status().as_u16()
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let pid = server.child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(in_flight.await.unwrap(), 200, "the slow request completed");
+    let status = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "exit 0 after SIGTERM");
 }

@@ -6,6 +6,7 @@ mod admin;
 mod auth;
 mod binary;
 mod browser;
+mod cache;
 mod contract;
 mod errors;
 mod gate;
