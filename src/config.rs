@@ -96,6 +96,10 @@ pub struct Config {
     pub max_in_flight: usize,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// The whole links batch answers by then; below the request timeout.
+    pub links_deadline: Duration,
+    /// Link lookups in flight across the service.
+    pub links_concurrency: usize,
     pub upstream: UpstreamConfig,
     pub auth: AuthConfig,
     pub toggles: SourceConfig,
@@ -109,7 +113,9 @@ pub struct Config {
 }
 
 /// Every variable this service reads, for the file layer's key check and `check-config`.
-const VARIABLES: [&str; 33] = [
+const VARIABLES: [&str; 35] = [
+    "AVS_LINKS_DEADLINE_MS",
+    "AVS_LINKS_CONCURRENCY",
     "AVS_ENV",
     "AVS_LISTEN",
     "AVS_ADMIN_LISTEN",
@@ -375,6 +381,14 @@ impl<'a> Parser<'a> {
         let request_timeout = self.millis("AVS_REQUEST_TIMEOUT_MS", 15_000);
         let max_in_flight = self.parsed("AVS_MAX_IN_FLIGHT", 1024, "a whole number").max(1);
         let shutdown_grace = self.secs("AVS_SHUTDOWN_GRACE_SECS", 30);
+        let links_deadline = self.millis("AVS_LINKS_DEADLINE_MS", 12_000);
+        if links_deadline >= request_timeout {
+            self.problem(
+                "AVS_LINKS_DEADLINE_MS",
+                "must be below AVS_REQUEST_TIMEOUT_MS so a slow batch still answers 200",
+            );
+        }
+        let links_concurrency = self.parsed("AVS_LINKS_CONCURRENCY", 64, "a whole number").max(1);
         if request_timeout <= upstream.timeout {
             self.problem(
                 "AVS_REQUEST_TIMEOUT_MS",
@@ -414,6 +428,8 @@ impl<'a> Parser<'a> {
             request_timeout,
             max_in_flight,
             shutdown_grace,
+            links_deadline,
+            links_concurrency,
             upstream,
             auth: auth?,
             toggles,

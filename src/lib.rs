@@ -12,6 +12,7 @@ pub mod config;
 pub mod domain;
 pub mod http;
 pub mod identity;
+pub mod links;
 pub mod summaries;
 pub mod telemetry;
 pub mod toggles;
@@ -46,6 +47,9 @@ pub struct AppState {
     pub summaries: Arc<Summaries>,
     pub auth_cookie: Arc<str>,
     pub request_timeout: Duration,
+    /// Link lookups in flight across the whole service.
+    pub link_slots: Arc<tokio::sync::Semaphore>,
+    pub links_deadline: Duration,
     /// One permit per request in flight; none left means shed.
     pub in_flight: Arc<tokio::sync::Semaphore>,
     pub apidocs: Bytes,
@@ -71,6 +75,8 @@ impl AppState {
             summaries: Arc::new(Summaries::new(upstream, &config.cache)),
             auth_cookie: Arc::from(config.auth.cookie.as_str()),
             request_timeout: config.request_timeout,
+            link_slots: Arc::new(tokio::sync::Semaphore::new(config.links_concurrency)),
+            links_deadline: config.links_deadline,
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
             apidocs: Bytes::from(apidocs.to_string()),
             actor_key: std::hash::RandomState::new(),

@@ -11,6 +11,9 @@ use crate::upstream::UpstreamError;
 pub enum ApiError {
     InvalidSid,
     InvalidSearch,
+    /// A links request that is not `{"appointments": [1..100 valid items]}`; says what is wrong.
+    InvalidLinks(String),
+    PayloadTooLarge(usize),
     Unauthenticated,
     NotYourSummary,
     NotYourAppointment,
@@ -48,6 +51,16 @@ impl ApiError {
                 "Invalid parameters",
                 "Station number and Appointment IEN must be present and valid.",
             ),
+            InvalidLinks(detail) => {
+                return (StatusCode::BAD_REQUEST, "Invalid parameters", detail.clone());
+            }
+            PayloadTooLarge(limit) => {
+                return (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "Payload too large",
+                    format!("Request body over {limit} bytes"),
+                );
+            }
             Unauthenticated => (StatusCode::UNAUTHORIZED, "Not authorized", "Not authorized"),
             NotYourSummary => (
                 StatusCode::UNAUTHORIZED,

@@ -1,13 +1,14 @@
 //! Handlers: extract, gate, call a service function, map the result.
 
 use axum::Extension;
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
+use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::request_id::RequestId;
@@ -18,8 +19,11 @@ use crate::summaries::SearchHit;
 use crate::toggles::{AVS_ENABLED, SourceHealth};
 use crate::upstream::{RequestContext, UpstreamError};
 
-/// Where the VA.gov frontend shows a summary.
-const SUMMARY_PAGE: &str = "/my-health/medical-records/summaries-and-notes/visit-summary/";
+use crate::links::{Link, MAX_ITEMS, SUMMARY_PAGE};
+use crate::toggles::LINKS_ENABLED;
+
+/// The largest links request body: 100 items fit in a few KiB.
+pub const LINKS_BODY_LIMIT: usize = 64 * 1024;
 
 fn json_body(body: Bytes) -> Response {
     ([(CONTENT_TYPE, "application/json")], body).into_response()
@@ -104,6 +108,104 @@ pub async fn search(
         }
     };
     Ok(axum::Json(body).into_response())
+}
+
+/// The appointments of a links request, or what is wrong with it (the first bad index named).
+fn link_items(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Vec<(StationNo, AppointmentIen)>, ApiError> {
+    let invalid = |detail: &str| ApiError::InvalidLinks(detail.to_owned());
+    let body = match body {
+        Ok(body) => body,
+        Err(BytesRejection::FailedToBufferBody(_)) => {
+            return Err(ApiError::PayloadTooLarge(LINKS_BODY_LIMIT));
+        }
+        Err(_) => return Err(invalid("The request body could not be read")),
+    };
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return Err(invalid("Content-Type must be application/json"));
+    }
+    let doc: Value =
+        serde_json::from_slice(&body).map_err(|_| invalid("The request body is not valid JSON"))?;
+    let Some(items) = doc.get("appointments").and_then(Value::as_array) else {
+        return Err(invalid(
+            "The body must be {\"appointments\": [{\"stationNo\": …, \"appointmentIen\": …}]}",
+        ));
+    };
+    if items.is_empty() || items.len() > MAX_ITEMS {
+        return Err(invalid(&format!(
+            "appointments must hold 1 to {MAX_ITEMS} items, not {}",
+            items.len()
+        )));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, item)| {
+            let field = |name: &str| item.get(name).and_then(Value::as_str);
+            match (
+                field("stationNo").and_then(StationNo::parse),
+                field("appointmentIen").and_then(AppointmentIen::parse),
+            ) {
+                (Some(station), Some(ien)) => Ok((station, ien)),
+                _ => Err(invalid(&format!(
+                    "appointments[{index}]: Station number and Appointment IEN must be present and valid."
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// `POST /avs/v0/avs/links`: which appointments have a summary the caller may open.
+///
+/// Both `avs_enabled` and the links toggle must be on for the caller; otherwise every item is
+/// null with `linksEnabled: false` (a 200, not the gate's 404: the appointments service renders
+/// its list either way) and nothing is looked up.
+pub async fn links(
+    State(app): State<AppState>,
+    caller: Caller,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let appointments = link_items(&headers, body)?;
+    let enabled = app.toggles.is_enabled(AVS_ENABLED, Some(&caller.actor))
+        && app.toggles.is_enabled(LINKS_ENABLED, Some(&caller.actor));
+    let links = if enabled {
+        crate::links::lookup(
+            app.summaries.clone(),
+            app.link_slots.clone(),
+            caller.owner.clone(),
+            &appointments,
+            context(&request_id),
+            app.links_deadline,
+        )
+        .await
+    } else {
+        vec![Link::None; appointments.len()]
+    };
+    let data: Vec<Value> = appointments
+        .iter()
+        .zip(links)
+        .map(|((station, ien), link)| {
+            let (path, error) = match link {
+                Link::Page(path) => (Some(path), None),
+                Link::None => (None, None),
+                Link::Failed => (None, Some("Error retrieving AVS info")),
+            };
+            json!({"stationNo": station.as_str(), "appointmentIen": ien.as_str(), "path": path, "error": error})
+        })
+        .collect();
+    Ok(axum::Json(json!({"data": data, "meta": {"linksEnabled": enabled}})).into_response())
 }
 
 /// `GET /avs/v0/apidocs`: the OpenAPI document, no authentication.

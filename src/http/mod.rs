@@ -8,12 +8,13 @@ pub mod request_id;
 use std::time::Instant;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderValue, Method};
 use axum::middleware::{Next, from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get};
+use axum::routing::{MethodRouter, get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -27,6 +28,11 @@ pub use error::ApiError;
 pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     vec![
         (Method::GET, "/avs/v0/avs/search", get(handlers::search)),
+        (
+            Method::POST,
+            "/avs/v0/avs/links",
+            post(handlers::links).layer(DefaultBodyLimit::max(handlers::LINKS_BODY_LIMIT)),
+        ),
         (Method::GET, "/avs/v0/avs/{sid}", get(handlers::show_summary)),
         (Method::GET, "/avs/v0/avs/", get(handlers::show_empty_sid)),
         (Method::GET, "/avs/v0/apidocs", get(handlers::apidocs)),

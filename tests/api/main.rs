@@ -10,6 +10,7 @@ mod cache;
 mod contract;
 mod errors;
 mod gate;
+mod links;
 mod ownership;
 mod postgres;
 mod rendering;

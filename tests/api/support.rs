@@ -427,6 +427,18 @@ impl TestApp {
         .await
     }
 
+    /// `POST uri` with a bearer token and a JSON body.
+    pub async fn post_json(&self, uri: &str, token: &str, body: &str) -> TestResponse {
+        let request = axum::http::Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap();
+        self.send(request).await
+    }
+
     pub async fn get_anonymous(&self, uri: &str) -> TestResponse {
         self.send(get(uri).body(Body::empty()).unwrap()).await
     }

@@ -1,0 +1,179 @@
+//! In-process measurements for bench/run.sh: the cold stampede, the miss overhead and resident
+//! memory once the cache is full. Prints `name value` lines.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use avs_api::config::{Config, Vars};
+use avs_api::identity::{DevToken, dev_token};
+use avs_api::{AppState, app};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::Request;
+use axum::response::IntoResponse;
+use tower::ServiceExt;
+
+const ICN: &str = "1012345678V123456";
+
+struct Upstream {
+    hits: AtomicUsize,
+    delay: Duration,
+    /// The full fixture document with its sid replaced per request.
+    template: String,
+}
+
+async fn summary(State(u): State<Arc<Upstream>>, Path(sid): Path<String>) -> impl IntoResponse {
+    u.hits.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(u.delay).await;
+    (
+        [("content-type", "application/json")],
+        u.template.replace("9A7AF40B2BC2471EA116891839113252", &sid),
+    )
+}
+
+async fn upstream(delay: Duration) -> (Arc<Upstream>, String) {
+    let template =
+        std::fs::read_to_string("fixtures/summaries/full.json").expect("run from the repository root");
+    let state = Arc::new(Upstream {
+        hits: AtomicUsize::new(0),
+        delay,
+        template,
+    });
+    let router = axum::Router::new()
+        .route("/avs/{sid}", axum::routing::get(summary))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (state, url)
+}
+
+async fn service(upstream_url: &str, extra: &[(&str, &str)]) -> (axum::Router, AppState) {
+    let dir = std::env::temp_dir().join(format!("avs-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let toggles = dir.join("toggles.toml");
+    std::fs::write(&toggles, "[features.avs_enabled]\nboolean = true\n").unwrap();
+    let mut vars: Vars = [
+        ("AVS_ENV", "test".to_owned()),
+        ("AVS_UPSTREAM_URL", upstream_url.to_owned()),
+        ("AVS_PROXY_URL", "direct".to_owned()),
+        ("AVS_TOGGLES", format!("file:{}", toggles.display())),
+        ("AVS_MAX_IN_FLIGHT", "100000".to_owned()),
+        ("AVS_UPSTREAM_CONCURRENCY", "256".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let config = Config::from_vars(&vars).unwrap();
+    let state = AppState::new(&config, upstream_url.parse().unwrap())
+        .await
+        .unwrap();
+    (app(state.clone()), state)
+}
+
+fn token() -> String {
+    dev_token(&DevToken {
+        sub: "bench",
+        icn: Some(ICN),
+        email: None,
+        ttl_secs: 3600,
+        issuer: None,
+        audience: None,
+    })
+    .unwrap()
+}
+
+async fn get(router: &axum::Router, sid: &str, token: &str) -> u16 {
+    let request = Request::get(format!("/avs/v0/avs/{sid}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let _ = axum::body::to_bytes(response.into_body(), usize::MAX).await;
+    status
+}
+
+fn rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kb / 1024.0
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    let token = token();
+
+    // 1. Cold stampede: 1000 concurrent requests for one uncached sid, upstream taking 200 ms.
+    let (slow, url) = upstream(Duration::from_millis(200)).await;
+    let (router, _) = service(&url, &[]).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..1000 {
+        let (router, token) = (router.clone(), token.clone());
+        tasks.spawn(async move { get(&router, "0123456789ABCDEF0123456789ABCDEF", &token).await });
+    }
+    let statuses = tasks.join_all().await;
+    println!("stampede_requests 1000");
+    println!("stampede_ok {}", statuses.iter().filter(|s| **s == 200).count());
+    println!("stampede_upstream_requests {}", slow.hits.load(Ordering::SeqCst));
+
+    // 2. Miss overhead: service latency on a miss minus the upstream's own latency.
+    let (_fast, url) = upstream(Duration::ZERO).await;
+    let (router, _) = service(&url, &[]).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    for n in 0..300u32 {
+        let sid = format!("{n:032X}");
+        let started = Instant::now();
+        let body = client
+            .get(format!("{url}avs/{sid}"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(!body.is_empty());
+        direct.push(started.elapsed().as_secs_f64() * 1000.0);
+        let started = Instant::now();
+        assert_eq!(get(&router, &sid, &token).await, 200);
+        through.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (direct, through) = (median(direct), median(through));
+    println!("miss_upstream_ms_p50 {direct:.3}");
+    println!("miss_service_ms_p50 {through:.3}");
+    println!("miss_overhead_ms_p50 {:.3}", through - direct);
+
+    // 3. Resident memory with the cache filled past its byte budget.
+    let budget_mib = 64u64;
+    let budget = (budget_mib * 1024 * 1024).to_string();
+    let (_fill, url) = upstream(Duration::ZERO).await;
+    let (router, state) = service(&url, &[("AVS_CACHE_MAX_BYTES", &budget)]).await;
+    let before = rss_mib();
+    let summaries = 6000u32;
+    for n in 0..summaries {
+        assert_eq!(
+            get(&router, &format!("{:032X}", 1_000_000 + n), &token).await,
+            200
+        );
+    }
+    let (entries, weighted) = state.summaries.cache_usage().await;
+    println!("fill_summaries {summaries}");
+    println!("cache_budget_mib {budget_mib}");
+    println!("cache_entries {entries}");
+    println!("cache_weighted_mib {:.1}", weighted as f64 / 1048576.0);
+    println!("rss_before_fill_mib {before:.1}");
+    println!("rss_after_fill_mib {:.1}", rss_mib());
+}
