@@ -205,13 +205,13 @@ pub struct Verifier {
     keys: KeySet,
     issuer: Option<String>,
     audience: Option<String>,
-    verified: moka::future::Cache<[u8; 32], Verified>,
+    verified: moka::sync::Cache<[u8; 32], Verified>,
     signature_checks: AtomicU64,
 }
 
 impl Verifier {
     pub fn new(keys: KeySet, issuer: Option<String>, audience: Option<String>) -> Verifier {
-        let verified = moka::future::Cache::builder()
+        let verified = moka::sync::Cache::builder()
             .max_capacity(TOKEN_CACHE_ENTRIES)
             .expire_after(UntilExp)
             .build();
@@ -238,7 +238,7 @@ impl Verifier {
             key
         };
         let now = jsonwebtoken::get_current_timestamp();
-        if let Some(hit) = self.verified.get(&key).await
+        if let Some(hit) = self.verified.get(&key)
             && hit.exp > now
         {
             return Ok(hit.caller);
@@ -246,16 +246,14 @@ impl Verifier {
         let (caller, exp) = self.verify_with_exp(token)?;
         let lifetime = Duration::from_secs(exp.saturating_sub(now)).min(TOKEN_CACHE_MAX_LIFETIME);
         if !lifetime.is_zero() {
-            self.verified
-                .insert(
-                    key,
-                    Verified {
-                        caller: caller.clone(),
-                        exp,
-                        lifetime,
-                    },
-                )
-                .await;
+            self.verified.insert(
+                key,
+                Verified {
+                    caller: caller.clone(),
+                    exp,
+                    lifetime,
+                },
+            );
         }
         Ok(caller)
     }

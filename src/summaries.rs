@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
-use moka::future::Cache;
+use moka::sync::Cache;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
@@ -150,7 +150,7 @@ impl Summaries {
 
     /// (entries, weighted bytes) once pending maintenance has run.
     pub async fn cache_usage(&self) -> (u64, u64) {
-        self.cache.run_pending_tasks().await;
+        self.cache.run_pending_tasks();
         (self.cache.entry_count(), self.cache.weighted_size())
     }
 
@@ -209,7 +209,7 @@ impl Summaries {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Outcome, UpstreamError>>,
     {
-        let cached = self.cache.get(&key).await;
+        let cached = self.cache.get(&key);
         if let Some(entry) = &cached
             && self.lifetimes.fresh(entry)
         {
@@ -245,7 +245,7 @@ impl Summaries {
         let result = flight
             .get_or_init(|| async {
                 // A load that finished between our cache check and joining the flight.
-                if let Some(entry) = self.cache.get(key).await
+                if let Some(entry) = self.cache.get(key)
                     && self.lifetimes.fresh(&entry)
                 {
                     return Ok(entry);
@@ -254,7 +254,7 @@ impl Summaries {
                     outcome,
                     fetched: Instant::now(),
                 })?;
-                self.cache.insert(key.clone(), entry.clone()).await;
+                self.cache.insert(key.clone(), entry.clone());
                 Ok(entry)
             })
             .await

@@ -134,20 +134,34 @@ async fn disable(State(state): State<AdminState>, Path(name): Path<String>) -> R
     write(&state, &name, Change::DisableBoolean).await
 }
 
+/// A percentage write: the `percentage` parameter, or 0 for a DELETE (Flipper stores 0).
+async fn percentage_write(
+    state: &AdminState,
+    name: &str,
+    raw: Option<(&HeaderMap, &Bytes)>,
+    change: fn(Percentage) -> Change,
+) -> Response {
+    let value = match raw {
+        Some((headers, body)) => percentage(params(headers, body).get("percentage").map(String::as_str)),
+        None => Ok(Percentage::Integer(0)),
+    };
+    match value {
+        Ok(p) => write(state, name, change(p)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 async fn set_percentage_of_actors(
     State(state): State<AdminState>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match percentage(params(&headers, &body).get("percentage").map(String::as_str)) {
-        Ok(p) => write(&state, &name, Change::PercentageOfActors(p)).await,
-        Err(e) => e.into_response(),
-    }
+    percentage_write(&state, &name, Some((&headers, &body)), Change::PercentageOfActors).await
 }
 
 async fn clear_percentage_of_actors(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
-    write(&state, &name, Change::PercentageOfActors(Percentage::Integer(0))).await
+    percentage_write(&state, &name, None, Change::PercentageOfActors).await
 }
 
 async fn set_percentage_of_time(
@@ -156,14 +170,11 @@ async fn set_percentage_of_time(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match percentage(params(&headers, &body).get("percentage").map(String::as_str)) {
-        Ok(p) => write(&state, &name, Change::PercentageOfTime(p)).await,
-        Err(e) => e.into_response(),
-    }
+    percentage_write(&state, &name, Some((&headers, &body)), Change::PercentageOfTime).await
 }
 
 async fn clear_percentage_of_time(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
-    write(&state, &name, Change::PercentageOfTime(Percentage::Integer(0))).await
+    percentage_write(&state, &name, None, Change::PercentageOfTime).await
 }
 
 fn flipper_id(headers: &HeaderMap, body: &Bytes) -> Result<String, FlipperError> {
@@ -173,16 +184,27 @@ fn flipper_id(headers: &HeaderMap, body: &Bytes) -> Result<String, FlipperError>
         .ok_or(FlipperError::MissingFlipperId)
 }
 
+/// An actor write: the `flipper_id` parameter, required.
+async fn actor_write(
+    state: &AdminState,
+    name: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    change: fn(String) -> Change,
+) -> Response {
+    match flipper_id(headers, body) {
+        Ok(id) => write(state, name, change(id)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 async fn add_actor(
     State(state): State<AdminState>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match flipper_id(&headers, &body) {
-        Ok(id) => write(&state, &name, Change::AddActor(id)).await,
-        Err(e) => e.into_response(),
-    }
+    actor_write(&state, &name, &headers, &body, Change::AddActor).await
 }
 
 async fn remove_actor(
@@ -191,10 +213,7 @@ async fn remove_actor(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match flipper_id(&headers, &body) {
-        Ok(id) => write(&state, &name, Change::RemoveActor(id)).await,
-        Err(e) => e.into_response(),
-    }
+    actor_write(&state, &name, &headers, &body, Change::RemoveActor).await
 }
 
 async fn actor(State(state): State<AdminState>, Path(flipper_id): Path<String>) -> Response {

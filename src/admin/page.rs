@@ -176,9 +176,24 @@ struct PageForm {
     flipper_id: Option<String>,
 }
 
-/// The form came from this page: the anti-forgery token, and a same-origin `Origin` when the
-/// browser sends one.
-fn genuine(state: &AdminState, headers: &HeaderMap, form: &PageForm) -> bool {
+/// The form, if it came from this page: readable, with the anti-forgery token, and a same-origin
+/// `Origin` when the browser sends one.
+fn genuine(
+    state: &AdminState,
+    headers: &HeaderMap,
+    form: Result<Form<PageForm>, FormRejection>,
+) -> Result<PageForm, ApiError> {
+    let Ok(Form(form)) = form else {
+        return Err(ApiError::ForgedForm);
+    };
+    if came_from_this_page(state, headers, &form) {
+        Ok(form)
+    } else {
+        Err(ApiError::ForgedForm)
+    }
+}
+
+fn came_from_this_page(state: &AdminState, headers: &HeaderMap, form: &PageForm) -> bool {
     let token_ok = form
         .csrf
         .as_deref()
@@ -200,12 +215,10 @@ async fn add_feature(
     headers: HeaderMap,
     form: Result<Form<PageForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return ApiError::ForgedForm.into_response();
+    let form = match genuine(&state, &headers, form) {
+        Ok(form) => form,
+        Err(forged) => return forged.into_response(),
     };
-    if !genuine(&state, &headers, &form) {
-        return ApiError::ForgedForm.into_response();
-    }
     let Some(name) = form.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) else {
         return Redirect::to("/flipper").into_response();
     };
@@ -221,12 +234,10 @@ async fn act(
     headers: HeaderMap,
     form: Result<Form<PageForm>, FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return ApiError::ForgedForm.into_response();
+    let form = match genuine(&state, &headers, form) {
+        Ok(form) => form,
+        Err(forged) => return forged.into_response(),
     };
-    if !genuine(&state, &headers, &form) {
-        return ApiError::ForgedForm.into_response();
-    }
     let back = Redirect::to(&format!("/flipper/features/{}", path_segment(&name))).into_response();
     let actor = form
         .flipper_id
