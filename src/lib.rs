@@ -13,6 +13,7 @@ pub mod domain;
 pub mod http;
 pub mod identity;
 pub mod links;
+pub mod rollout;
 pub mod summaries;
 pub mod telemetry;
 pub mod toggles;
@@ -45,6 +46,7 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub toggles: Arc<Toggles>,
     pub summaries: Arc<Summaries>,
+    pub rollout: Arc<rollout::Rollout>,
     pub auth_cookie: Arc<str>,
     pub request_timeout: Duration,
     /// Link lookups in flight across the whole service.
@@ -54,7 +56,7 @@ pub struct AppState {
     pub in_flight: Arc<tokio::sync::Semaphore>,
     pub apidocs: Bytes,
     /// Keys the actor hash in logs: per process, so a hash can't be looked up elsewhere.
-    actor_key: std::hash::RandomState,
+    actor_hasher: std::hash::RandomState,
 }
 
 impl AppState {
@@ -71,6 +73,7 @@ impl AppState {
                 config.auth.issuer.clone(),
                 config.auth.audience.clone(),
             )),
+            rollout: Arc::new(rollout::Rollout::new(toggles.clone())),
             toggles,
             summaries: Arc::new(Summaries::new(upstream, &config.cache)),
             auth_cookie: Arc::from(config.auth.cookie.as_str()),
@@ -79,30 +82,44 @@ impl AppState {
             links_deadline: config.links_deadline,
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
             apidocs: Bytes::from(apidocs.to_string()),
-            actor_key: std::hash::RandomState::new(),
+            actor_hasher: std::hash::RandomState::new(),
         })
     }
 
-    /// The gate: a feature off for the caller looks exactly like an unknown route.
-    pub fn require(&self, feature: &str, caller: &Caller) -> Result<(), ApiError> {
+    /// Whether `feature` is on for the caller; noted for the request line, metrics and report.
+    pub fn gate(&self, feature: &'static str, caller: &Caller) -> bool {
         let open = self.toggles.is_enabled(feature, Some(&caller.actor));
-        tracing::debug!(feature, open, "gate");
-        if open { Ok(()) } else { Err(ApiError::NoRoute) }
+        let result = if open { "on" } else { "off" };
+        metrics::counter!("avs_gate_decisions_total", "toggle" => feature, "result" => result).increment(1);
+        telemetry::note(|n| n.gates.push((feature, open)));
+        open
     }
 
-    /// A short keyed hash of the actor id: lets one follow a caller through the logs without
-    /// the logs ever holding an email or account id.
+    /// The gate: a feature off for the caller looks exactly like an unknown route.
+    pub fn require(&self, feature: &'static str, caller: &Caller) -> Result<(), ApiError> {
+        if self.gate(feature, caller) {
+            Ok(())
+        } else {
+            Err(ApiError::NoRoute)
+        }
+    }
+
+    /// A keyed hash of the actor id: lets one count and follow callers without logs or reports
+    /// ever holding an email or account id. Keyed per process.
+    pub fn actor_key(&self, actor: &ActorId) -> u64 {
+        self.actor_hasher.hash_one(actor.as_str())
+    }
+
+    /// The short form of [`AppState::actor_key`] for log lines.
     pub fn actor_hash(&self, actor: &ActorId) -> String {
-        format!(
-            "{:012x}",
-            self.actor_key.hash_one(actor.as_str()) & 0xffff_ffff_ffff
-        )
+        format!("{:012x}", self.actor_key(actor) & 0xffff_ffff_ffff)
     }
 }
 
 /// Runs the service until SIGINT or SIGTERM: the public API on `AVS_LISTEN`, the admin API and
 /// page on `AVS_ADMIN_LISTEN`.
 pub async fn serve(config: Config) -> Result<(), String> {
+    let metrics = telemetry::metrics();
     let upstream_base = match &config.upstream.url {
         Some(url) => url.clone(),
         None => {
@@ -135,10 +152,11 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let admin = admin::router(admin::AdminState::new(
-        state.toggles.clone(),
-        config.admin_token.clone(),
-    ));
+    let admin = admin::router(
+        admin::AdminState::new(state.toggles.clone(), config.admin_token.clone())
+            .with_rollout(state.rollout.clone())
+            .with_metrics(metrics),
+    );
     let admin_server = tokio::spawn(
         axum::serve(admin_listener, admin)
             .with_graceful_shutdown(until_stopped(stopped.clone()))

@@ -214,15 +214,17 @@ impl Summaries {
             && self.lifetimes.fresh(entry)
         {
             metrics::counter!("avs_cache_requests_total", "outcome" => "hit").increment(1);
-            tracing::debug!(cache = "hit");
+            crate::telemetry::note(|n| n.cache = Some("hit"));
             return Ok(entry.outcome.clone());
         }
         metrics::counter!("avs_cache_requests_total", "outcome" => "miss").increment(1);
+        crate::telemetry::note(|n| n.cache = Some("miss"));
         match self.load_once(&key, load).await {
             Ok(entry) => Ok(entry.outcome),
             Err(e) => match cached {
                 Some(entry) if e.is_failure() && self.lifetimes.servable_stale(&entry) => {
                     metrics::counter!("avs_cache_requests_total", "outcome" => "stale").increment(1);
+                    crate::telemetry::note(|n| n.cache = Some("stale"));
                     tracing::warn!(reason = e.kind(), "upstream failed; serving the expired copy");
                     Ok(entry.outcome)
                 }
@@ -255,6 +257,7 @@ impl Summaries {
                     fetched: Instant::now(),
                 })?;
                 self.cache.insert(key.clone(), entry.clone());
+                metrics::gauge!("avs_cache_weighted_bytes").set(self.cache.weighted_size() as f64);
                 Ok(entry)
             })
             .await

@@ -20,12 +20,19 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use subtle::ConstantTimeEq;
 
+use axum::http::header::CONTENT_TYPE;
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+
 use crate::http::ApiError;
+use crate::rollout::Rollout;
 use crate::toggles::Toggles;
 
 #[derive(Clone)]
 pub struct AdminState {
     pub toggles: Arc<Toggles>,
+    pub rollout: Option<Arc<Rollout>>,
+    metrics: Option<PrometheusHandle>,
     token: Option<Arc<str>>,
     /// Hidden in every form and required on every page write: a cross-site page can make the
     /// browser send its Basic credentials, but cannot read this value.
@@ -36,19 +43,71 @@ impl AdminState {
     pub fn new(toggles: Arc<Toggles>, token: Option<String>) -> AdminState {
         AdminState {
             toggles,
+            rollout: None,
+            metrics: None,
             token: token.map(Arc::from),
             csrf: Arc::from(uuid::Uuid::new_v4().simple().to_string()),
         }
     }
 }
 
+impl AdminState {
+    /// Adds the rollout report (`/admin/rollout`, and on the feature pages).
+    pub fn with_rollout(mut self, rollout: Arc<Rollout>) -> AdminState {
+        self.rollout = Some(rollout);
+        self
+    }
+
+    /// Serves the process's metrics at `/metrics`.
+    pub fn with_metrics(mut self, handle: Option<PrometheusHandle>) -> AdminState {
+        self.metrics = handle;
+        self
+    }
+}
+
+/// The admin listener. `/metrics` is open to the (internal) network for scrapers; everything
+/// else needs the admin token, and is 404 when no token is configured.
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    let protected = Router::new()
         .merge(api::routes())
         .merge(page::routes())
+        .route("/admin/rollout", get(rollout_json))
+        .route("/admin/rollout.md", get(rollout_markdown))
         .fallback(|| async { ApiError::NoRoute })
-        .layer(from_fn_with_state(state.clone(), require_token))
+        .layer(from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .merge(protected)
         .with_state(state)
+}
+
+async fn metrics_text(State(state): State<AdminState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::NoRoute.into_response(),
+    }
+}
+
+async fn rollout_json(State(state): State<AdminState>) -> Response {
+    match &state.rollout {
+        Some(rollout) => axum::Json(rollout.report()).into_response(),
+        None => ApiError::NoRoute.into_response(),
+    }
+}
+
+async fn rollout_markdown(State(state): State<AdminState>) -> Response {
+    match &state.rollout {
+        Some(rollout) => (
+            [(CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            rollout.markdown(),
+        )
+            .into_response(),
+        None => ApiError::NoRoute.into_response(),
+    }
 }
 
 fn secret_matches(given: &str, expected: &str) -> bool {

@@ -18,6 +18,8 @@ impl FromRequestParts<AppState> for Caller {
         match state.verifier.verify_cached(token).await {
             Ok(caller) => {
                 tracing::Span::current().record("actor", state.actor_hash(&caller.actor).as_str());
+                let key = state.actor_key(&caller.actor);
+                crate::telemetry::note(|n| n.actor = Some(key));
                 Ok(caller)
             }
             Err(reason) => {

@@ -178,8 +178,10 @@ pub async fn links(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let appointments = link_items(&headers, body)?;
-    let enabled = app.toggles.is_enabled(AVS_ENABLED, Some(&caller.actor))
-        && app.toggles.is_enabled(LINKS_ENABLED, Some(&caller.actor));
+    // Both gates are noted (not short-circuited), so the report sees both decisions.
+    let avs = app.gate(AVS_ENABLED, &caller);
+    let links_on = app.gate(LINKS_ENABLED, &caller);
+    let enabled = avs && links_on;
     let links = if enabled {
         crate::links::lookup(
             app.summaries.clone(),

@@ -20,7 +20,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument;
 
-use crate::AppState;
+use crate::{AppState, telemetry};
 pub use error::ApiError;
 
 /// Every route the public listener serves. `openapi.yaml` documents exactly this set (a test
@@ -58,7 +58,7 @@ pub fn app(state: AppState) -> Router {
             HeaderValue::from_static("nosniff"),
         ))
         .layer(from_fn(request_id::request_id))
-        .layer(from_fn(access_log))
+        .layer(from_fn_with_state(state.clone(), access_log))
         .layer(from_fn_with_state(state.clone(), shed_load))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
         .layer(from_fn_with_state(state.clone(), deadline));
@@ -70,8 +70,9 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// One line per request: the route template (never the raw path, which holds the sid),
-/// status and latency, inside a span that the caller extractor adds the actor hash to.
-async fn access_log(request: Request, next: Next) -> Response {
+/// status, latency, cache outcome, gate decisions and the actor's keyed hash; the same facts
+/// feed the metrics and the rollout report.
+async fn access_log(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -91,9 +92,28 @@ async fn access_log(request: Request, next: Next) -> Response {
         actor = tracing::field::Empty,
     );
     let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    span.in_scope(|| tracing::info!(status = response.status().as_u16(), latency_ms, "request"));
+    let (response, notes) = telemetry::with_notes(next.run(request).instrument(span.clone())).await;
+    let latency = started.elapsed();
+    let status = response.status().as_u16();
+    let gate: Vec<String> = notes
+        .gates
+        .iter()
+        .map(|(feature, open)| format!("{feature}={}", if *open { "on" } else { "off" }))
+        .collect();
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            cache = notes.cache.unwrap_or("none"),
+            gate = %gate.join(","),
+            upstream_error = notes.upstream_error.unwrap_or("none"),
+            "request"
+        )
+    });
+    let labels = [("route", route), ("status", status.to_string())];
+    metrics::counter!("avs_http_requests_total", &labels).increment(1);
+    metrics::histogram!("avs_http_request_duration_seconds", &labels[..1]).record(latency.as_secs_f64());
+    app.rollout.record(&notes, status, latency);
     response
 }
 

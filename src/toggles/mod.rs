@@ -88,6 +88,8 @@ pub struct Toggles {
     source: Source,
     /// The file bytes last loaded, so the poll only re-parses on change.
     last_file: std::sync::Mutex<Option<Result<Vec<u8>, String>>>,
+    /// When each feature's gates last changed (Unix seconds), for the rollout report's stages.
+    changed_at: std::sync::Mutex<HashMap<String, u64>>,
     /// Serialises writes so two admin changes never interleave read-modify-write.
     writes: tokio::sync::Mutex<()>,
     refresh: Duration,
@@ -102,6 +104,7 @@ impl Toggles {
             }),
             source,
             last_file: std::sync::Mutex::new(None),
+            changed_at: std::sync::Mutex::new(HashMap::new()),
             writes: tokio::sync::Mutex::new(()),
             refresh,
         }
@@ -134,6 +137,19 @@ impl Toggles {
     }
 
     fn swap(&self, snapshot: Snapshot) {
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        {
+            let previous = self.snapshot.load();
+            let mut changed = self.changed_at.lock().unwrap_or_else(|e| e.into_inner());
+            for (name, feature) in &snapshot.features {
+                if previous.features.get(name) != Some(feature) {
+                    changed.insert(name.clone(), now);
+                }
+            }
+        }
+        metrics::gauge!("avs_toggle_source_last_load_timestamp_seconds").set(now as f64);
         self.snapshot.store(Arc::new(snapshot));
         self.health.store(Arc::new(SourceHealth::Loaded {
             at: SystemTime::now(),
@@ -191,6 +207,15 @@ impl Toggles {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// When `feature`'s gates last changed in this process (Unix seconds).
+    pub fn changed_at(&self, feature: &str) -> Option<u64> {
+        self.changed_at
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(feature)
+            .copied()
     }
 
     pub fn refresh_period(&self) -> Duration {

@@ -135,7 +135,7 @@ impl UpstreamClient {
     /// `GET /avs/{sid}`: the summary document, or `NotFound`.
     #[tracing::instrument(name = "upstream.summary", skip_all)]
     pub async fn summary(&self, sid: &Sid, ctx: &RequestContext) -> Result<Value, UpstreamError> {
-        self.get_json(&["avs", sid.as_str()], ctx).await
+        self.get_json("summary", &["avs", sid.as_str()], ctx).await
     }
 
     /// `GET /avs-by-appointment/{station}/{ien}`: the array of `{sid, icn, …}` rows.
@@ -146,8 +146,12 @@ impl UpstreamClient {
         ien: &AppointmentIen,
         ctx: &RequestContext,
     ) -> Result<Value, UpstreamError> {
-        self.get_json(&["avs-by-appointment", station.as_str(), ien.as_str()], ctx)
-            .await
+        self.get_json(
+            "search",
+            &["avs-by-appointment", station.as_str(), ien.as_str()],
+            ctx,
+        )
+        .await
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -158,7 +162,43 @@ impl UpstreamClient {
         url
     }
 
-    async fn get_json(&self, segments: &[&str], ctx: &RequestContext) -> Result<Value, UpstreamError> {
+    async fn get_json(
+        &self,
+        call: &'static str,
+        segments: &[&str],
+        ctx: &RequestContext,
+    ) -> Result<Value, UpstreamError> {
+        let result = self.call(call, segments, ctx).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.kind(),
+        };
+        metrics::counter!("avs_upstream_requests_total", "call" => call, "outcome" => outcome).increment(1);
+        crate::telemetry::note(|n| {
+            if let Err(e) = &result
+                && e.is_failure()
+            {
+                n.upstream_error = Some(e.kind());
+                if !matches!(e, UpstreamError::CircuitOpen(_) | UpstreamError::Saturated) {
+                    n.upstream_failures += 1;
+                }
+            }
+            if !matches!(
+                result,
+                Err(UpstreamError::CircuitOpen(_) | UpstreamError::Saturated)
+            ) {
+                n.upstream_calls += 1;
+            }
+        });
+        result
+    }
+
+    async fn call(
+        &self,
+        call: &'static str,
+        segments: &[&str],
+        ctx: &RequestContext,
+    ) -> Result<Value, UpstreamError> {
         let Ok(Ok(_slot)) = tokio::time::timeout(self.slot_wait, self.slots.acquire()).await else {
             tracing::warn!("upstream saturated: every connection slot busy");
             return Err(UpstreamError::Saturated);
@@ -172,6 +212,8 @@ impl UpstreamClient {
             })
         });
         permit.record(!result.as_ref().is_err_and(UpstreamError::is_failure));
+        metrics::histogram!("avs_upstream_request_duration_seconds", "call" => call)
+            .record(started.elapsed().as_secs_f64());
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok(_) => tracing::debug!(elapsed_ms, "upstream ok"),

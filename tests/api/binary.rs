@@ -151,6 +151,7 @@ async fn bad_values_exit_2_with_one_line_each_and_config_file_layers_under_env()
 struct Server {
     child: Child,
     addr: String,
+    admin_addr: String,
 }
 
 async fn serve(env: &[(&str, &str)]) -> Server {
@@ -166,13 +167,27 @@ async fn serve(env: &[(&str, &str)]) -> Server {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(20), async {
+    let (addr, admin_addr) = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut admin = None;
         while let Some(line) = lines.next_line().await.unwrap() {
             let Ok(event) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
+            if event["message"] == "avs-api admin listening" {
+                admin = event["addr"].as_str().map(str::to_owned);
+            }
             if event["message"] == "avs-api listening" {
-                return event["addr"].as_str().unwrap().to_owned();
+                let public = event["addr"].as_str().unwrap().to_owned();
+                // The admin line comes right after.
+                while admin.is_none() {
+                    let line = lines.next_line().await.unwrap().expect("admin listener line");
+                    if let Ok(event) = serde_json::from_str::<Value>(&line)
+                        && event["message"] == "avs-api admin listening"
+                    {
+                        admin = event["addr"].as_str().map(str::to_owned);
+                    }
+                }
+                return (public, admin.unwrap());
             }
         }
         panic!("the server exited before listening");
@@ -181,7 +196,11 @@ async fn serve(env: &[(&str, &str)]) -> Server {
     .expect("the server did not listen within 20 s");
     // Keep draining the log so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Server { child, addr }
+    Server {
+        child,
+        addr,
+        admin_addr,
+    }
 }
 
 impl Drop for Server {
@@ -326,4 +345,40 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
         .unwrap()
         .unwrap();
     assert_eq!(status.code(), Some(0), "exit 0 after SIGTERM");
+}
+
+#[tokio::test]
+async fn the_admin_listener_serves_metrics_and_the_rollout_report() {
+    let token = "an-admin-token-of-at-least-32-characters";
+    let server = serve(&[("AVS_ADMIN_TOKEN", token)]).await;
+    let dev = avs_api::identity::dev_token(&avs_api::identity::DevToken {
+        sub: "dev",
+        icn: Some(DEV_ICN),
+        email: None,
+        ttl_secs: 300,
+        issuer: None,
+        audience: None,
+    })
+    .unwrap();
+    let (status, _) = get_json(&server, &format!("/avs/v0/avs/{FULL_SID}"), &dev).await;
+    assert_eq!(status, 200);
+    let admin = |path: &str| format!("http://{}{path}", server.admin_addr);
+    let metrics = client().get(admin("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap_or_default();
+    assert!(text.contains("avs_http_requests_total"), "{text}");
+    let report = client()
+        .get(admin("/admin/rollout.md"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.status(), 200);
+    let md = String::from_utf8(report.bytes().await.unwrap().to_vec()).unwrap();
+    assert!(
+        md.contains("## avs_enabled") && md.contains("**Number of unique users**: 1"),
+        "{md}"
+    );
+    let refused = client().get(admin("/admin/rollout")).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
 }

@@ -11,6 +11,7 @@ mod contract;
 mod errors;
 mod gate;
 mod links;
+mod operations;
 mod ownership;
 mod postgres;
 mod rendering;
