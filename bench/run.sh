@@ -10,7 +10,8 @@ secs="${1:-10}"
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
 
 cargo build --release --quiet --bin avs-api --example baseline --example probe
-bin=target/release/avs-api
+out="${CARGO_TARGET_DIR:-target}/release"
+bin="$out/avs-api"
 work=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
@@ -22,7 +23,7 @@ pids+=($!)
 token=$("$bin" dev-token --icn 1012345678V123456)
 for _ in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:18080/healthz && break; sleep 0.1; done
 curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:18080/avs/v0/avs/$sid" -o "$work/body.json"
-target/release/examples/baseline 127.0.0.1:18081 "$work/body.json" &
+"$out/examples/baseline" 127.0.0.1:18081 "$work/body.json" &
 pids+=($!)
 for _ in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:18081/ && break; sleep 0.1; done
 
@@ -44,4 +45,4 @@ echo "body_bytes $(wc -c < "$work/body.json")"
 echo "hits_rps $a_rps  hits_p50_ms $a_p50  hits_p99_ms $a_p99"
 echo "baseline_rps $b_rps  baseline_p50_ms $b_p50  baseline_p99_ms $b_p99"
 awk -v a="$a_rps" -v b="$b_rps" 'BEGIN { printf "ratio_hits_over_baseline %.2f\n", a / b }'
-target/release/examples/probe
+"$out/examples/probe"
