@@ -88,7 +88,10 @@ impl AppState {
 
     /// Whether `feature` is on for the caller; noted for the request line, metrics and report.
     pub fn gate(&self, feature: &'static str, caller: &Caller) -> bool {
+        let span = tracing::info_span!("gate", toggle = feature, result = tracing::field::Empty);
+        let _entered = span.enter();
         let open = self.toggles.is_enabled(feature, Some(&caller.actor));
+        span.record("result", open);
         let result = if open { "on" } else { "off" };
         metrics::counter!("avs_gate_decisions_total", "toggle" => feature, "result" => result).increment(1);
         telemetry::note(|n| n.gates.push((feature, open)));
@@ -138,9 +141,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
     tracing::info!(%addr, env = config.env.as_str(), "avs-api listening");
     tracing::info!(addr = %admin_addr, enabled = config.admin_token.is_some(), "avs-api admin listening");
     if config.env != config::Environment::Production {
+        // No ICN or sid here, not even the fixtures': the README names them.
         tracing::info!(
-            "get a development token: avs-api dev-token --icn 1012345678V123456  \
-             then: curl -H \"Authorization: Bearer $TOKEN\" http://{addr}/avs/v0/avs/9A7AF40B2BC2471EA116891839113252"
+            "get a development token: avs-api dev-token --icn <a fixture patient's ICN, see the README>, \
+             then GET http://{addr}/avs/v0/avs/<sid> with Authorization: Bearer <token>"
         );
     }
 

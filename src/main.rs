@@ -85,7 +85,14 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve => {
-            avs_api::telemetry::init(&config.log_filter, config.log_format);
+            let otlp = config
+                .otlp_endpoint
+                .as_deref()
+                .map(|endpoint| avs_api::telemetry::Otlp {
+                    endpoint,
+                    service_name: &config.service_name,
+                });
+            let telemetry = avs_api::telemetry::init(&config.log_filter, config.log_format, otlp);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -93,7 +100,10 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(avs_api::serve(config)) {
+            let served = runtime.block_on(avs_api::serve(config));
+            // Spans still queued are exported before the process exits.
+            telemetry.shutdown();
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "avs-api failed");

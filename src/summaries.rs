@@ -48,6 +48,15 @@ struct Entry {
     fetched: Instant,
 }
 
+impl Key {
+    fn kind(&self) -> &'static str {
+        match self {
+            Key::Summary(_) => "summary",
+            Key::Search(..) => "search",
+        }
+    }
+}
+
 impl Entry {
     fn negative(&self) -> bool {
         matches!(self.outcome, Outcome::NotFound | Outcome::Search(SearchHit::None))
@@ -204,6 +213,7 @@ impl Summaries {
         }
     }
 
+    #[tracing::instrument(name = "cache.lookup", skip_all, fields(cache.kind = key.kind(), cache.outcome))]
     async fn lookup<F, Fut>(&self, key: Key, load: F) -> Result<Outcome, UpstreamError>
     where
         F: FnOnce() -> Fut,
@@ -215,10 +225,12 @@ impl Summaries {
         {
             metrics::counter!("avs_cache_requests_total", "outcome" => "hit").increment(1);
             crate::telemetry::note(|n| n.cache = Some("hit"));
+            tracing::Span::current().record("cache.outcome", "hit");
             return Ok(entry.outcome.clone());
         }
         metrics::counter!("avs_cache_requests_total", "outcome" => "miss").increment(1);
         crate::telemetry::note(|n| n.cache = Some("miss"));
+        tracing::Span::current().record("cache.outcome", "miss");
         match self.load_once(&key, load).await {
             Ok(entry) => Ok(entry.outcome),
             Err(e) => match cached {

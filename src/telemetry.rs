@@ -5,20 +5,138 @@ use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Installs the global log subscriber. Call once, from the binary.
-pub fn init(filter: &str, format: LogFormat) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
-        LogFormat::Pretty => builder.compact().init(),
+/// Where traces go: OTLP over HTTP (protobuf) to `endpoint` (`/v1/traces` is appended).
+pub struct Otlp<'a> {
+    pub endpoint: &'a str,
+    pub service_name: &'a str,
+}
+
+/// Flushes exported spans when the process stops.
+pub struct TelemetryGuard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl TelemetryGuard {
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(e) = provider.shutdown()
+        {
+            tracing::warn!(error = %e, "trace export did not flush");
+        }
     }
+}
+
+/// Installs the global log subscriber and, when configured, the OTLP trace pipeline. Call once,
+/// from the binary, before its async runtime starts (the exporter's blocking client runs on its
+/// own thread, so a collector that is down never slows a request).
+pub fn init(filter: &str, format: LogFormat, otlp: Option<Otlp<'_>>) -> TelemetryGuard {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    // Dependencies' own trace-level output can carry request URIs (with sids): capped at info.
+    let filter = EnvFilter::try_new(format!("{filter},{DEPENDENCY_CAPS}"))
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,{DEPENDENCY_CAPS}")));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(true).boxed(),
+        LogFormat::Pretty => fmt.compact().boxed(),
+    };
+    let provider = otlp.and_then(|o| match tracer_provider(&o) {
+        Ok(provider) => Some(provider),
+        Err(e) => {
+            eprintln!("OTEL_EXPORTER_OTLP_ENDPOINT: traces disabled: {e}");
+            None
+        }
+    });
+    let traces = provider.as_ref().map(|p| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer().with_tracer(p.tracer("avs-api"))
+    });
+    opentelemetry::global::set_text_map_propagator(
+        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+    );
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(traces)
+        .init();
+    TelemetryGuard { provider }
+}
+
+const DEPENDENCY_CAPS: &str = "hyper=info,hyper_util=info,reqwest=info,h2=info,rustls=info,tokio_postgres=info,\
+                               opentelemetry=warn,opentelemetry_sdk=warn,opentelemetry_otlp=warn,opentelemetry_http=warn";
+
+fn tracer_provider(otlp: &Otlp<'_>) -> Result<SdkTracerProvider, String> {
+    use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
+    // The exporter's own client, never reading proxy variables from the environment.
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_http_client(client)
+        // Given in code, the endpoint is used verbatim: add the signal path ourselves.
+        .with_endpoint(format!("{}/v1/traces", otlp.endpoint.trim_end_matches('/')))
+        .with_timeout(std::time::Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let batch = opentelemetry_sdk::trace::BatchConfigBuilder::default()
+        .with_scheduled_delay(std::time::Duration::from_secs(1))
+        .with_max_queue_size(8192)
+        .build();
+    let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+        .with_batch_config(batch)
+        .build();
+    let resource = opentelemetry_sdk::Resource::builder_empty()
+        .with_service_name(otlp.service_name.to_owned())
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_resource(resource)
+        .build())
+}
+
+/// Reads a W3C `traceparent` from inbound headers: the request's span continues that trace.
+pub fn remote_context(headers: &axum::http::HeaderMap) -> opentelemetry::Context {
+    struct Extract<'a>(&'a axum::http::HeaderMap);
+    impl opentelemetry::propagation::Extractor for Extract<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(|k| k.as_str()).collect()
+        }
+    }
+    opentelemetry::global::get_text_map_propagator(|p| p.extract(&Extract(headers)))
+}
+
+/// Writes the current span's `traceparent` into outbound headers.
+pub fn inject_current(headers: &mut reqwest::header::HeaderMap) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    struct Inject<'a>(&'a mut reqwest::header::HeaderMap);
+    impl opentelemetry::propagation::Injector for Inject<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            let name = reqwest::header::HeaderName::from_bytes(key.as_bytes());
+            let value = reqwest::header::HeaderValue::from_str(&value);
+            if let (Ok(name), Ok(value)) = (name, value) {
+                self.0.insert(name, value);
+            }
+        }
+    }
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    let context = span.context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&context, &mut Inject(headers)));
 }
 
 /// Latency buckets (seconds) for every histogram: loopback hits to a slow upstream.

@@ -86,26 +86,34 @@ async fn access_log(State(app): State<AppState>, request: Request, next: Next) -
         .to_owned();
     let span = tracing::info_span!(
         "request",
+        otel.name = %format!("{} {route}", request.method()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
         method = %request.method(),
         route = %route,
         request_id = %request_id,
         actor = tracing::field::Empty,
     );
+    // An inbound W3C traceparent makes this request part of the caller's trace.
+    if !span.is_disabled() && request.headers().contains_key("traceparent") {
+        let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(
+            &span,
+            telemetry::remote_context(request.headers()),
+        );
+    }
     let started = Instant::now();
     let (response, notes) = telemetry::with_notes(next.run(request).instrument(span.clone())).await;
     let latency = started.elapsed();
     let status = response.status().as_u16();
-    let gate: Vec<String> = notes
-        .gates
-        .iter()
-        .map(|(feature, open)| format!("{feature}={}", if *open { "on" } else { "off" }))
-        .collect();
+    span.record("http.response.status_code", status);
     span.in_scope(|| {
         tracing::info!(
             status,
             latency_ms = latency.as_secs_f64() * 1000.0,
             cache = notes.cache.unwrap_or("none"),
-            gate = %gate.join(","),
+            gate = %GateDecisions(&notes.gates),
             upstream_error = notes.upstream_error.unwrap_or("none"),
             "request"
         )
@@ -115,6 +123,19 @@ async fn access_log(State(app): State<AppState>, request: Request, next: Next) -
     metrics::histogram!("avs_http_request_duration_seconds", &labels[..1]).record(latency.as_secs_f64());
     app.rollout.record(&notes, status, latency);
     response
+}
+
+/// Gate decisions as `avs_enabled=on,…`, formatted only if the log line is written.
+struct GateDecisions<'a>(&'a [(&'static str, bool)]);
+
+impl std::fmt::Display for GateDecisions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (feature, open)) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { "," };
+            write!(f, "{sep}{feature}={}", if *open { "on" } else { "off" })?;
+        }
+        Ok(())
+    }
 }
 
 /// Past `AVS_MAX_IN_FLIGHT` requests in flight, answer 503 + Retry-After at once rather than

@@ -193,6 +193,20 @@ impl UpstreamClient {
         result
     }
 
+    /// One upstream call, in a client span with the HTTP semantic attributes; the URL is given
+    /// as its template only (the real one holds the sid).
+    #[tracing::instrument(
+        name = "upstream.request",
+        skip_all,
+        fields(
+            otel.kind = "client",
+            http.request.method = "GET",
+            url.template = call_template(call),
+            server.address = self.base.host_str().unwrap_or(""),
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        )
+    )]
     async fn call(
         &self,
         call: &'static str,
@@ -212,6 +226,9 @@ impl UpstreamClient {
             })
         });
         permit.record(!result.as_ref().is_err_and(UpstreamError::is_failure));
+        if let Err(e) = &result {
+            tracing::Span::current().record("error.type", e.kind());
+        }
         metrics::histogram!("avs_upstream_request_duration_seconds", "call" => call)
             .record(started.elapsed().as_secs_f64());
         let elapsed_ms = started.elapsed().as_millis() as u64;
@@ -230,7 +247,10 @@ impl UpstreamClient {
         if let Some(id) = &ctx.request_id {
             request = request.header("x-request-id", id.clone());
         }
-        let mut response = request.send().await.map_err(classify)?;
+        let mut trace_headers = HeaderMap::new();
+        crate::telemetry::inject_current(&mut trace_headers);
+        let mut response = request.headers(trace_headers).send().await.map_err(classify)?;
+        tracing::Span::current().record("http.response.status_code", response.status().as_u16());
         match response.status() {
             StatusCode::OK => {}
             StatusCode::NOT_FOUND => return Err(UpstreamError::NotFound),
@@ -249,6 +269,13 @@ impl UpstreamClient {
             body.extend_from_slice(&chunk);
         }
         Ok(body.freeze())
+    }
+}
+
+fn call_template(call: &str) -> &'static str {
+    match call {
+        "summary" => "/avs/{sid}",
+        _ => "/avs-by-appointment/{stationNo}/{appointmentIen}",
     }
 }
 

@@ -2,6 +2,7 @@
 //! environment's proxy variables being ignored.
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -148,13 +149,15 @@ async fn bad_values_exit_2_with_one_line_each_and_config_file_layers_under_env()
 }
 
 /// A running binary; killed on drop.
-struct Server {
-    child: Child,
-    addr: String,
-    admin_addr: String,
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub admin_addr: String,
+    /// Every line the server wrote to stderr so far.
+    pub logs: Arc<Mutex<Vec<String>>>,
 }
 
-async fn serve(env: &[(&str, &str)]) -> Server {
+pub async fn serve(env: &[(&str, &str)]) -> Server {
     let mut env: Vec<(&str, &str)> = env.to_vec();
     env.extend([
         ("AVS_LISTEN", "127.0.0.1:0"),
@@ -167,9 +170,12 @@ async fn serve(env: &[(&str, &str)]) -> Server {
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let seen = logs.clone();
     let (addr, admin_addr) = tokio::time::timeout(Duration::from_secs(20), async {
         let mut admin = None;
         while let Some(line) = lines.next_line().await.unwrap() {
+            seen.lock().unwrap().push(line.clone());
             let Ok(event) = serde_json::from_str::<Value>(&line) else {
                 continue;
             };
@@ -181,6 +187,7 @@ async fn serve(env: &[(&str, &str)]) -> Server {
                 // The admin line comes right after.
                 while admin.is_none() {
                     let line = lines.next_line().await.unwrap().expect("admin listener line");
+                    seen.lock().unwrap().push(line.clone());
                     if let Ok(event) = serde_json::from_str::<Value>(&line)
                         && event["message"] == "avs-api admin listening"
                     {
@@ -194,12 +201,18 @@ async fn serve(env: &[(&str, &str)]) -> Server {
     })
     .await
     .expect("the server did not listen within 20 s");
-    // Keep draining the log so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    // Keep draining the log so the server never blocks on a full pipe, and keep it for tests.
+    let sink = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
     Server {
         child,
         addr,
         admin_addr,
+        logs,
     }
 }
 
@@ -209,7 +222,7 @@ impl Drop for Server {
     }
 }
 
-fn client() -> reqwest::Client {
+pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(20))

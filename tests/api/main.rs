@@ -17,5 +17,6 @@ mod postgres;
 mod rendering;
 mod support;
 mod toggles;
+mod traces;
 mod upstream;
 mod validation;
