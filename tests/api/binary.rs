@@ -280,15 +280,7 @@ async fn proxy_variables_in_the_environment_change_nothing() {
         ("AVS_ENV", "test"),
         ("AVS_UPSTREAM_URL", url.as_str()),
     ];
-    let token = avs_api::identity::dev_token(&avs_api::identity::DevToken {
-        sub: "dev",
-        icn: Some(DEV_ICN),
-        email: None,
-        ttl_secs: 300,
-        issuer: None,
-        audience: None,
-    })
-    .unwrap();
+    let token = dev_token(DEV_ICN, None);
 
     for (proxy_setting, expect_configured) in [("direct", 0), (configured_url.as_str(), 1)] {
         let mut env = env_proxies.to_vec();
@@ -324,15 +316,7 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
         ("AVS_PROXY_URL", "direct"),
     ])
     .await;
-    let token = avs_api::identity::dev_token(&avs_api::identity::DevToken {
-        sub: "dev",
-        icn: Some(DEV_ICN),
-        email: None,
-        ttl_secs: 300,
-        issuer: None,
-        audience: None,
-    })
-    .unwrap();
+    let token = dev_token(DEV_ICN, None);
     let addr = server.addr.clone();
     let in_flight = tokio::spawn(async move {
         let response = client()
@@ -364,15 +348,7 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
 async fn the_admin_listener_serves_metrics_and_the_rollout_report() {
     let token = "an-admin-token-of-at-least-32-characters";
     let server = serve(&[("AVS_ADMIN_TOKEN", token)]).await;
-    let dev = avs_api::identity::dev_token(&avs_api::identity::DevToken {
-        sub: "dev",
-        icn: Some(DEV_ICN),
-        email: None,
-        ttl_secs: 300,
-        issuer: None,
-        audience: None,
-    })
-    .unwrap();
+    let dev = dev_token(DEV_ICN, None);
     let (status, _) = get_json(&server, &format!("/avs/v0/avs/{FULL_SID}"), &dev).await;
     assert_eq!(status, 200);
     let admin = |path: &str| format!("http://{}{path}", server.admin_addr);

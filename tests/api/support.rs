@@ -295,6 +295,20 @@ pub fn alg_none(claims: &Value) -> String {
     format!("{header}.{}.", b64.encode(claims.to_string()))
 }
 
+/// A token signed with the development key (what `avs-api dev-token` mints), for the binary
+/// when it runs on its development keys.
+pub fn dev_token(icn: &str, email: Option<&str>) -> String {
+    avs_api::identity::dev_token(&avs_api::identity::DevToken {
+        sub: "dev-sub",
+        icn: Some(icn),
+        email,
+        ttl_secs: 300,
+        issuer: None,
+        audience: None,
+    })
+    .unwrap()
+}
+
 /// A token for the owner of the fixture summaries.
 pub fn owner_token() -> String {
     rs256(&claims("owner-1", Some(DEV_ICN), Some("owner@example.com")))

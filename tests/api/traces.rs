@@ -78,18 +78,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn dev(icn: &str, email: Option<&str>) -> String {
-    avs_api::identity::dev_token(&avs_api::identity::DevToken {
-        sub: "dev-sub",
-        icn: Some(icn),
-        email,
-        ttl_secs: 300,
-        issuer: None,
-        audience: None,
-    })
-    .unwrap()
-}
-
 async fn stop(server: &mut crate::binary::Server) {
     let pid = server.child.id().unwrap().to_string();
     std::process::Command::new("kill")
@@ -120,7 +108,7 @@ async fn spans_reach_the_collector_linked_and_the_trace_continues_upstream() {
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let response = crate::binary::client()
         .get(format!("http://{}/avs/v0/avs/{FULL_SID}", server.addr))
-        .bearer_auth(dev(DEV_ICN, None))
+        .bearer_auth(dev_token(DEV_ICN, None))
         .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
         .send()
         .await
@@ -236,8 +224,8 @@ async fn no_icn_email_token_or_sid_in_any_log_line_or_span() {
     ])
     .await;
     let email = "Private.Person@Example.com";
-    let owner = dev(DEV_ICN, Some(email));
-    let stranger = dev(OTHER_ICN, Some("someone.else@example.org"));
+    let owner = dev_token(DEV_ICN, Some(email));
+    let stranger = dev_token(OTHER_ICN, Some("someone.else@example.org"));
     let client = crate::binary::client();
     let base = format!("http://{}", server.addr);
     let get = |path: String, token: Option<String>| {
@@ -392,7 +380,7 @@ async fn a_collector_that_is_down_does_not_slow_requests() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let token = dev(DEV_ICN, None);
+    let token = dev_token(DEV_ICN, None);
     let mut medians = Vec::new();
     for otlp in [None, Some(dead.as_str())] {
         let mut env = vec![
