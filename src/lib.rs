@@ -40,9 +40,22 @@ pub use crate::http::app;
 /// The contract, as written; served as JSON at `/avs/v0/apidocs`.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
 
-/// Everything a request needs, shared by all requests. Cheap to clone.
+/// Everything a request needs, shared by all requests. One `Arc`: axum clones the state for
+/// every extractor and middleware, and one reference count (not one per field, each a cache
+/// line the worker threads fight over) keeps that cheap on the hot path.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+pub struct Shared {
     pub verifier: Arc<Verifier>,
     pub toggles: Arc<Toggles>,
     pub summaries: Arc<Summaries>,
@@ -67,7 +80,7 @@ impl AppState {
         let toggles = Toggles::start(&config.toggles, config.toggles_refresh).await?;
         let apidocs: serde_json::Value =
             serde_norway::from_str(OPENAPI_YAML).map_err(|e| format!("openapi.yaml: {e}"))?;
-        Ok(AppState {
+        Ok(AppState(Arc::new(Shared {
             verifier: Arc::new(Verifier::new(
                 config.auth.keys.clone(),
                 config.auth.issuer.clone(),
@@ -83,7 +96,7 @@ impl AppState {
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
             apidocs: Bytes::from(apidocs.to_string()),
             actor_hasher: std::hash::RandomState::new(),
-        })
+        })))
     }
 
     /// Whether `feature` is on for the caller; noted for the request line, metrics and report.
