@@ -215,14 +215,19 @@ async fn the_breaker_opens_answers_fast_half_opens_and_closes() {
     }
     let hits = app.upstream.hits();
     app.upstream.summary(&summary_with(&sid(10), DEV_ICN, 10));
-    let started = Instant::now();
-    let open = app.get(&format!("/avs/v0/avs/{}", sid(10)), &owner_token()).await;
-    let elapsed = started.elapsed();
-    open.assert_error(503, "Service unavailable", "Backend Service Outage");
-    assert!(open.headers.contains_key("retry-after"));
+    // While open, every answer is immediate; judged on the fastest of five, so a test thread
+    // preempted once under a loaded CI machine can't fail it.
+    let mut fastest = Duration::MAX;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let open = app.get(&format!("/avs/v0/avs/{}", sid(10)), &owner_token()).await;
+        fastest = fastest.min(started.elapsed());
+        open.assert_error(503, "Service unavailable", "Backend Service Outage");
+        assert!(open.headers.contains_key("retry-after"));
+    }
     assert!(
-        elapsed < Duration::from_millis(10),
-        "open answers at once: {elapsed:?}"
+        fastest < Duration::from_millis(10),
+        "open answers at once: {fastest:?}"
     );
     assert_eq!(app.upstream.hits(), hits, "no network call while open");
     let ready = app.get_anonymous("/readyz").await;
