@@ -92,17 +92,14 @@ impl Rollout {
 
     /// The toggle's current stage, opening a new one if its gates changed since.
     fn current<'a>(&self, history: &'a mut ToggleHistory, name: &str) -> &'a mut Stage {
-        let feature = self
-            .toggles
-            .snapshot()
-            .features
-            .get(name)
-            .cloned()
-            .unwrap_or_default();
-        if history.stages.last().is_none_or(|s| s.feature != feature) {
+        let snapshot = self.toggles.snapshot();
+        let off = Feature::default();
+        let feature = snapshot.features.get(name).unwrap_or(&off);
+        // Compared in place: cloning the gates on every request would cost more than the count.
+        if history.stages.last().is_none_or(|s| &s.feature != feature) {
             let started = self.toggles.changed_at(name).unwrap_or_else(now_secs);
             history.stages.push(Stage {
-                feature,
+                feature: feature.clone(),
                 started,
                 ..Stage::default()
             });
