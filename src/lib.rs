@@ -65,11 +65,14 @@ pub struct Shared {
     /// Link lookups in flight across the whole service.
     pub link_slots: Arc<tokio::sync::Semaphore>,
     pub links_deadline: Duration,
-    /// One permit per request in flight; none left means shed.
-    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Requests in flight, against `max_in_flight`: past it, shed.
+    pub in_flight: std::sync::atomic::AtomicUsize,
+    pub max_in_flight: usize,
     pub apidocs: Bytes,
     /// Keys the actor hash in logs: per process, so a hash can't be looked up elsewhere.
     actor_hasher: std::hash::RandomState,
+    pub request_metrics: telemetry::RequestMetrics,
+    gate_metrics: telemetry::Handles<(&'static str, bool), metrics::Counter>,
 }
 
 impl AppState {
@@ -93,9 +96,12 @@ impl AppState {
             request_timeout: config.request_timeout,
             link_slots: Arc::new(tokio::sync::Semaphore::new(config.links_concurrency)),
             links_deadline: config.links_deadline,
-            in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            max_in_flight: config.max_in_flight,
             apidocs: Bytes::from(apidocs.to_string()),
             actor_hasher: std::hash::RandomState::new(),
+            request_metrics: telemetry::RequestMetrics::default(),
+            gate_metrics: telemetry::Handles::default(),
         })))
     }
 
@@ -105,8 +111,14 @@ impl AppState {
         let _entered = span.enter();
         let open = self.toggles.is_enabled(feature, Some(&caller.actor));
         span.record("result", open);
-        let result = if open { "on" } else { "off" };
-        metrics::counter!("avs_gate_decisions_total", "toggle" => feature, "result" => result).increment(1);
+        self.gate_metrics.with(
+            (feature, open),
+            |(feature, open)| {
+                let result = if open { "on" } else { "off" };
+                metrics::counter!("avs_gate_decisions_total", "toggle" => feature, "result" => result)
+            },
+            |decisions| decisions.increment(1),
+        );
         telemetry::note(|n| n.gates.push((feature, open)));
         open
     }

@@ -128,6 +128,7 @@ pub struct Summaries {
     lifetimes: Lifetimes,
     /// Loads in flight, one per key: later arrivals wait on the same cell.
     flights: Mutex<HashMap<Key, Flight>>,
+    outcomes: crate::telemetry::Handles<&'static str, metrics::Counter>,
 }
 
 impl Summaries {
@@ -150,7 +151,17 @@ impl Summaries {
             cache,
             lifetimes,
             flights: Mutex::new(HashMap::new()),
+            outcomes: crate::telemetry::Handles::default(),
         }
+    }
+
+    /// Counts a lookup as a hit, miss or stale serve.
+    fn count_outcome(&self, outcome: &'static str) {
+        self.outcomes.with(
+            outcome,
+            |outcome| metrics::counter!("avs_cache_requests_total", "outcome" => outcome),
+            |lookups| lookups.increment(1),
+        );
     }
 
     pub fn breaker_state(&self) -> BreakerState {
@@ -223,19 +234,19 @@ impl Summaries {
         if let Some(entry) = &cached
             && self.lifetimes.fresh(entry)
         {
-            metrics::counter!("avs_cache_requests_total", "outcome" => "hit").increment(1);
+            self.count_outcome("hit");
             crate::telemetry::note(|n| n.cache = Some("hit"));
             tracing::Span::current().record("cache.outcome", "hit");
             return Ok(entry.outcome.clone());
         }
-        metrics::counter!("avs_cache_requests_total", "outcome" => "miss").increment(1);
+        self.count_outcome("miss");
         crate::telemetry::note(|n| n.cache = Some("miss"));
         tracing::Span::current().record("cache.outcome", "miss");
         match self.load_once(&key, load).await {
             Ok(entry) => Ok(entry.outcome),
             Err(e) => match cached {
                 Some(entry) if e.is_failure() && self.lifetimes.servable_stale(&entry) => {
-                    metrics::counter!("avs_cache_requests_total", "outcome" => "stale").increment(1);
+                    self.count_outcome("stale");
                     crate::telemetry::note(|n| n.cache = Some("stale"));
                     tracing::warn!(reason = e.kind(), "upstream failed; serving the expired copy");
                     Ok(entry.outcome)

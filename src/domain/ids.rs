@@ -1,6 +1,7 @@
 //! Identifiers parsed at the edge. Inner code only ever sees these types, never raw strings.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// A summary id: 30 to 40 ASCII hex digits, either case, kept exactly as sent.
 ///
@@ -69,8 +70,9 @@ impl AppointmentIen {
 /// checksum suffix. Two ICNs name the same patient when their owner parts are equal.
 ///
 /// Deliberately has no `Display` and a redacted `Debug`: an ICN must never reach a log line.
+/// Shared, not owned: a cached caller's ids are copied into every request.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct OwnerIcn(String);
+pub struct OwnerIcn(Arc<str>);
 
 impl OwnerIcn {
     /// `None` for a missing ICN, and for one that is empty once the checksum is stripped:
@@ -78,7 +80,7 @@ impl OwnerIcn {
     pub fn from_icn(icn: Option<&str>) -> Option<OwnerIcn> {
         let icn = icn?;
         let owner = strip_checksum(icn);
-        (!owner.is_empty()).then(|| OwnerIcn(owner.to_owned()))
+        (!owner.is_empty()).then(|| OwnerIcn(Arc::from(owner)))
     }
 }
 
@@ -109,19 +111,19 @@ pub fn same_patient(caller: Option<&OwnerIcn>, owner: Option<&OwnerIcn>) -> bool
 /// The identity used for feature gating, named as VA.gov's user model names its Flipper actor:
 /// the lowercased email when present and non-empty, else the account id (`sub`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ActorId(String);
+pub struct ActorId(Arc<str>);
 
 impl ActorId {
     pub fn from_claims(sub: &str, email: Option<&str>) -> ActorId {
         match email {
-            Some(email) if !email.is_empty() => ActorId(email.to_lowercase()),
-            _ => ActorId(sub.to_owned()),
+            Some(email) if !email.is_empty() => ActorId(Arc::from(email.to_lowercase())),
+            _ => ActorId(Arc::from(sub)),
         }
     }
 
     /// For toggles and tests that name actors directly (Flipper stores them as text).
     pub fn new(id: impl Into<String>) -> ActorId {
-        ActorId(id.into())
+        ActorId(Arc::from(id.into()))
     }
 
     pub fn as_str(&self) -> &str {

@@ -17,7 +17,10 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or(ApiError::Unauthenticated)?;
         match state.verifier.verify_cached(token).await {
             Ok(caller) => {
-                tracing::Span::current().record("actor", state.actor_hash(&caller.actor).as_str());
+                let span = tracing::Span::current();
+                if !span.is_disabled() {
+                    span.record("actor", state.actor_hash(&caller.actor).as_str());
+                }
                 let key = state.actor_key(&caller.actor);
                 crate::telemetry::note(|n| n.actor = Some(key));
                 Ok(caller)

@@ -5,6 +5,7 @@ pub mod error;
 mod handlers;
 pub mod request_id;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -12,12 +13,11 @@ use axum::extract::DefaultBodyLimit;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderValue, Method};
-use axum::middleware::{Next, from_fn, from_fn_with_state};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::set_header::SetResponseHeaderLayer;
 use tracing::Instrument;
 
 use crate::{AppState, telemetry};
@@ -47,21 +47,11 @@ pub fn app(state: AppState) -> Router {
     for (_, path, method_router) in routes() {
         router = router.route(path, method_router);
     }
+    // One `from_fn` layer for the whole edge, not one per concern: axum's `from_fn` clones the
+    // rest of the stack on every call, so nested ones cost a clone each per request.
     let edge = ServiceBuilder::new()
-        // First listed is outermost: these headers land on every response, errors included.
-        .layer(SetResponseHeaderLayer::overriding(
-            CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
-        .layer(SetResponseHeaderLayer::overriding(
-            X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .layer(from_fn(request_id::request_id))
-        .layer(from_fn_with_state(state.clone(), access_log))
-        .layer(from_fn_with_state(state.clone(), shed_load))
-        .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
-        .layer(from_fn_with_state(state.clone(), deadline));
+        .layer(from_fn_with_state(state.clone(), edge))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()));
     router
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
@@ -69,21 +59,13 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// One line per request: the route template (never the raw path, which holds the sid),
-/// status, latency, cache outcome, gate decisions and the actor's keyed hash; the same facts
-/// feed the metrics and the rollout report.
-async fn access_log(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
-    let request_id = request
-        .extensions()
-        .get::<request_id::RequestId>()
-        .and_then(|id| id.0.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+/// Every request, in order: its id; one log line, span, metrics and rollout record (the route
+/// template, never the raw path, which holds the sid); load shedding; the deadline; and the
+/// headers every response carries, errors included.
+async fn edge(State(app): State<AppState>, mut request: Request, next: Next) -> Response {
+    let request_id = request_id::assign(&mut request);
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", |p| p.as_str());
     let span = tracing::info_span!(
         "request",
         otel.name = %format!("{} {route}", request.method()),
@@ -93,7 +75,7 @@ async fn access_log(State(app): State<AppState>, request: Request, next: Next) -
         http.response.status_code = tracing::field::Empty,
         method = %request.method(),
         route = %route,
-        request_id = %request_id,
+        request_id = %request_id.to_str().unwrap_or(""),
         actor = tracing::field::Empty,
     );
     // An inbound W3C traceparent makes this request part of the caller's trace.
@@ -104,7 +86,8 @@ async fn access_log(State(app): State<AppState>, request: Request, next: Next) -
         );
     }
     let started = Instant::now();
-    let (response, notes) = telemetry::with_notes(next.run(request).instrument(span.clone())).await;
+    let (mut response, notes) =
+        telemetry::with_notes(within_limits(&app, request, next).instrument(span.clone())).await;
     let latency = started.elapsed();
     let status = response.status().as_u16();
     span.record("http.response.status_code", status);
@@ -118,11 +101,44 @@ async fn access_log(State(app): State<AppState>, request: Request, next: Next) -
             "request"
         )
     });
-    let labels = [("route", route), ("status", status.to_string())];
-    metrics::counter!("avs_http_requests_total", &labels).increment(1);
-    metrics::histogram!("avs_http_request_duration_seconds", &labels[..1]).record(latency.as_secs_f64());
+    app.request_metrics.record(route, status, latency);
     app.rollout.record(&notes, status, latency);
+    let headers = response.headers_mut();
+    headers.insert(request_id::X_REQUEST_ID, request_id);
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
+}
+
+/// Past `AVS_MAX_IN_FLIGHT` requests in flight, answer 503 + Retry-After at once rather than
+/// queueing without limit (one semaphore for the whole listener). Within the limit, the
+/// whole-request deadline, above the upstream timeout, so no request holds a worker long.
+async fn within_limits(app: &AppState, request: Request, next: Next) -> Response {
+    let Some(_slot) = Slot::take(&app.in_flight, app.max_in_flight) else {
+        metrics::counter!("avs_requests_shed_total").increment(1);
+        return ApiError::Busy.into_response();
+    };
+    match tokio::time::timeout(app.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::GatewayTimeout.into_response(),
+    }
+}
+
+/// One of the in-flight slots, given back when the request ends (or is cancelled). A counter,
+/// not a semaphore: nothing ever waits for a slot, and a semaphore's release takes a lock.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl<'a> Slot<'a> {
+    fn take(in_flight: &'a AtomicUsize, max: usize) -> Option<Slot<'a>> {
+        let slot = Slot(in_flight);
+        (in_flight.fetch_add(1, Ordering::Relaxed) < max).then_some(slot)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Gate decisions as `avs_enabled=on,…`, formatted only if the log line is written.
@@ -135,25 +151,5 @@ impl std::fmt::Display for GateDecisions<'_> {
             write!(f, "{sep}{feature}={}", if *open { "on" } else { "off" })?;
         }
         Ok(())
-    }
-}
-
-/// Past `AVS_MAX_IN_FLIGHT` requests in flight, answer 503 + Retry-After at once rather than
-/// queueing without limit (one semaphore for the whole listener).
-async fn shed_load(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    match app.in_flight.clone().try_acquire_owned() {
-        Ok(_slot) => next.run(request).await,
-        Err(_) => {
-            metrics::counter!("avs_requests_shed_total").increment(1);
-            ApiError::Busy.into_response()
-        }
-    }
-}
-
-/// The whole-request deadline, above the upstream timeout, so no request holds a worker long.
-async fn deadline(State(app): State<AppState>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(app.request_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::GatewayTimeout.into_response(),
     }
 }
