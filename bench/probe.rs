@@ -112,9 +112,61 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Mean time per request of `rounds` sequential in-process requests (no sockets): what the
+/// application itself costs, apart from the kernel and the load generator.
+async fn in_process_ns(router: &axum::Router, sid: &str, token: &str, rounds: u32) -> f64 {
+    let started = Instant::now();
+    for _ in 0..rounds {
+        assert_eq!(get(router, sid, token).await, 200);
+    }
+    started.elapsed().as_nanos() as f64 / f64::from(rounds)
+}
+
+/// 4. The cost of a cache hit in process, against a router that answers the same bytes with no
+/// logic (as bench/baseline.rs does over sockets): best of five runs each, alternating.
+async fn hit_cost(router: &axum::Router, sid: &str, token: &str) {
+    assert_eq!(get(router, sid, token).await, 200);
+    let body = axum::body::Bytes::from(
+        axum::body::to_bytes(
+            router
+                .clone()
+                .oneshot(
+                    Request::get(format!("/avs/v0/avs/{sid}"))
+                        .header("authorization", format!("Bearer {token}"))
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap()
+                .into_body(),
+            usize::MAX,
+        )
+        .await
+        .unwrap(),
+    );
+    let baseline = axum::Router::new().fallback(move || {
+        let body = body.clone();
+        async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response() }
+    });
+    let (mut service_ns, mut baseline_ns) = (f64::MAX, f64::MAX);
+    for _ in 0..5 {
+        service_ns = service_ns.min(in_process_ns(router, sid, token, 50_000).await);
+        baseline_ns = baseline_ns.min(in_process_ns(&baseline, sid, token, 50_000).await);
+    }
+    println!("hit_in_process_ns {service_ns:.0}");
+    println!("baseline_in_process_ns {baseline_ns:.0}");
+    println!("hit_overhead_in_process_ns {:.0}", service_ns - baseline_ns);
+}
+
 #[tokio::main]
 async fn main() {
     let token = token();
+    if std::env::args().nth(1).as_deref() == Some("hits") {
+        let (_fast, url) = upstream(Duration::ZERO).await;
+        let (router, _) = service(&url, &[]).await;
+        hit_cost(&router, "0123456789ABCDEF0123456789ABCDEF", &token).await;
+        return;
+    }
 
     // 1. Cold stampede: 1000 concurrent requests for one uncached sid, upstream taking 200 ms.
     let (slow, url) = upstream(Duration::from_millis(200)).await;
@@ -128,6 +180,7 @@ async fn main() {
     println!("stampede_requests 1000");
     println!("stampede_ok {}", statuses.iter().filter(|s| **s == 200).count());
     println!("stampede_upstream_requests {}", slow.hits.load(Ordering::SeqCst));
+    hit_cost(&router, "0123456789ABCDEF0123456789ABCDEF", &token).await;
 
     // 2. Miss overhead: service latency on a miss minus the upstream's own latency.
     let (_fast, url) = upstream(Duration::ZERO).await;

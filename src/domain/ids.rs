@@ -11,9 +11,10 @@ use std::sync::Arc;
 pub struct Sid(String);
 
 impl Sid {
-    pub fn parse(raw: &str) -> Option<Sid> {
-        let ok = (30..=40).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_hexdigit());
-        ok.then(|| Sid(raw.to_owned()))
+    pub fn parse(raw: impl AsRef<str> + Into<String>) -> Option<Sid> {
+        let text = raw.as_ref();
+        let ok = (30..=40).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit());
+        ok.then(|| Sid(raw.into()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -137,8 +138,8 @@ mod tests {
 
     #[test]
     fn sid_accepts_30_to_40_hex_digits_of_either_case() {
-        assert!(Sid::parse(&"a".repeat(30)).is_some());
-        assert!(Sid::parse(&"F".repeat(40)).is_some());
+        assert!(Sid::parse("a".repeat(30)).is_some());
+        assert!(Sid::parse("F".repeat(40)).is_some());
         assert!(Sid::parse("9A7AF40B2BC2471EA116891839113252").is_some());
         for bad in [
             "a".repeat(29),

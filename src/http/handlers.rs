@@ -45,7 +45,7 @@ pub async fn show_summary(
     app.require(AVS_ENABLED, &caller)?;
     let sid = sid
         .ok()
-        .and_then(|Path(raw)| Sid::parse(&raw))
+        .and_then(|Path(raw)| Sid::parse(raw))
         .ok_or(ApiError::InvalidSid)?;
     let summary = app
         .summaries
