@@ -122,28 +122,18 @@ async fn in_process_ns(router: &axum::Router, sid: &str, token: &str, rounds: u3
     started.elapsed().as_nanos() as f64 / f64::from(rounds)
 }
 
-/// 4. The cost of a cache hit in process, against a router that answers the same bytes with no
-/// logic (as bench/baseline.rs does over sockets): best of five runs each, alternating.
+/// Step 4: the cost of a cache hit in process, against a router that answers the same bytes
+/// with no logic (as bench/baseline.rs does over sockets); best of five runs each, alternating.
 async fn hit_cost(router: &axum::Router, sid: &str, token: &str) {
     assert_eq!(get(router, sid, token).await, 200);
-    let body = axum::body::Bytes::from(
-        axum::body::to_bytes(
-            router
-                .clone()
-                .oneshot(
-                    Request::get(format!("/avs/v0/avs/{sid}"))
-                        .header("authorization", format!("Bearer {token}"))
-                        .body(Body::empty())
-                        .unwrap(),
-                )
-                .await
-                .unwrap()
-                .into_body(),
-            usize::MAX,
-        )
+    let request = Request::get(format!("/avs/v0/avs/{sid}"))
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
         .await
-        .unwrap(),
-    );
+        .unwrap();
     let baseline = axum::Router::new().fallback(move || {
         let body = body.clone();
         async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response() }
