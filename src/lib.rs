@@ -148,6 +148,18 @@ impl AppState {
 /// page on `AVS_ADMIN_LISTEN`.
 pub async fn serve(config: Config) -> Result<(), String> {
     let metrics = telemetry::metrics();
+    if let Some(handle) = metrics.clone() {
+        // The recorder keeps every histogram sample until it is folded into buckets, which a
+        // scrape or this upkeep does: without it, a service nobody scrapes grows ~20 bytes per
+        // request (measured: 12 MiB after 660k hits).
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
     let upstream_base = match &config.upstream.url {
         Some(url) => url.clone(),
         None => {
