@@ -303,3 +303,65 @@ pub async fn with_notes<F: Future>(request: F) -> (F::Output, Notes) {
 pub fn note(f: impl FnOnce(&mut Notes)) {
     let _ = NOTES.try_with(|n| f(&mut n.borrow_mut()));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+        text.lines().find(|l| l.starts_with(prefix))
+    }
+
+    #[test]
+    fn kept_handles_count_each_label_set_apart() {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&BUCKETS)
+            .unwrap()
+            .build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let requests = RequestMetrics::default();
+            for _ in 0..3 {
+                requests.record("/a/{sid}", 200, Duration::from_millis(1));
+            }
+            requests.record("/a/{sid}", 404, Duration::from_millis(1));
+            requests.record("/b", 200, Duration::from_millis(1));
+            let gates: Handles<(&'static str, bool), Counter> = Handles::default();
+            for open in [true, true, false] {
+                gates.with(
+                    ("t", open),
+                    |(t, open)| metrics::counter!("gate_total", "toggle" => t, "open" => open.to_string()),
+                    |c| c.increment(1),
+                );
+            }
+        });
+        let text = handle.render();
+        let count = |prefix: &str| {
+            line(&text, prefix)
+                .and_then(|l| l.rsplit(' ').next())
+                .unwrap_or("absent")
+        };
+        assert_eq!(
+            count(r#"avs_http_requests_total{route="/a/{sid}",status="200"}"#),
+            "3",
+            "{text}"
+        );
+        assert_eq!(
+            count(r#"avs_http_requests_total{route="/a/{sid}",status="404"}"#),
+            "1",
+            "{text}"
+        );
+        assert_eq!(
+            count(r#"avs_http_requests_total{route="/b",status="200"}"#),
+            "1",
+            "{text}"
+        );
+        assert_eq!(
+            count(r#"avs_http_request_duration_seconds_count{route="/a/{sid}"}"#),
+            "4",
+            "{text}"
+        );
+        assert_eq!(count(r#"gate_total{toggle="t",open="true"}"#), "2", "{text}");
+        assert_eq!(count(r#"gate_total{toggle="t",open="false"}"#), "1", "{text}");
+    }
+}
