@@ -164,15 +164,19 @@ pub struct Caller {
     pub owner: Option<OwnerIcn>,
 }
 
-/// Why a token was refused. Logged as a kind only; never contains the token.
+/// Why a token was refused. Logged as a kind only: never the token, and never a claim's value
+/// (serde's messages quote the offending value, e.g. an ICN sent as a number).
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("malformed token or unsupported algorithm")]
     Malformed,
+    /// RFC 7515 §4.1.11: a `crit` header names extensions this service does not understand.
+    #[error("critical header extensions are not supported")]
+    CriticalHeader,
     #[error("unknown key id")]
     UnknownKid,
-    #[error("no key verifies the token, or a claim check failed: {0:?}")]
-    Rejected(jsonwebtoken::errors::ErrorKind),
+    #[error("no key verifies the token, or a claim check failed: {0}")]
+    Rejected(&'static str),
     #[error("no key for the token's algorithm")]
     NoKey,
     #[error("empty subject")]
@@ -280,6 +284,9 @@ impl Verifier {
     fn verify_with_exp(&self, token: &str) -> Result<(Caller, u64), TokenError> {
         self.signature_checks.fetch_add(1, Ordering::Relaxed);
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.crit.is_some() {
+            return Err(TokenError::CriticalHeader);
+        }
         // Only the asymmetric algorithms, each only with a key of its own type: no `none`,
         // no HS256 "signed" with a public key.
         if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
@@ -309,10 +316,26 @@ impl Verifier {
                     };
                     return Ok((caller, c.exp));
                 }
-                Err(e) => last = TokenError::Rejected(e.into_kind()),
+                Err(e) => last = TokenError::Rejected(rejection(e.kind())),
             }
         }
         Err(last)
+    }
+}
+
+/// A label for why verification failed, free of any value from the token.
+fn rejection(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::InvalidSignature => "bad signature",
+        K::ExpiredSignature => "expired",
+        K::ImmatureSignature => "not yet valid",
+        K::InvalidIssuer => "wrong issuer",
+        K::InvalidAudience => "wrong audience",
+        K::MissingRequiredClaim(_) => "a required claim is missing",
+        K::InvalidClaimFormat(_) | K::Json(_) => "a claim has the wrong type or shape",
+        K::InvalidAlgorithm => "wrong algorithm for the key",
+        _ => "invalid token",
     }
 }
 

@@ -14,12 +14,12 @@ pub mod http;
 pub mod identity;
 pub mod links;
 pub mod rollout;
+pub mod startup;
 pub mod summaries;
 pub mod telemetry;
 pub mod toggles;
 pub mod upstream;
 
-use std::future::IntoFuture;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +27,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use url::Url;
 
-use crate::config::Config;
+use crate::config::{Config, ConnectionLimits};
 use crate::domain::ActorId;
 use crate::http::ApiError;
 use crate::identity::{Caller, Verifier};
@@ -36,6 +36,7 @@ use crate::toggles::Toggles;
 use crate::upstream::UpstreamClient;
 
 pub use crate::http::app;
+pub use crate::startup::{Application, serve};
 
 /// The contract, as written; served as JSON at `/avs/v0/apidocs`.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
@@ -65,9 +66,13 @@ pub struct Shared {
     /// Link lookups in flight across the whole service.
     pub link_slots: Arc<tokio::sync::Semaphore>,
     pub links_deadline: Duration,
-    /// Requests in flight, against `max_in_flight`: past it, shed.
+    /// Requests in flight (bodies read), against `max_in_flight`: past it, shed.
     pub in_flight: std::sync::atomic::AtomicUsize,
     pub max_in_flight: usize,
+    /// Requests in flight per caller, so no one caller takes every slot.
+    pub callers: Arc<http::CallerLimit>,
+    /// What one request may send: head size, target length, body time.
+    pub connections: ConnectionLimits,
     pub apidocs: Bytes,
     /// Keys the actor hash in logs: per process, so a hash can't be looked up elsewhere.
     actor_hasher: std::hash::RandomState,
@@ -98,6 +103,8 @@ impl AppState {
             links_deadline: config.links_deadline,
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             max_in_flight: config.max_in_flight,
+            callers: Arc::new(http::CallerLimit::new(config.max_in_flight_per_caller)),
+            connections: config.connections,
             apidocs: Bytes::from(apidocs.to_string()),
             actor_hasher: std::hash::RandomState::new(),
             request_metrics: telemetry::RequestMetrics::default(),
@@ -142,103 +149,4 @@ impl AppState {
     pub fn actor_hash(&self, actor: &ActorId) -> String {
         format!("{:012x}", self.actor_key(actor) & 0xffff_ffff_ffff)
     }
-}
-
-/// Runs the service until SIGINT or SIGTERM: the public API on `AVS_LISTEN`, the admin API and
-/// page on `AVS_ADMIN_LISTEN`.
-pub async fn serve(config: Config) -> Result<(), String> {
-    let metrics = telemetry::metrics();
-    if let Some(handle) = metrics.clone() {
-        // The recorder keeps every histogram sample until it is folded into buckets, which a
-        // scrape or this upkeep does: without it, a service nobody scrapes grows ~20 bytes per
-        // request (measured: 12 MiB after 660k hits).
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                every.tick().await;
-                handle.run_upkeep();
-            }
-        });
-    }
-    let upstream_base = match &config.upstream.url {
-        Some(url) => url.clone(),
-        None => {
-            let addr = upstream::fixture::spawn()
-                .await
-                .map_err(|e| format!("fixture upstream: {e}"))?;
-            tracing::info!(%addr, "embedded fixture upstream (development only) serving fixtures/");
-            Url::parse(&format!("http://{addr}/")).map_err(|e| e.to_string())?
-        }
-    };
-    let state = AppState::new(&config, upstream_base).await?;
-    let listener = bind(config.listen, "AVS_LISTEN").await?;
-    let admin_listener = bind(config.admin_listen, "AVS_ADMIN_LISTEN").await?;
-    let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(%addr, env = config.env.as_str(), "avs-api listening");
-    tracing::info!(addr = %admin_addr, enabled = config.admin_token.is_some(), "avs-api admin listening");
-    if config.env != config::Environment::Production {
-        // No ICN or sid here, not even the fixtures': the README names them.
-        tracing::info!(
-            "get a development token: avs-api dev-token --icn <a fixture patient's ICN, see the README>, \
-             then GET http://{addr}/avs/v0/avs/<sid> with Authorization: Bearer <token>"
-        );
-    }
-
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    });
-    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let admin = admin::router(
-        admin::AdminState::new(state.toggles.clone(), config.admin_token.clone())
-            .with_rollout(state.rollout.clone())
-            .with_metrics(metrics),
-    );
-    let admin_server = tokio::spawn(
-        axum::serve(admin_listener, admin)
-            .with_graceful_shutdown(until_stopped(stopped.clone()))
-            .into_future(),
-    );
-    let server = axum::serve(listener, app(state)).with_graceful_shutdown(until_stopped(stopped.clone()));
-    // Requests in flight get `AVS_SHUTDOWN_GRACE_SECS` to finish once the signal arrives.
-    let grace = config.shutdown_grace;
-    let grace_over = async move {
-        until_stopped(stopped).await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        served = server.into_future() => served.map_err(|e| e.to_string())?,
-        () = grace_over => tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace over; requests still in flight are dropped"),
-    }
-    admin_server.abort();
-    tracing::info!("avs-api stopped");
-    Ok(())
-}
-
-async fn bind(addr: std::net::SocketAddr, variable: &str) -> Result<tokio::net::TcpListener, String> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("{variable} {addr}: {e}"))
-}
-
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => return std::future::pending().await,
-        };
-        tokio::select! {
-            _ = interrupt => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!("shutting down: finishing requests in flight");
 }

@@ -274,8 +274,10 @@ impl RequestMetrics {
 
 /// What happened while serving one request, noted by the code that knew it and read back by
 /// the request's log line, metrics and the rollout report.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Notes {
+    /// The caller's in-flight slot, held while the request runs (it ends with the notes).
+    pub caller_slot: Option<crate::http::CallerSlot>,
     /// Keyed hash of the actor id (never the id).
     pub actor: Option<u64>,
     pub gates: Vec<(&'static str, bool)>,

@@ -73,6 +73,7 @@ pub fn router(state: AdminState) -> Router {
         .merge(page::routes())
         .route("/admin/rollout", get(rollout_json))
         .route("/admin/rollout.md", get(rollout_markdown))
+        .route("/admin/health", get(health))
         .fallback(|| async { ApiError::NoRoute })
         .layer(from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -110,32 +111,68 @@ async fn rollout_markdown(State(state): State<AdminState>) -> Response {
     }
 }
 
+/// The toggle source's state with its reason, which the public `/readyz` leaves out.
+async fn health(State(state): State<AdminState>) -> Response {
+    use crate::toggles::SourceHealth;
+    let toggles = match state.toggles.health() {
+        SourceHealth::Loaded { .. } => serde_json::json!({"state": "ok"}),
+        SourceHealth::Stale { problem, .. } => serde_json::json!({"state": "stale", "problem": problem}),
+        SourceHealth::NeverLoaded { problem } => {
+            serde_json::json!({"state": "not_loaded", "problem": problem})
+        }
+    };
+    axum::Json(serde_json::json!({"toggles": toggles})).into_response()
+}
+
 fn secret_matches(given: &str, expected: &str) -> bool {
     bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
+struct Presented {
+    token: String,
+    /// Sent as HTTP Basic, which browsers attach on their own.
+    basic: bool,
+}
+
 /// `Bearer <token>` for API clients, or HTTP Basic with the token as password for browsers.
-fn presented_token(request: &Request) -> Option<String> {
+fn presented_token(request: &Request) -> Option<Presented> {
     let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
     let (scheme, rest) = value.split_once(' ')?;
     if scheme.eq_ignore_ascii_case("bearer") {
-        Some(rest.trim().to_owned())
+        Some(Presented {
+            token: rest.trim().to_owned(),
+            basic: false,
+        })
     } else if scheme.eq_ignore_ascii_case("basic") {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(rest.trim())
             .ok()?;
         let decoded = String::from_utf8(decoded).ok()?;
-        decoded.split_once(':').map(|(_, password)| password.to_owned())
+        decoded.split_once(':').map(|(_, password)| Presented {
+            token: password.to_owned(),
+            basic: true,
+        })
     } else {
         None
     }
 }
 
+/// The admin token, from `Bearer` (API clients) or HTTP Basic (browsers, for the page).
+///
+/// A browser resends Basic credentials on a cross-site form post, so Basic may only read the
+/// API, never change it: state-changing API calls take the Bearer token alone (a cross-site
+/// page cannot set that header). The page's own forms use Basic and carry the anti-forgery
+/// token, which the page checks with the Origin.
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
     let Some(expected) = &state.token else {
         return ApiError::NoRoute.into_response();
     };
-    match presented_token(&request) {
+    let presented = presented_token(&request);
+    let writes_api = !request.method().is_safe() && request.uri().path().starts_with("/flipper/api/");
+    if writes_api && presented.as_ref().is_some_and(|p| p.basic) {
+        return ApiError::BearerRequired.into_response();
+    }
+    match presented.map(|p| p.token) {
         Some(given) if secret_matches(&given, expected) => next.run(request).await,
         _ => {
             let mut response = ApiError::Unauthenticated.into_response();

@@ -3,7 +3,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// A summary id: 30 to 40 ASCII hex digits, either case, kept exactly as sent.
+/// A summary id: 30 to 40 ASCII hex digits, accepted in either case and kept in one canonical
+/// spelling, upper case, for the cache key and the upstream call alike. Were the caller's
+/// spelling sent upstream, another user could ask for an owner's sid in lower case, have a
+/// case-sensitive upstream answer 404, and so poison the owner's cache entry for the negative
+/// TTL. (api.md says "sent upstream unchanged"; the upstream's own sids are upper case.)
 ///
 /// Checked byte by byte rather than with a regex, so there is no anchor or `\d` subtlety:
 /// a newline, a non-ASCII digit or a 41st character is simply not a hex digit in range.
@@ -14,7 +18,11 @@ impl Sid {
     pub fn parse(raw: impl AsRef<str> + Into<String>) -> Option<Sid> {
         let text = raw.as_ref();
         let ok = (30..=40).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit());
-        ok.then(|| Sid(raw.into()))
+        ok.then(|| {
+            let mut sid: String = raw.into();
+            sid.make_ascii_uppercase();
+            Sid(sid)
+        })
     }
 
     pub fn as_str(&self) -> &str {

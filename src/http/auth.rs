@@ -23,6 +23,8 @@ impl FromRequestParts<AppState> for Caller {
                 }
                 let key = state.actor_key(&caller.actor);
                 crate::telemetry::note(|n| n.actor = Some(key));
+                let slot = state.callers.take(key).ok_or(ApiError::TooManyRequests)?;
+                crate::telemetry::note(|n| n.caller_slot = Some(slot));
                 Ok(caller)
             }
             Err(reason) => {

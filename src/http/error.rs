@@ -34,6 +34,14 @@ pub enum ApiError {
     ToggleStoreFailed,
     /// An admin form without the page's anti-forgery token, or posted from another origin.
     ForgedForm,
+    /// A state-changing admin API call sent with HTTP Basic, which browsers send on their own.
+    BearerRequired,
+    /// One caller has too many requests in flight.
+    TooManyRequests,
+    /// The request body did not arrive in time.
+    BodyTimeout,
+    UriTooLong,
+    HeadersTooLarge,
     Internal,
 }
 
@@ -126,6 +134,31 @@ impl ApiError {
                 "Forbidden",
                 "The form is stale or was posted from another site; reload the page",
             ),
+            BearerRequired => (
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                "Changes through the admin API take the Bearer token, not HTTP Basic",
+            ),
+            TooManyRequests => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many requests",
+                "Too many requests in flight for this caller; retry shortly",
+            ),
+            BodyTimeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                "Request timeout",
+                "The request body did not arrive in time",
+            ),
+            UriTooLong => (
+                StatusCode::URI_TOO_LONG,
+                "URI too long",
+                "The request target is too long",
+            ),
+            HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "Request header fields too large",
+                "The request has too many or too large header fields",
+            ),
             ToggleStoreFailed => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service unavailable",
@@ -149,8 +182,11 @@ fn symbol(status: StatusCode) -> &'static str {
         403 => "forbidden",
         404 => "not_found",
         405 => "method_not_allowed",
+        408 => "request_timeout",
         413 => "payload_too_large",
+        414 => "uri_too_long",
         429 => "too_many_requests",
+        431 => "request_header_fields_too_large",
         502 => "bad_gateway",
         503 => "service_unavailable",
         504 => "gateway_timeout",
@@ -163,7 +199,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::Unavailable { retry_after: Some(d) } => Some(d.as_secs_f64().ceil().max(1.0) as u64),
-            ApiError::Busy => Some(1),
+            ApiError::Busy | ApiError::TooManyRequests => Some(1),
             _ => None,
         }
     }
@@ -208,7 +244,7 @@ impl From<UpstreamError> for ApiError {
         match e {
             // Callers map NotFound themselves where it carries a sid; elsewhere it is no route.
             UpstreamError::NotFound => ApiError::NoRoute,
-            UpstreamError::BadGateway(_) => ApiError::BadGateway,
+            UpstreamError::BadGateway(_) | UpstreamError::ServerError(_) => ApiError::BadGateway,
             UpstreamError::Unavailable(_) => ApiError::Unavailable { retry_after: None },
             UpstreamError::CircuitOpen(wait) => ApiError::Unavailable {
                 retry_after: Some(wait),

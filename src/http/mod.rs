@@ -2,8 +2,12 @@
 
 mod auth;
 pub mod error;
+mod fairness;
 mod handlers;
 pub mod request_id;
+pub mod server;
+
+pub use fairness::{CallerLimit, CallerSlot};
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -18,10 +22,11 @@ use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
 use axum::http::{HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tracing::Instrument;
 
+use crate::config::ConnectionLimits;
 use crate::{AppState, telemetry};
 pub use error::ApiError;
 
@@ -77,7 +82,7 @@ struct Edge<S> {
 
 impl<S> tower::Service<Request> for Edge<S>
 where
-    S: tower::Service<Request, Error = Infallible> + Send + 'static,
+    S: tower::Service<Request, Error = Infallible> + Clone + Send + 'static,
     S::Response: IntoResponse,
     S::Future: Send + 'static,
 {
@@ -94,12 +99,31 @@ where
         let request_id = request_id::assign(&mut request);
         let route = request.extensions().get::<MatchedPath>().cloned();
         let span = request_span(&request, route.as_ref(), &request_id);
-        // Only builds the future: nothing runs until it is polled, within the limits below.
-        let handled = self.inner.call(request);
+        // `/healthz` is never shed: an orchestrator would restart a healthy, busy process.
+        let sheddable = route.as_ref().is_none_or(|r| r.as_str() != "/healthz");
+        let handling = if let Some(refused) = oversized_head(&request, &app.connections) {
+            Handling::Refused(refused)
+        } else if axum::body::HttpBody::is_end_stream(request.body()) {
+            // Only builds the future: nothing runs until it is polled, within the limits below.
+            Handling::Ready(self.inner.call(request))
+        } else {
+            // The body is read before the request takes an in-flight slot, so slow bodies
+            // can't hold the slots everyone else needs.
+            Handling::AfterBody(self.inner.clone(), request)
+        };
         Box::pin(async move {
             let started = Instant::now();
-            let (mut response, notes) =
-                telemetry::with_notes(within_limits(&app, started, handled).instrument(span.clone())).await;
+            let served = async {
+                match handling {
+                    Handling::Refused(refused) => refused.into_response(),
+                    Handling::Ready(handled) => within_limits(&app, sheddable, handled).await,
+                    Handling::AfterBody(inner, request) => match read_body(request, &app.connections).await {
+                        Ok(request) => within_limits(&app, sheddable, inner.oneshot(request)).await,
+                        Err(refused) => refused.into_response(),
+                    },
+                }
+            };
+            let (mut response, notes) = telemetry::with_notes(served.instrument(span.clone())).await;
             let latency = started.elapsed();
             let status = response.status().as_u16();
             span.record("http.response.status_code", status);
@@ -152,17 +176,77 @@ fn request_span(request: &Request, route: Option<&MatchedPath>, request_id: &Hea
     span
 }
 
+/// How the edge will answer: refuse outright, serve now, or read the body first.
+// It lives inside the request's one boxed future: boxing a variant would add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Handling<S, F> {
+    Refused(ApiError),
+    Ready(F),
+    AfterBody(S, Request),
+}
+
+/// The largest body any route takes (the links batch); larger ones are 413.
+const MAX_BODY_BYTES: usize = handlers::LINKS_BODY_LIMIT;
+
+/// A request head over the service's limits, answered in the one error shape (hyper's own
+/// limits sit higher and would answer with an empty body).
+fn oversized_head(request: &Request, limits: &ConnectionLimits) -> Option<ApiError> {
+    let target = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > limits.max_uri_bytes {
+        return Some(ApiError::UriTooLong);
+    }
+    let headers = request.headers();
+    if headers.len() > limits.max_headers {
+        return Some(ApiError::HeadersTooLarge);
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    (bytes + target > limits.max_header_bytes).then_some(ApiError::HeadersTooLarge)
+}
+
+/// The whole body, within the body timeout and the size limit; handlers then see it buffered.
+async fn read_body(request: Request, limits: &ConnectionLimits) -> Result<Request, ApiError> {
+    use http_body_util::BodyExt;
+    let (parts, body) = request.into_parts();
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
+        Err(_) => {
+            metrics::counter!("avs_request_body_timeouts_total").increment(1);
+            Err(ApiError::BodyTimeout)
+        }
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES))
+        }
+        Ok(Err(_)) => Err(ApiError::InvalidLinks(
+            "The request body could not be read".to_owned(),
+        )),
+        Ok(Ok(collected)) => Ok(Request::from_parts(
+            parts,
+            axum::body::Body::from(collected.to_bytes()),
+        )),
+    }
+}
+
 /// Past `AVS_MAX_IN_FLIGHT` requests in flight, answer 503 + Retry-After at once rather than
-/// queueing without limit (one semaphore for the whole listener). Within the limit, the
-/// whole-request deadline, above the upstream timeout, so no request holds a worker long.
-async fn within_limits<F, R>(app: &AppState, started: Instant, handled: F) -> Response
+/// queueing without limit (one counter for the whole listener; `/healthz` never counts).
+/// Within the limit, the whole-request deadline, above the upstream timeout, so no request
+/// holds a worker long.
+async fn within_limits<F, R>(app: &AppState, sheddable: bool, handled: F) -> Response
 where
     F: Future<Output = Result<R, Infallible>>,
     R: IntoResponse,
 {
-    let Some(_slot) = Slot::take(&app.in_flight, app.max_in_flight) else {
-        metrics::counter!("avs_requests_shed_total").increment(1);
-        return ApiError::Busy.into_response();
+    let started = Instant::now();
+    let _slot = if sheddable {
+        let Some(slot) = Slot::take(&app.in_flight, app.max_in_flight) else {
+            metrics::counter!("avs_requests_shed_total").increment(1);
+            return ApiError::Busy.into_response();
+        };
+        Some(slot)
+    } else {
+        None
     };
     let deadline = tokio::time::Instant::from_std(started + app.request_timeout);
     match tokio::time::timeout_at(deadline, handled).await {

@@ -47,18 +47,27 @@ impl FilePercentage {
         let pct = match self {
             FilePercentage::Integer(p) => Percentage::Integer(p),
             FilePercentage::Decimal(p) => Percentage::Decimal(p),
-            FilePercentage::Text(t) => Percentage::parse(&t)
-                .ok_or_else(|| format!("features.{feature}.{gate}: {t:?} is not a number"))?,
+            FilePercentage::Text(t) => {
+                Percentage::parse(&t).ok_or_else(|| format!("features.{feature}.{gate}: not a number"))?
+            }
         };
         if !pct.in_range() {
-            return Err(format!("features.{feature}.{gate}: {pct} is outside 0..100"));
+            return Err(format!("features.{feature}.{gate}: outside 0..100"));
         }
         Ok(pct)
     }
 }
 
+/// The snapshot a toggle file holds. A refusal says where, never what: the parser's own
+/// messages quote the file (an actor's email), and they reach logs and the admin page.
 pub fn parse_toml(text: &str) -> Result<Snapshot, String> {
-    let doc: FileDoc = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+    let doc: FileDoc = toml::from_str(text).map_err(|e| match e.span() {
+        Some(span) => format!(
+            "does not parse as a toggle file at line {}",
+            text[..span.start.min(text.len())].matches('\n').count() + 1
+        ),
+        None => "does not parse as a toggle file".to_owned(),
+    })?;
     let mut features = HashMap::with_capacity(doc.features.len());
     for (name, f) in doc.features {
         for group in &f.groups {
@@ -193,6 +202,23 @@ mod tests {
         assert!(parse_toml("[features.a]\npercentage_of_actors = 101").is_err());
         assert!(parse_toml("[features.a]\npercentage_of_actors = \"x\"").is_err());
         assert!(parse_toml("not toml [").is_err());
+    }
+
+    #[test]
+    fn refusals_never_quote_the_file() {
+        for text in [
+            "[features.a]\nactors = [\"someone@example.com\" \"x\"]",
+            "[features.a]\nboolean = \"someone@example.com\"",
+            "[features.a]\npercentage_of_actors = \"someone@example.com\"",
+            "[features.a]\nsomeone@example.com = 1",
+        ] {
+            let problem = parse_toml(text).unwrap_err();
+            assert!(!problem.contains("someone"), "{problem}");
+        }
+        assert_eq!(
+            parse_toml("[features.a]\nboolean = true\nactors = [1]").unwrap_err(),
+            "does not parse as a toggle file at line 3"
+        );
     }
 
     #[test]

@@ -244,7 +244,17 @@ impl Toggles {
                 self.refresh_now().await;
             }
             Source::File(file) => {
-                let mut next = Snapshot::clone(&self.snapshot.load());
+                // The file as it is now, not the snapshot: a hand edit made since the last poll
+                // is newer than what is in force, and a write built on the snapshot would
+                // silently undo it (before: 5 of 5 edits lost to a write within the poll).
+                let mut next = if file.path.exists() {
+                    let on_disk = file.read().map_err(WriteError::Store)?;
+                    FileSource::parse(&on_disk).map_err(|problem| {
+                        WriteError::Store(format!("the toggle file was edited and {problem}; fix it first"))
+                    })?
+                } else {
+                    Snapshot::clone(&self.snapshot.load())
+                };
                 change.apply(next.features.entry(feature.to_owned()).or_default());
                 let text = render_toml(&next);
                 file.write(&text).map_err(WriteError::Store)?;

@@ -73,7 +73,7 @@ async fn metrics_parse_as_prometheus_text_with_every_family() {
     assert!(handle.is_some(), "the recorder installs");
     let app = TestApp::with(
         "[features.avs_enabled]\npercentage_of_actors = 10\n",
-        &[("AVS_CACHE_MAX_BYTES", "60000"), ("AVS_BREAKER_FAILURES", "50")],
+        &[("AVS_CACHE_MAX_BYTES", "60000"), ("AVS_BREAKER_MIN_CALLS", "50")],
     )
     .await;
     let mut doc = fixture("full");

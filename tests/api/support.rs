@@ -99,9 +99,10 @@ impl FakeUpstream {
         self
     }
 
-    /// Serves a summary document under its own sid.
+    /// Serves a summary document under its own sid, in the canonical (upper-case) spelling
+    /// the service asks for.
     pub fn summary(&self, doc: &Value) -> &FakeUpstream {
-        let sid = doc["sid"].as_str().unwrap();
+        let sid = doc["sid"].as_str().unwrap().to_ascii_uppercase();
         self.script(&format!("/avs/{sid}"), Scripted::json(doc))
     }
 

@@ -15,6 +15,9 @@ use url::Url;
 use crate::identity::{KeySet, KeySource};
 use crate::toggles::SourceConfig;
 
+mod settings;
+pub use settings::{SETTINGS, Setting, Shown};
+
 /// The development default toggle file; production refuses it.
 pub const DEV_TOGGLES: &str = "file:fixtures/toggles.toml";
 
@@ -58,9 +61,33 @@ pub struct UpstreamConfig {
     pub max_body_bytes: usize,
     /// Upstream calls in flight at most.
     pub concurrency: usize,
-    /// Consecutive failures that open the circuit, and how long it stays open.
-    pub breaker_failures: u32,
-    pub breaker_cooldown: Duration,
+    /// Idle pooled connections are closed after this: below the forward proxy's own idle
+    /// timeout, so a connection the proxy already closed is rarely picked.
+    pub pool_idle: Duration,
+    pub breaker: BreakerPolicy,
+}
+
+/// When the upstream circuit opens: judged on the upstream's health over a rolling window,
+/// never on what one caller asks for (see the README's "Circuit breaker").
+#[derive(Clone, Copy, Debug)]
+pub struct BreakerPolicy {
+    pub window: Duration,
+    pub min_calls: u32,
+    pub failure_percent: u32,
+    pub min_keys: usize,
+    pub cooldown: Duration,
+}
+
+/// What one client connection may hold, per listener.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLimits {
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_uri_bytes: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,10 +117,13 @@ pub struct Config {
     pub env: Environment,
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    pub connections: ConnectionLimits,
     /// The whole-request deadline; always above the upstream timeout.
     pub request_timeout: Duration,
     /// Requests in flight at most; past it the service sheds load with 503 + Retry-After.
     pub max_in_flight: usize,
+    /// Requests one caller may have in flight; past it 429.
+    pub max_in_flight_per_caller: usize,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
     /// The whole links batch answers by then; below the request timeout.
@@ -110,47 +140,9 @@ pub struct Config {
     pub service_name: String,
     pub log_filter: String,
     pub log_format: LogFormat,
+    /// The values as given (file layered under the environment), for `check-config`.
+    raw: Vars,
 }
-
-/// Every variable this service reads, for the file layer's key check and `check-config`.
-const VARIABLES: [&str; 35] = [
-    "AVS_LINKS_DEADLINE_MS",
-    "AVS_LINKS_CONCURRENCY",
-    "AVS_ENV",
-    "AVS_LISTEN",
-    "AVS_ADMIN_LISTEN",
-    "AVS_REQUEST_TIMEOUT_MS",
-    "AVS_MAX_IN_FLIGHT",
-    "AVS_SHUTDOWN_GRACE_SECS",
-    "AVS_UPSTREAM_CONCURRENCY",
-    "AVS_BREAKER_FAILURES",
-    "AVS_BREAKER_COOLDOWN_SECS",
-    "AVS_UPSTREAM_URL",
-    "AVS_UPSTREAM_TOKEN",
-    "AVS_UPSTREAM_TOKEN_FILE",
-    "AVS_PROXY_URL",
-    "AVS_NO_PROXY",
-    "AVS_UPSTREAM_CA_FILE",
-    "AVS_UPSTREAM_CONNECT_TIMEOUT_MS",
-    "AVS_UPSTREAM_TIMEOUT_MS",
-    "AVS_UPSTREAM_MAX_BODY_BYTES",
-    "AVS_JWT_PUBLIC_KEY_FILE",
-    "AVS_JWKS_FILE",
-    "AVS_JWT_ISSUER",
-    "AVS_JWT_AUDIENCE",
-    "AVS_AUTH_COOKIE",
-    "AVS_TOGGLES",
-    "AVS_TOGGLES_REFRESH_SECS",
-    "AVS_TOGGLES_READ_ONLY",
-    "AVS_ADMIN_TOKEN",
-    "AVS_CACHE_MAX_BYTES",
-    "AVS_CACHE_TTL_SECS",
-    "AVS_CACHE_NEGATIVE_TTL_SECS",
-    "AVS_CACHE_STALE_IF_ERROR_SECS",
-    "AVS_LOG_FORMAT",
-    "RUST_LOG",
-];
-const OTEL_VARIABLES: [&str; 2] = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"];
 
 /// Raw values by variable name, before validation.
 pub type Vars = BTreeMap<String, String>;
@@ -182,6 +174,7 @@ impl Config {
         let mut p = Parser {
             vars,
             problems: Vec::new(),
+            read: Default::default(),
         };
         let config = p.config();
         match config {
@@ -190,70 +183,33 @@ impl Config {
         }
     }
 
-    /// The effective values with secrets redacted, for `check-config`.
+    /// Every setting with its value (or its default), secrets redacted, for `check-config`:
+    /// one line per entry of the settings table, in its order.
     pub fn describe(&self) -> String {
         let mut out = String::new();
-        let u = &self.upstream;
-        let upstream = u
-            .url
-            .as_ref()
-            .map_or("embedded fixture upstream".to_owned(), Url::to_string);
-        let proxy = match &u.proxy {
-            ProxySetting::Unset => "unset (direct; development only)".to_owned(),
-            ProxySetting::Direct => "direct (declared)".to_owned(),
-            ProxySetting::Via(url) => redact_url(url),
-        };
-        let secret = |s: &Option<String>| if s.is_some() { "[redacted]" } else { "unset" };
-        let rows: [(&str, String); 21] = [
-            ("AVS_ENV", self.env.as_str().to_owned()),
-            ("AVS_LISTEN", self.listen.to_string()),
-            ("AVS_ADMIN_LISTEN", self.admin_listen.to_string()),
-            (
-                "AVS_REQUEST_TIMEOUT_MS",
-                self.request_timeout.as_millis().to_string(),
-            ),
-            ("AVS_UPSTREAM_URL", upstream),
-            ("AVS_UPSTREAM_TOKEN", secret(&u.token).to_owned()),
-            ("AVS_PROXY_URL", proxy),
-            (
-                "AVS_NO_PROXY",
-                u.no_proxy.clone().unwrap_or_else(|| "unset".into()),
-            ),
-            (
-                "AVS_UPSTREAM_CA_FILE",
-                u.ca_file
-                    .as_ref()
-                    .map_or("unset".into(), |p| p.display().to_string()),
-            ),
-            (
-                "AVS_UPSTREAM_CONNECT_TIMEOUT_MS",
-                u.connect_timeout.as_millis().to_string(),
-            ),
-            ("AVS_UPSTREAM_TIMEOUT_MS", u.timeout.as_millis().to_string()),
-            ("AVS_UPSTREAM_MAX_BODY_BYTES", u.max_body_bytes.to_string()),
-            ("JWT keys", self.auth.keys.describe()),
-            (
-                "AVS_JWT_ISSUER",
-                self.auth.issuer.clone().unwrap_or_else(|| "unset".into()),
-            ),
-            (
-                "AVS_JWT_AUDIENCE",
-                self.auth.audience.clone().unwrap_or_else(|| "unset".into()),
-            ),
-            ("AVS_AUTH_COOKIE", self.auth.cookie.clone()),
-            ("AVS_TOGGLES", describe_toggles(&self.toggles)),
-            ("AVS_ADMIN_TOKEN", secret(&self.admin_token).to_owned()),
-            ("AVS_CACHE_MAX_BYTES", self.cache.max_bytes.to_string()),
-            (
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                self.otlp_endpoint.clone().unwrap_or_else(|| "unset".into()),
-            ),
-            ("AVS_LOG_FORMAT", format!("{:?}", self.log_format).to_lowercase()),
-        ];
-        for (name, value) in rows {
-            let _ = writeln!(out, "{name} = {value}");
+        for setting in SETTINGS {
+            let value = match (self.raw.get(setting.name), setting.default) {
+                (Some(raw), _) => shown(setting, raw),
+                (None, Some(default)) => format!("{} (default)", shown(setting, default)),
+                (None, None) => "unset".to_owned(),
+            };
+            let _ = writeln!(out, "{} = {value}", setting.name);
         }
+        let _ = writeln!(out, "# JWT keys: {}", self.auth.keys.describe());
+        let _ = writeln!(out, "# toggles: {}", describe_toggles(&self.toggles));
         out
+    }
+}
+
+/// A value as `check-config` may print it.
+fn shown(setting: &Setting, raw: &str) -> String {
+    match setting.shown {
+        Shown::Plain => raw.to_owned(),
+        Shown::Secret => "[redacted]".to_owned(),
+        Shown::Url => match Url::parse(raw) {
+            Ok(url) => redact_url(&url),
+            Err(_) => raw.to_owned(),
+        },
     }
 }
 
@@ -273,7 +229,7 @@ fn describe_toggles(source: &SourceConfig) -> String {
 }
 
 fn is_known(name: &str) -> bool {
-    VARIABLES.contains(&name) || OTEL_VARIABLES.contains(&name)
+    settings::setting(name).is_some()
 }
 
 fn redact_url(url: &Url) -> String {
@@ -317,44 +273,68 @@ fn read_file_layer(path: &Path) -> Result<Vars, String> {
 struct Parser<'a> {
     vars: &'a Vars,
     problems: Vec<String>,
+    /// Every name read, so a test can hold the parser to the settings table.
+    read: std::cell::RefCell<std::collections::BTreeSet<&'static str>>,
 }
 
 impl<'a> Parser<'a> {
+    /// The value given for `name`, else its default from the settings table.
     fn raw(&self, name: &str) -> Option<&'a str> {
-        self.vars.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        let Some(setting) = settings::setting(name) else {
+            debug_assert!(false, "{name} is not in the settings table");
+            return None;
+        };
+        self.read.borrow_mut().insert(setting.name);
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+            .or(setting.default)
     }
 
     fn problem(&mut self, name: &str, what: impl std::fmt::Display) {
         self.problems.push(format!("{name}: {what}"));
     }
 
-    fn parsed<T: std::str::FromStr>(&mut self, name: &str, default: T, what: &str) -> T {
-        match self.raw(name) {
-            None => default,
-            Some(raw) => match raw.parse() {
-                Ok(v) => v,
-                Err(_) => {
-                    self.problem(name, format!("{raw:?} is not {what}"));
-                    default
-                }
-            },
+    /// The setting parsed (its table default when unset); `None` when it has no value, or
+    /// a bad one, which is then a problem.
+    fn parsed<T: std::str::FromStr>(&mut self, name: &str, what: &str) -> Option<T> {
+        let raw = self.raw(name)?;
+        let value = raw.parse().ok();
+        if value.is_none() {
+            self.problem(name, format!("{raw:?} is not {what}"));
         }
+        value
     }
 
-    fn millis(&mut self, name: &str, default: u64) -> Duration {
-        let ms: u64 = self.parsed(name, default, "a whole number of milliseconds");
+    /// A whole number of at least 1.
+    fn count(&mut self, name: &str) -> usize {
+        let n: usize = self.parsed(name, "a whole number").unwrap_or(1);
+        if n == 0 {
+            self.problem(name, "must be above 0");
+        }
+        n.max(1)
+    }
+
+    fn millis(&mut self, name: &str) -> Duration {
+        let ms: u64 = self.parsed(name, "a whole number of milliseconds").unwrap_or(1);
         if ms == 0 {
             self.problem(name, "must be above 0");
         }
         Duration::from_millis(ms)
     }
 
-    fn secs(&mut self, name: &str, default: u64) -> Duration {
-        Duration::from_secs(self.parsed(name, default, "a whole number of seconds"))
+    fn secs(&mut self, name: &str) -> Duration {
+        Duration::from_secs(self.parsed(name, "a whole number of seconds").unwrap_or(1))
+    }
+
+    fn address(&mut self, name: &str) -> SocketAddr {
+        self.parsed(name, "a socket address")
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     fn config(&mut self) -> Option<Config> {
-        let env = match self.raw("AVS_ENV").unwrap_or("development") {
+        let env = match self.raw("AVS_ENV").unwrap_or_default() {
             "development" => Environment::Development,
             "test" => Environment::Test,
             "production" => Environment::Production,
@@ -367,28 +347,33 @@ impl<'a> Parser<'a> {
             }
         };
         let production = env == Environment::Production;
-        let listen = self.parsed(
-            "AVS_LISTEN",
-            SocketAddr::from(([127, 0, 0, 1], 8080)),
-            "a socket address",
-        );
-        let admin_listen = self.parsed(
-            "AVS_ADMIN_LISTEN",
-            SocketAddr::from(([127, 0, 0, 1], 9090)),
-            "a socket address",
-        );
+        let listen = self.address("AVS_LISTEN");
+        let admin_listen = self.address("AVS_ADMIN_LISTEN");
+        let connections = ConnectionLimits {
+            header_timeout: self.millis("AVS_HEADER_TIMEOUT_MS"),
+            idle_timeout: self.secs("AVS_IDLE_TIMEOUT_SECS"),
+            body_timeout: self.millis("AVS_BODY_TIMEOUT_MS"),
+            max_connections: self.count("AVS_MAX_CONNECTIONS"),
+            max_header_bytes: self.count("AVS_MAX_HEADER_BYTES"),
+            max_headers: self.count("AVS_MAX_HEADERS"),
+            max_uri_bytes: self.count("AVS_MAX_URI_BYTES"),
+        };
+        if connections.idle_timeout.is_zero() {
+            self.problem("AVS_IDLE_TIMEOUT_SECS", "must be above 0");
+        }
         let upstream = self.upstream(production);
-        let request_timeout = self.millis("AVS_REQUEST_TIMEOUT_MS", 15_000);
-        let max_in_flight = self.parsed("AVS_MAX_IN_FLIGHT", 1024, "a whole number").max(1);
-        let shutdown_grace = self.secs("AVS_SHUTDOWN_GRACE_SECS", 30);
-        let links_deadline = self.millis("AVS_LINKS_DEADLINE_MS", 12_000);
+        let request_timeout = self.millis("AVS_REQUEST_TIMEOUT_MS");
+        let max_in_flight = self.count("AVS_MAX_IN_FLIGHT");
+        let max_in_flight_per_caller = self.count("AVS_MAX_IN_FLIGHT_PER_CALLER");
+        let shutdown_grace = self.secs("AVS_SHUTDOWN_GRACE_SECS");
+        let links_deadline = self.millis("AVS_LINKS_DEADLINE_MS");
         if links_deadline >= request_timeout {
             self.problem(
                 "AVS_LINKS_DEADLINE_MS",
                 "must be below AVS_REQUEST_TIMEOUT_MS so a slow batch still answers 200",
             );
         }
-        let links_concurrency = self.parsed("AVS_LINKS_CONCURRENCY", 64, "a whole number").max(1);
+        let links_concurrency = self.count("AVS_LINKS_CONCURRENCY");
         if request_timeout <= upstream.timeout {
             self.problem(
                 "AVS_REQUEST_TIMEOUT_MS",
@@ -397,7 +382,7 @@ impl<'a> Parser<'a> {
         }
         let auth = self.auth(production);
         let toggles = self.toggles(production);
-        let toggles_refresh = self.secs("AVS_TOGGLES_REFRESH_SECS", 5);
+        let toggles_refresh = self.secs("AVS_TOGGLES_REFRESH_SECS");
         if toggles_refresh.is_zero() {
             self.problem("AVS_TOGGLES_REFRESH_SECS", "must be above 0");
         }
@@ -406,10 +391,12 @@ impl<'a> Parser<'a> {
             self.problem("AVS_ADMIN_TOKEN", "must be at least 32 characters in production");
         }
         let cache = CacheConfig {
-            max_bytes: self.parsed("AVS_CACHE_MAX_BYTES", 268_435_456, "a whole number of bytes"),
-            ttl: self.secs("AVS_CACHE_TTL_SECS", 600),
-            negative_ttl: self.secs("AVS_CACHE_NEGATIVE_TTL_SECS", 60),
-            stale_if_error: self.secs("AVS_CACHE_STALE_IF_ERROR_SECS", 3600),
+            max_bytes: self
+                .parsed("AVS_CACHE_MAX_BYTES", "a whole number of bytes")
+                .unwrap_or_default(),
+            ttl: self.secs("AVS_CACHE_TTL_SECS"),
+            negative_ttl: self.secs("AVS_CACHE_NEGATIVE_TTL_SECS"),
+            stale_if_error: self.secs("AVS_CACHE_STALE_IF_ERROR_SECS"),
         };
         let log_format = match self.raw("AVS_LOG_FORMAT") {
             None if production => LogFormat::Json,
@@ -425,8 +412,10 @@ impl<'a> Parser<'a> {
             env,
             listen,
             admin_listen,
+            connections,
             request_timeout,
             max_in_flight,
+            max_in_flight_per_caller,
             shutdown_grace,
             links_deadline,
             links_concurrency,
@@ -437,9 +426,10 @@ impl<'a> Parser<'a> {
             admin_token,
             cache,
             otlp_endpoint: self.raw("OTEL_EXPORTER_OTLP_ENDPOINT").map(str::to_owned),
-            service_name: self.raw("OTEL_SERVICE_NAME").unwrap_or("avs-api").to_owned(),
-            log_filter: self.raw("RUST_LOG").unwrap_or("info").to_owned(),
+            service_name: self.raw("OTEL_SERVICE_NAME").unwrap_or_default().to_owned(),
+            log_filter: self.raw("RUST_LOG").unwrap_or_default().to_owned(),
             log_format,
+            raw: self.vars.clone(),
         })
     }
 
@@ -511,25 +501,41 @@ impl<'a> Parser<'a> {
                 format!("{} is not a readable file", path.display()),
             );
         }
-        let max_body_bytes = self.parsed(
-            "AVS_UPSTREAM_MAX_BODY_BYTES",
-            16 * 1024 * 1024,
-            "a whole number of bytes",
-        );
+        let max_body_bytes = self
+            .parsed("AVS_UPSTREAM_MAX_BODY_BYTES", "a whole number of bytes")
+            .unwrap_or_default();
         UpstreamConfig {
             url,
             token,
             proxy,
             no_proxy: self.raw("AVS_NO_PROXY").map(str::to_owned),
             ca_file,
-            connect_timeout: self.millis("AVS_UPSTREAM_CONNECT_TIMEOUT_MS", 2000),
-            timeout: self.millis("AVS_UPSTREAM_TIMEOUT_MS", 10_000),
+            connect_timeout: self.millis("AVS_UPSTREAM_CONNECT_TIMEOUT_MS"),
+            timeout: self.millis("AVS_UPSTREAM_TIMEOUT_MS"),
             max_body_bytes,
-            concurrency: self
-                .parsed("AVS_UPSTREAM_CONCURRENCY", 64, "a whole number")
-                .max(1),
-            breaker_failures: self.parsed("AVS_BREAKER_FAILURES", 5, "a whole number").max(1),
-            breaker_cooldown: self.secs("AVS_BREAKER_COOLDOWN_SECS", 10),
+            concurrency: self.count("AVS_UPSTREAM_CONCURRENCY"),
+            pool_idle: self.secs("AVS_UPSTREAM_POOL_IDLE_SECS"),
+            breaker: self.breaker(),
+        }
+    }
+
+    fn breaker(&mut self) -> BreakerPolicy {
+        let failure_percent: u32 = self
+            .parsed("AVS_BREAKER_FAILURE_PERCENT", "a whole number of percent")
+            .unwrap_or(50);
+        if !(1..=100).contains(&failure_percent) {
+            self.problem("AVS_BREAKER_FAILURE_PERCENT", "must be 1 to 100");
+        }
+        let window = self.secs("AVS_BREAKER_WINDOW_SECS");
+        if window.is_zero() {
+            self.problem("AVS_BREAKER_WINDOW_SECS", "must be above 0");
+        }
+        BreakerPolicy {
+            window,
+            min_calls: self.count("AVS_BREAKER_MIN_CALLS") as u32,
+            failure_percent,
+            min_keys: self.count("AVS_BREAKER_MIN_KEYS"),
+            cooldown: self.secs("AVS_BREAKER_COOLDOWN_SECS"),
         }
     }
 
@@ -569,10 +575,7 @@ impl<'a> Parser<'a> {
             keys,
             issuer: self.raw("AVS_JWT_ISSUER").map(str::to_owned),
             audience: self.raw("AVS_JWT_AUDIENCE").map(str::to_owned),
-            cookie: self
-                .raw("AVS_AUTH_COOKIE")
-                .unwrap_or("vagov_access_token")
-                .to_owned(),
+            cookie: self.raw("AVS_AUTH_COOKIE").unwrap_or_default().to_owned(),
         })
     }
 
@@ -667,6 +670,48 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.0.len(), 4, "{err}");
+    }
+
+    /// The settings table is the one list: the parser reads exactly its names, the file layer
+    /// accepts them, and `check-config` prints one line for each.
+    #[test]
+    fn every_setting_is_parsed_checked_and_printed() {
+        let table: std::collections::BTreeSet<&str> = SETTINGS.iter().map(|s| s.name).collect();
+        assert_eq!(table.len(), SETTINGS.len(), "a setting is declared twice");
+        let vars = Vars::new();
+        let mut p = Parser {
+            vars: &vars,
+            problems: Vec::new(),
+            read: Default::default(),
+        };
+        let config = p.config().unwrap();
+        assert_eq!(*p.read.borrow(), table, "the parser and the table disagree");
+        let described = config.describe();
+        let printed: std::collections::BTreeSet<&str> = described
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(" = ").next())
+            .collect();
+        assert_eq!(printed, table, "check-config and the table disagree");
+        for name in &table {
+            assert!(is_known(name), "{name} refused by the file layer");
+        }
+    }
+
+    #[test]
+    fn check_config_redacts_secrets_and_url_passwords() {
+        let c = Config::from_vars(&vars(&[
+            ("AVS_UPSTREAM_TOKEN", "very-secret-upstream"),
+            ("AVS_ADMIN_TOKEN", "very-secret-admin"),
+            ("AVS_PROXY_URL", "http://user:proxy-pass@proxy.example:3128"),
+        ]))
+        .unwrap();
+        let text = c.describe();
+        for secret in ["very-secret-upstream", "very-secret-admin", "proxy-pass"] {
+            assert!(!text.contains(secret), "{secret} printed:\n{text}");
+        }
+        assert!(text.contains("AVS_ADMIN_TOKEN = [redacted]"), "{text}");
+        assert!(text.contains("AVS_MAX_CONNECTIONS = 10000 (default)"), "{text}");
     }
 
     #[test]

@@ -1,0 +1,264 @@
+//! Every setting the service reads, declared once. Parsing takes its defaults from here, the
+//! `--config` file's key check and the environment filter accept exactly these names, and
+//! `check-config` prints one line for each (a unit test holds the parser to this table).
+
+/// How `check-config` may show a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shown {
+    Plain,
+    /// Never printed: only whether it is set.
+    Secret,
+    /// A URL whose password (if any) is redacted.
+    Url,
+}
+
+#[derive(Debug)]
+pub struct Setting {
+    pub name: &'static str,
+    /// The value used when the variable is unset, in the variable's own syntax; `None` where
+    /// unset means "none" or the default depends on other settings (said in `help`).
+    pub default: Option<&'static str>,
+    pub shown: Shown,
+    pub help: &'static str,
+}
+
+const fn plain(name: &'static str, default: Option<&'static str>, help: &'static str) -> Setting {
+    Setting {
+        name,
+        default,
+        shown: Shown::Plain,
+        help,
+    }
+}
+
+const fn secret(name: &'static str, help: &'static str) -> Setting {
+    Setting {
+        name,
+        default: None,
+        shown: Shown::Secret,
+        help,
+    }
+}
+
+const fn url(name: &'static str, default: Option<&'static str>, help: &'static str) -> Setting {
+    Setting {
+        name,
+        default,
+        shown: Shown::Url,
+        help,
+    }
+}
+
+pub const SETTINGS: &[Setting] = &[
+    plain("AVS_ENV", Some("development"), "development, test or production"),
+    // Listeners and what one client may hold.
+    plain("AVS_LISTEN", Some("127.0.0.1:8080"), "public API listener"),
+    plain(
+        "AVS_ADMIN_LISTEN",
+        Some("127.0.0.1:9090"),
+        "admin listener: metrics, toggle admin, rollout report",
+    ),
+    plain(
+        "AVS_HEADER_TIMEOUT_MS",
+        Some("10000"),
+        "a request's head must arrive within this, from its first byte",
+    ),
+    plain(
+        "AVS_IDLE_TIMEOUT_SECS",
+        Some("60"),
+        "an idle keep-alive connection is closed after this",
+    ),
+    plain(
+        "AVS_BODY_TIMEOUT_MS",
+        Some("10000"),
+        "a request body must arrive within this (408 otherwise)",
+    ),
+    plain(
+        "AVS_MAX_CONNECTIONS",
+        Some("10000"),
+        "open connections per listener; past it new ones are closed at once",
+    ),
+    plain(
+        "AVS_MAX_HEADER_BYTES",
+        Some("16384"),
+        "request line and headers together; past it 431",
+    ),
+    plain(
+        "AVS_MAX_HEADERS",
+        Some("100"),
+        "header fields per request; past it 431",
+    ),
+    plain(
+        "AVS_MAX_URI_BYTES",
+        Some("8192"),
+        "request target length; past it 414",
+    ),
+    plain(
+        "AVS_REQUEST_TIMEOUT_MS",
+        Some("15000"),
+        "whole-request deadline (504); above the upstream timeout",
+    ),
+    plain(
+        "AVS_MAX_IN_FLIGHT",
+        Some("1024"),
+        "requests in flight (bodies read) before shedding with 503",
+    ),
+    plain(
+        "AVS_MAX_IN_FLIGHT_PER_CALLER",
+        Some("16"),
+        "requests one caller (actor) may have in flight; past it 429",
+    ),
+    plain(
+        "AVS_SHUTDOWN_GRACE_SECS",
+        Some("30"),
+        "how long shutdown waits for requests in flight",
+    ),
+    plain(
+        "AVS_LINKS_DEADLINE_MS",
+        Some("12000"),
+        "a links batch answers by then; below the request timeout",
+    ),
+    plain(
+        "AVS_LINKS_CONCURRENCY",
+        Some("64"),
+        "link lookups in flight across the service",
+    ),
+    // The clinical source.
+    url(
+        "AVS_UPSTREAM_URL",
+        None,
+        "base URL of the clinical source; unset: the embedded fixture upstream (not in production)",
+    ),
+    secret("AVS_UPSTREAM_TOKEN", "bearer token sent upstream"),
+    plain("AVS_UPSTREAM_TOKEN_FILE", None, "file holding the upstream token"),
+    url(
+        "AVS_PROXY_URL",
+        None,
+        "forward proxy for every upstream call, or `direct`; required in production",
+    ),
+    plain("AVS_NO_PROXY", None, "comma list of hosts that bypass the proxy"),
+    plain(
+        "AVS_UPSTREAM_CA_FILE",
+        None,
+        "extra trusted root certificates (PEM)",
+    ),
+    plain(
+        "AVS_UPSTREAM_CONNECT_TIMEOUT_MS",
+        Some("2000"),
+        "connecting to the upstream (or proxy)",
+    ),
+    plain(
+        "AVS_UPSTREAM_TIMEOUT_MS",
+        Some("10000"),
+        "one whole upstream call",
+    ),
+    plain(
+        "AVS_UPSTREAM_MAX_BODY_BYTES",
+        Some("16777216"),
+        "larger upstream answers are 502",
+    ),
+    plain("AVS_UPSTREAM_CONCURRENCY", Some("64"), "upstream calls in flight"),
+    plain(
+        "AVS_UPSTREAM_POOL_IDLE_SECS",
+        Some("4"),
+        "idle pooled upstream connections are closed after this; below the proxy's own idle timeout",
+    ),
+    plain(
+        "AVS_BREAKER_WINDOW_SECS",
+        Some("30"),
+        "the rolling window over which upstream health is judged",
+    ),
+    plain(
+        "AVS_BREAKER_MIN_CALLS",
+        Some("20"),
+        "upstream calls in the window before the breaker may open",
+    ),
+    plain(
+        "AVS_BREAKER_FAILURE_PERCENT",
+        Some("50"),
+        "share of failed calls (timeouts, connection failures, 5xx) that opens it",
+    ),
+    plain(
+        "AVS_BREAKER_MIN_KEYS",
+        Some("10"),
+        "distinct failing keys (sids, appointments) that opening needs",
+    ),
+    plain(
+        "AVS_BREAKER_COOLDOWN_SECS",
+        Some("10"),
+        "how long an open breaker waits before one probe",
+    ),
+    // Callers.
+    plain(
+        "AVS_JWT_PUBLIC_KEY_FILE",
+        None,
+        "verification keys (PEM); outside production the development key when neither is set",
+    ),
+    plain("AVS_JWKS_FILE", None, "verification keys (JWKS)"),
+    plain("AVS_JWT_ISSUER", None, "required `iss`, when set"),
+    plain("AVS_JWT_AUDIENCE", None, "required `aud`, when set"),
+    plain(
+        "AVS_AUTH_COOKIE",
+        Some("vagov_access_token"),
+        "cookie that may carry the token",
+    ),
+    // Toggles.
+    url(
+        "AVS_TOGGLES",
+        Some(super::DEV_TOGGLES),
+        "file:<path> or postgres://…",
+    ),
+    plain("AVS_TOGGLES_REFRESH_SECS", Some("5"), "PostgreSQL refresh period"),
+    plain(
+        "AVS_TOGGLES_READ_ONLY",
+        Some("false"),
+        "refuse admin writes to PostgreSQL toggles",
+    ),
+    secret(
+        "AVS_ADMIN_TOKEN",
+        "bearer token for the admin API; unset: admin API off",
+    ),
+    // The cache.
+    plain(
+        "AVS_CACHE_MAX_BYTES",
+        Some("268435456"),
+        "byte budget of the summary cache",
+    ),
+    plain(
+        "AVS_CACHE_TTL_SECS",
+        Some("600"),
+        "lifetime of a cached summary or search",
+    ),
+    plain(
+        "AVS_CACHE_NEGATIVE_TTL_SECS",
+        Some("60"),
+        "lifetime of a cached upstream 404 or empty search",
+    ),
+    plain(
+        "AVS_CACHE_STALE_IF_ERROR_SECS",
+        Some("3600"),
+        "how long past expiry a summary may be served while the upstream fails",
+    ),
+    // Telemetry.
+    plain(
+        "AVS_LOG_FORMAT",
+        None,
+        "json or pretty; json in production, pretty otherwise",
+    ),
+    plain("RUST_LOG", Some("info"), "log filter"),
+    url(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        None,
+        "OTLP/HTTP collector; unset: no trace export",
+    ),
+    plain(
+        "OTEL_SERVICE_NAME",
+        Some("avs-api"),
+        "service name on exported spans",
+    ),
+];
+
+/// The declaration of `name`, if it is a setting.
+pub fn setting(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|s| s.name == name)
+}

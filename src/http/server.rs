@@ -1,0 +1,270 @@
+//! Serving a listener: the accept loop, what one connection may hold, and draining on shutdown.
+//!
+//! axum's `serve` has no header-read timeout, no idle timeout and no connection cap: one client
+//! could hold connections (and file descriptors) for as long as it liked. Here every
+//! connection is watched:
+//! - a request head must arrive within `header_timeout` of its first byte (a new connection's
+//!   first head within `header_timeout` of the accept), so half-sent requests are closed;
+//! - a keep-alive connection with nothing in flight is closed after `idle_timeout` without
+//!   traffic;
+//! - past `max_connections` open on this listener, a new connection is closed at once.
+//!
+//! hyper's own `header_read_timeout` is not used: it also runs while a keep-alive connection
+//! waits idle for its next request, so it cannot tell a slow head from a quiet client.
+//! Request bodies are bounded in time by the edge (`AVS_BODY_TIMEOUT_MS`).
+
+use std::convert::Infallible;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::response::Response;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use crate::config::ConnectionLimits;
+
+/// Serves `router` on `listener` until `stop` fires, then lets the open connections finish
+/// (idle ones close at once) for up to `grace`. Returns whether every connection drained.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    grace: Duration,
+    name: &'static str,
+) -> bool {
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    // hyper's own limits sit above the service's, so an oversized head is answered by the
+    // edge with the JSON error shape; only a head past these gets hyper's bare 431.
+    http.max_buf_size((limits.max_header_bytes * 4).max(64 * 1024))
+        .max_headers(limits.max_headers * 2)
+        .header_read_timeout(None);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|stop| *stop) => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, most likely: back off instead of spinning.
+                tracing::warn!(listener = name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            metrics::counter!("avs_connections_refused_total", "listener" => name).increment(1);
+            tracing::debug!(
+                listener = name,
+                "connection cap reached; closing a new connection"
+            );
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let clock = Arc::new(ConnectionClock::new());
+        let io = TokioIo::new(Watched {
+            stream,
+            clock: clock.clone(),
+        });
+        let service = Tracked {
+            router: router.clone(),
+            clock: clock.clone(),
+        };
+        let connection = graceful.watch(http.serve_connection(io, service));
+        tokio::spawn(async move {
+            let _permit = permit;
+            guard(connection, &clock, limits).await;
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => true,
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(listener = name, grace_secs = grace.as_secs(), "shutdown grace over; connections still open are dropped");
+            false
+        }
+    }
+}
+
+/// Runs one connection, closing it when its head or idle deadline passes.
+async fn guard<C>(connection: C, clock: &ConnectionClock, limits: ConnectionLimits)
+where
+    C: Future,
+{
+    tokio::pin!(connection);
+    loop {
+        let deadline = clock.deadline(&limits);
+        tokio::select! {
+            _ = &mut connection => return,
+            () = tokio::time::sleep_until(deadline) => {
+                if clock.deadline(&limits) <= Instant::now() {
+                    metrics::counter!("avs_connections_timed_out_total").increment(1);
+                    return; // dropping the connection closes the socket
+                }
+            }
+        }
+    }
+}
+
+/// What a connection is doing, kept in atomics that the reader and the service update.
+struct ConnectionClock {
+    born: Instant,
+    /// Requests being served (head read, response not yet produced).
+    busy: AtomicUsize,
+    /// When the head now arriving began (ms since born, +1; 0: none).
+    head_started: AtomicU64,
+    /// Last bytes in or out (ms since born).
+    last_traffic: AtomicU64,
+}
+
+impl ConnectionClock {
+    fn new() -> ConnectionClock {
+        ConnectionClock {
+            born: Instant::now(),
+            busy: AtomicUsize::new(0),
+            // A new connection owes its first head within the header timeout.
+            head_started: AtomicU64::new(1),
+            last_traffic: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.born.elapsed().as_millis() as u64
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        self.born + Duration::from_millis(ms)
+    }
+
+    fn traffic(&self, read: bool) {
+        let now = self.now_ms();
+        self.last_traffic.store(now, Ordering::Relaxed);
+        if read && self.busy.load(Ordering::Relaxed) == 0 {
+            // The first bytes of a head start its clock; later ones do not reset it.
+            let _ = self
+                .head_started
+                .compare_exchange(0, now + 1, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    /// When this connection is to be closed unless something changes.
+    fn deadline(&self, limits: &ConnectionLimits) -> Instant {
+        if self.busy.load(Ordering::Relaxed) > 0 {
+            // A request in flight has the request deadline and the body timeout; look again.
+            return Instant::now() + limits.header_timeout;
+        }
+        match self.head_started.load(Ordering::Relaxed) {
+            0 => self.at(self.last_traffic.load(Ordering::Relaxed)) + limits.idle_timeout,
+            started => self.at(started - 1) + limits.header_timeout,
+        }
+    }
+}
+
+/// The socket, noting its traffic on the connection's clock.
+struct Watched {
+    stream: TcpStream,
+    clock: Arc<ConnectionClock>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.clock.traffic(true);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.clock.traffic(false);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.clock.traffic(false);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// The router as hyper's service, marking the connection busy while a request is served.
+struct Tracked {
+    router: Router,
+    clock: Arc<ConnectionClock>,
+}
+
+/// A request being served; the connection is idle again once every one has ended.
+struct Busy(Arc<ConnectionClock>);
+
+impl Busy {
+    fn start(clock: &Arc<ConnectionClock>) -> Busy {
+        clock.busy.fetch_add(1, Ordering::Relaxed);
+        clock.head_started.store(0, Ordering::Relaxed);
+        Busy(clock.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.last_traffic.store(self.0.now_ms(), Ordering::Relaxed);
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, request: hyper::Request<Incoming>) -> Self::Future {
+        let busy = Busy::start(&self.clock);
+        let served = self.router.clone().oneshot(request.map(axum::body::Body::new));
+        Box::pin(async move {
+            let response = served.await;
+            drop(busy);
+            response
+        })
+    }
+}
