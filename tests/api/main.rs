@@ -10,6 +10,7 @@ mod cache;
 mod contract;
 mod errors;
 mod gate;
+mod hostile;
 mod links;
 mod operations;
 mod ownership;

@@ -69,6 +69,8 @@ impl Scripted {
 #[derive(Default)]
 struct UpstreamState {
     routes: Mutex<HashMap<String, Scripted>>,
+    /// An outage: every request answered with this status.
+    outage: Mutex<Option<u16>>,
     hits: AtomicUsize,
     seen: Mutex<Vec<(String, HeaderMap)>>,
 }
@@ -106,6 +108,11 @@ impl FakeUpstream {
         self.script(&format!("/avs/{sid}"), Scripted::json(doc))
     }
 
+    /// Answers every request with `status` (an outage) until called with `None`.
+    pub fn outage(&self, status: Option<u16>) {
+        *self.state.outage.lock().unwrap() = status;
+    }
+
     pub fn hits(&self) -> usize {
         self.state.hits.load(Ordering::SeqCst)
     }
@@ -123,6 +130,9 @@ async fn answer(State(state): State<Arc<UpstreamState>>, request: Request) -> Re
         .lock()
         .unwrap()
         .push((path.clone(), request.headers().clone()));
+    if let Some(status) = *state.outage.lock().unwrap() {
+        return StatusCode::from_u16(status).unwrap().into_response();
+    }
     let scripted = state.routes.lock().unwrap().get(&path).cloned();
     match scripted {
         Some(s) => {
@@ -375,25 +385,7 @@ impl TestApp {
 
     pub async fn against(upstream: FakeUpstream, toggles: &str, extra: &[(&str, &str)]) -> TestApp {
         let dir = TempDir::new();
-        let toggles_path = dir.path.join("toggles.toml");
-        std::fs::write(&toggles_path, toggles).unwrap();
-        let mut vars: Vars = [
-            ("AVS_ENV", "test".to_owned()),
-            ("AVS_UPSTREAM_URL", upstream.url()),
-            ("AVS_PROXY_URL", "direct".to_owned()),
-            (
-                "AVS_JWKS_FILE",
-                repo("tests/keys/jwks.json").display().to_string(),
-            ),
-            ("AVS_TOGGLES", format!("file:{}", toggles_path.display())),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        for (k, v) in extra {
-            vars.insert((*k).to_owned(), (*v).to_owned());
-        }
-        let config = Config::from_vars(&vars).unwrap_or_else(|e| panic!("config: {e}"));
+        let config = test_config(&upstream, &dir, toggles, extra);
         let base = config.upstream.url.clone().unwrap();
         let state = AppState::new(&config, base).await.unwrap();
         TestApp { upstream, state, dir }
@@ -456,6 +448,90 @@ impl TestApp {
 
     pub async fn get_anonymous(&self, uri: &str) -> TestResponse {
         self.send(get(uri).body(Body::empty()).unwrap()).await
+    }
+}
+
+/// The configuration every in-process test starts from: the fake upstream, direct, the test
+/// keys and a toggle file in `dir` holding `toggles`; `extra` on top.
+pub fn test_config(upstream: &FakeUpstream, dir: &TempDir, toggles: &str, extra: &[(&str, &str)]) -> Config {
+    let toggles_path = dir.path.join("toggles.toml");
+    std::fs::write(&toggles_path, toggles).unwrap();
+    let mut vars: Vars = [
+        ("AVS_ENV", "test".to_owned()),
+        ("AVS_UPSTREAM_URL", upstream.url()),
+        ("AVS_PROXY_URL", "direct".to_owned()),
+        (
+            "AVS_JWKS_FILE",
+            repo("tests/keys/jwks.json").display().to_string(),
+        ),
+        ("AVS_TOGGLES", format!("file:{}", toggles_path.display())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Config::from_vars(&vars).unwrap_or_else(|e| panic!("config: {e}"))
+}
+
+/// The service on real loopback listeners (both), in this process, stopped on drop.
+pub struct Listening {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: AppState,
+    pub upstream: FakeUpstream,
+    pub dir: TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+impl Listening {
+    pub async fn start(upstream: FakeUpstream, toggles: &str, extra: &[(&str, &str)]) -> Listening {
+        let dir = TempDir::new();
+        let mut extra = extra.to_vec();
+        extra.extend([("AVS_LISTEN", "127.0.0.1:0"), ("AVS_ADMIN_LISTEN", "127.0.0.1:0")]);
+        let config = test_config(&upstream, &dir, toggles, &extra);
+        let application = avs_api::Application::build(&config).await.unwrap();
+        let (addr, admin_addr) = (application.public_addr(), application.admin_addr());
+        let state = application.state().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(application.run_until(async move {
+            let _ = stopped.await;
+        }));
+        Listening {
+            addr,
+            admin_addr,
+            state,
+            upstream,
+            dir,
+            stop: Some(stop),
+            served: Some(served),
+        }
+    }
+
+    /// Signals shutdown and waits for the service to stop; how long that took.
+    pub async fn stop(&mut self) -> Duration {
+        let started = std::time::Instant::now();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.await.unwrap().unwrap();
+        }
+        started.elapsed()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        if let Some(served) = &self.served {
+            served.abort();
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::support::*;
 
@@ -343,6 +343,59 @@ async fn no_icn_email_token_or_sid_in_any_log_line_or_span() {
     for path in ["/avs/v0/apidocs", "/healthz", "/readyz", "/nowhere"] {
         get(path.into(), None).await.unwrap();
     }
+    // Correctly signed tokens whose ICN or subject is a number: refused, and serde's message
+    // (which quotes the value) never reaches a log line.
+    let dev_key = jsonwebtoken::EncodingKey::from_rsa_pem(
+        &std::fs::read(repo("fixtures/dev-keys/dev-rs256.key.pem")).unwrap(),
+    )
+    .unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some(avs_api::identity::DEV_KID.to_owned());
+    for claims in [
+        json!({"sub": "numeric-icn", "icn": 1098765432u64, "exp": now() + 300}),
+        json!({"sub": 1098765433u64, "icn": DEV_ICN, "exp": now() + 300}),
+    ] {
+        let token = jsonwebtoken::encode(&header, &claims, &dev_key).unwrap();
+        assert_eq!(
+            s(get(format!("/avs/v0/avs/{FULL_SID}"), Some(token)).await.unwrap()),
+            401
+        );
+    }
+    // A toggle file that no longer parses: the public /readyz says `stale`, without the file's
+    // content or path; the admin listener has the reason.
+    std::fs::write(
+        &toggles,
+        "[features.avs_enabled]\nboolean = true\nactors = [\"hand.editor@example.com\" oops]\n",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let ready = loop {
+        let ready: Value =
+            serde_json::from_slice(&get("/readyz".into(), None).await.unwrap().bytes().await.unwrap())
+                .unwrap();
+        if ready["checks"]["toggles"] == "stale" || std::time::Instant::now() > deadline {
+            break ready;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(ready["checks"]["toggles"], "stale", "{ready}");
+    let public = ready.to_string();
+    assert!(
+        !public.contains("hand.editor") && !public.contains(&dir.path.display().to_string()),
+        "content or path in the public /readyz: {public}"
+    );
+    let health = client
+        .get(format!("http://{}/admin/health", server.admin_addr))
+        .bearer_auth(admin_token)
+        .send()
+        .await
+        .unwrap();
+    let health: Value = serde_json::from_slice(&health.bytes().await.unwrap()).unwrap();
+    assert_eq!(health["toggles"]["state"], "stale", "{health}");
+    assert!(
+        health["toggles"]["problem"].as_str().unwrap().contains("line 3"),
+        "{health}"
+    );
     client.delete(format!("{base}/healthz")).send().await.unwrap();
     let admin = format!("http://{}", server.admin_addr);
     client
@@ -378,8 +431,12 @@ async fn no_icn_email_token_or_sid_in_any_log_line_or_span() {
         other_sid.to_owned(),
         missing_sid.to_owned(),
         broken_sid.to_owned(),
-        "Patient,Test".to_owned(), // summary content
+        "Patient,Test".to_owned(),            // summary content
+        "1098765432".to_owned(),              // a numeric ICN claim
+        "1098765433".to_owned(),              // a numeric subject claim
+        "hand.editor@example.com".to_owned(), // toggle file content
     ];
+
     for secret in &secrets {
         let leaking: Vec<&str> = logs
             .lines()

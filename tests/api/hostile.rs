@@ -1,0 +1,702 @@
+//! Clients as an attacker would be: half-sent requests, connection floods, slow bodies, one
+//! caller's failing keys, cross-site admin writes, a sid's other spelling, oversized heads,
+//! clients that vanish mid-load. Each drives the real listener (`Listening`), in process.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+
+use crate::contract::Contract;
+use crate::support::*;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// `GET path` with an optional token; status, body, and how long it took.
+async fn timed_get(app: &Listening, path: &str, token: Option<&str>) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let mut request = client().get(app.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap_or(Value::Null);
+    (status, body, started.elapsed())
+}
+
+/// Reads until the server closes the connection (or `within` passes): whatever it sent.
+async fn until_closed(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(within, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    closed.ok().map(|()| seen)
+}
+
+/// A raw request and the parsed answer: status and JSON body.
+async fn raw_exchange(app: &Listening, request: &[u8]) -> (u16, Value) {
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let answer = until_closed(&mut stream, Duration::from_secs(10)).await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+async fn upstream_with_full() -> FakeUpstream {
+    let upstream = FakeUpstream::start().await;
+    upstream.summary(&fixture("full"));
+    upstream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_requests_neither_starve_others_nor_outlive_the_header_timeout() {
+    let app = Listening::start(
+        upstream_with_full().await,
+        TOGGLES_ON,
+        &[("AVS_HEADER_TIMEOUT_MS", "2000")],
+    )
+    .await;
+    let token = owner_token();
+    let summary = format!("/avs/v0/avs/{FULL_SID}");
+    assert_eq!(
+        timed_get(&app, &summary, Some(&token)).await.0,
+        200,
+        "warm the cache"
+    );
+    let mut normal = Duration::ZERO;
+    for _ in 0..10 {
+        normal = normal.max(timed_get(&app, "/healthz", None).await.2);
+    }
+
+    let opened = Instant::now();
+    let mut loris = Vec::new();
+    for _ in 0..1000 {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nX: ").await.unwrap();
+        loris.push(stream);
+    }
+    let mut slowest = Duration::ZERO;
+    for _ in 0..10 {
+        let (status, _, took) = timed_get(&app, "/healthz", None).await;
+        assert_eq!(status, 200);
+        let (status, _, took_summary) = timed_get(&app, &summary, Some(&token)).await;
+        assert_eq!(status, 200);
+        slowest = slowest.max(took).max(took_summary);
+    }
+    assert!(
+        slowest < Duration::from_millis(250).max(normal * 20),
+        "with 1,000 half-sent requests open, the slowest answer took {slowest:?} (normal: {normal:?})"
+    );
+
+    let mut closing = JoinSet::new();
+    for mut stream in loris {
+        closing.spawn(async move { until_closed(&mut stream, Duration::from_secs(10)).await.is_some() });
+    }
+    while let Some(closed) = closing.join_next().await {
+        assert!(
+            closed.unwrap(),
+            "a half-sent request was still open 10 s past its header timeout"
+        );
+    }
+    let all_closed = opened.elapsed();
+    assert!(
+        all_closed >= Duration::from_millis(1900) && all_closed < Duration::from_secs(6),
+        "closed by the 2 s header timeout: {all_closed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_request_delays_shutdown_no_longer_than_the_header_timeout() {
+    let mut app = Listening::start(
+        FakeUpstream::start().await,
+        TOGGLES_ON,
+        &[
+            ("AVS_HEADER_TIMEOUT_MS", "1000"),
+            ("AVS_SHUTDOWN_GRACE_SECS", "30"),
+        ],
+    )
+    .await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nX: ").await.unwrap();
+    let took = app.stop().await;
+    assert!(took < Duration::from_secs(3), "shutdown took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_past_the_cap_is_closed_at_once_and_the_service_recovers() {
+    let app = Listening::start(
+        FakeUpstream::start().await,
+        TOGGLES_ON,
+        &[("AVS_MAX_CONNECTIONS", "50"), ("AVS_HEADER_TIMEOUT_MS", "1500")],
+    )
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..50 {
+        held.push(TcpStream::connect(app.addr).await.unwrap());
+    }
+    // Let the server accept the first 50 before the flood.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut refused = 0;
+    for _ in 0..30 {
+        let mut extra = TcpStream::connect(app.addr).await.unwrap();
+        if until_closed(&mut extra, Duration::from_millis(500))
+            .await
+            .is_some()
+        {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 30, "every connection past the cap is closed at once");
+    // The held ones owe a head within the header timeout; once they are gone, all is well.
+    for mut stream in held {
+        assert!(until_closed(&mut stream, Duration::from_secs(5)).await.is_some());
+    }
+    assert_eq!(timed_get(&app, "/healthz", None).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_callers_slow_bodies_leave_others_served() {
+    let app = Arc::new(
+        Listening::start(
+            FakeUpstream::start().await,
+            TOGGLES_ON,
+            &[("AVS_MAX_IN_FLIGHT", "500"), ("AVS_BODY_TIMEOUT_MS", "2000")],
+        )
+        .await,
+    );
+    let attacker = rs256(&claims("attacker", Some(OTHER_ICN), None));
+    let mut slow = Vec::new();
+    for _ in 0..1000 {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        let head = format!(
+            "POST /avs/v0/avs/links HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {attacker}\r\n\
+             content-type: application/json\r\ncontent-length: 1000\r\n\r\n{{"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        slow.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, body, _) = timed_get(
+        &app,
+        "/avs/v0/avs/search?stationNo=500&appointmentIen=1",
+        Some(&owner_token()),
+    )
+    .await;
+    assert_eq!(status, 200, "another caller is served: {body}");
+    // The slow bodies end with 408 in the error shape once the body timeout passes.
+    let mut stream = slow.pop().unwrap();
+    let answer = until_closed(&mut stream, Duration::from_secs(6)).await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"status\":\"request_timeout\""), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_caller_is_held_to_its_share_of_requests_in_flight() {
+    let upstream = FakeUpstream::start().await;
+    for n in 0..6 {
+        let sid = format!("{n:032X}");
+        upstream.script(
+            &format!("/avs/{sid}"),
+            Scripted::json(&json!({"sid": sid, "data": {"patientInfo": {"icn": DEV_ICN}}}))
+                .delayed(Duration::from_millis(800)),
+        );
+    }
+    let app =
+        Arc::new(Listening::start(upstream, TOGGLES_ON, &[("AVS_MAX_IN_FLIGHT_PER_CALLER", "4")]).await);
+    let mut greedy = JoinSet::new();
+    for n in 0..6 {
+        let app = app.clone();
+        greedy.spawn(
+            async move { timed_get(&app, &format!("/avs/v0/avs/{n:032X}"), Some(&owner_token())).await },
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let other = rs256(&claims("other", Some(OTHER_ICN), Some("other@example.com")));
+    let (status, _, _) = timed_get(
+        &app,
+        "/avs/v0/avs/search?stationNo=1&appointmentIen=1",
+        Some(&other),
+    )
+    .await;
+    assert_eq!(status, 200, "another caller is served meanwhile");
+    let mut statuses = Vec::new();
+    while let Some(answer) = greedy.join_next().await {
+        let (status, body, _) = answer.unwrap();
+        if status == 429 {
+            Contract::get().check(
+                &axum::http::Method::GET,
+                "/avs/v0/avs/{sid}",
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                &body,
+            );
+            assert_eq!(body["errors"][0]["status"], "too_many_requests");
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_is_never_shed() {
+    let upstream = FakeUpstream::start().await;
+    upstream.script(
+        &format!("/avs/{FULL_SID}"),
+        Scripted::json(&fixture("full")).delayed(Duration::from_millis(1000)),
+    );
+    let app = Arc::new(
+        Listening::start(
+            upstream,
+            TOGGLES_ON,
+            &[("AVS_MAX_IN_FLIGHT", "2"), ("AVS_MAX_IN_FLIGHT_PER_CALLER", "10")],
+        )
+        .await,
+    );
+    let mut busy = JoinSet::new();
+    for _ in 0..2 {
+        let app = app.clone();
+        busy.spawn(async move {
+            timed_get(&app, &format!("/avs/v0/avs/{FULL_SID}"), Some(&owner_token()))
+                .await
+                .0
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        timed_get(&app, "/avs/v0/apidocs", None).await.0,
+        503,
+        "saturated: shed"
+    );
+    assert_eq!(
+        timed_get(&app, "/healthz", None).await.0,
+        200,
+        "liveness is never shed"
+    );
+    while let Some(status) = busy.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_callers_failing_keys_leave_the_breaker_closed_but_an_outage_opens_it() {
+    let upstream = upstream_with_full().await;
+    for n in 0..5 {
+        upstream.script(&format!("/avs/{n:032X}"), Scripted::status(500, ""));
+    }
+    let app = Listening::start(upstream, TOGGLES_ON, &[]).await;
+    let token = owner_token();
+    let summary = format!("/avs/v0/avs/{FULL_SID}");
+    assert_eq!(
+        timed_get(&app, &summary, Some(&token)).await.0,
+        200,
+        "cached before the outage"
+    );
+    for _ in 0..3 {
+        for n in 0..5 {
+            assert_eq!(
+                timed_get(&app, &format!("/avs/v0/avs/{n:032X}"), Some(&token))
+                    .await
+                    .0,
+                502
+            );
+        }
+    }
+    let (status, ready, _) = timed_get(&app, "/readyz", None).await;
+    assert_eq!(
+        (status, &ready["checks"]["upstream"]),
+        (200, &json!("closed")),
+        "{ready}"
+    );
+    // Another user's miss still reaches the upstream.
+    assert_eq!(
+        timed_get(
+            &app,
+            "/avs/v0/avs/search?stationNo=1&appointmentIen=1",
+            Some(&token)
+        )
+        .await
+        .0,
+        200
+    );
+
+    // A real outage: every key fails.
+    app.upstream.outage(Some(503));
+    let mut statuses = Vec::new();
+    for n in 100..130 {
+        statuses.push(
+            timed_get(&app, &format!("/avs/v0/avs/{n:032X}"), Some(&token))
+                .await
+                .0,
+        );
+        assert_eq!(
+            timed_get(&app, &summary, Some(&token)).await.0,
+            200,
+            "cached hits throughout"
+        );
+    }
+    assert!(
+        statuses.contains(&502) && statuses.ends_with(&[503, 503]),
+        "{statuses:?}"
+    );
+    let (status, ready, _) = timed_get(&app, "/readyz", None).await;
+    assert_eq!(
+        (status, &ready["checks"]["upstream"]),
+        (200, &json!("open")),
+        "{ready}"
+    );
+    assert_eq!(
+        app.state.summaries.breaker_state(),
+        avs_api::upstream::BreakerState::Open
+    );
+}
+
+#[tokio::test]
+async fn the_admin_api_takes_no_writes_on_browser_credentials() {
+    let token = "an-admin-token-of-at-least-32-characters";
+    let app = Listening::start(
+        FakeUpstream::start().await,
+        TOGGLES_ON,
+        &[("AVS_ADMIN_TOKEN", token)],
+    )
+    .await;
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("x:{token}"));
+    let url = format!(
+        "http://{}/flipper/api/features/avs_enabled/percentage_of_actors",
+        app.admin_addr
+    );
+    let forged = client()
+        .post(&url)
+        .header("authorization", format!("Basic {basic}"))
+        .header("origin", "https://evil.example")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("percentage=100")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    let body: Value = serde_json::from_slice(&forged.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["errors"][0]["status"], "forbidden");
+    assert!(
+        app.state.toggles.snapshot().features["avs_enabled"]
+            .percentage_of_actors
+            .is_none(),
+        "nothing changed"
+    );
+    let read = client()
+        .get(format!("http://{}/flipper/api/features", app.admin_addr))
+        .header("authorization", format!("Basic {basic}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200, "Basic still reads");
+    let bearer = client()
+        .post(&url)
+        .bearer_auth(token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("percentage=10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bearer.status(), 200, "the Bearer token writes");
+}
+
+#[tokio::test]
+async fn another_spelling_of_a_sid_cannot_poison_the_owners_answer() {
+    // The fake upstream is case-sensitive: it knows the summary only by its upper-case sid.
+    let app = Listening::start(upstream_with_full().await, TOGGLES_ON, &[]).await;
+    let stranger = rs256(&claims("stranger", Some(OTHER_ICN), None));
+    let lower = FULL_SID.to_ascii_lowercase();
+    let (status, _, _) = timed_get(&app, &format!("/avs/v0/avs/{lower}"), Some(&stranger)).await;
+    assert_eq!(status, 401, "the stranger learns it exists but may not see it");
+    let (status, body, _) = timed_get(&app, &format!("/avs/v0/avs/{FULL_SID}"), Some(&owner_token())).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        app.upstream
+            .seen()
+            .iter()
+            .all(|(path, _)| path == &format!("/avs/{FULL_SID}"))
+    );
+}
+
+#[tokio::test]
+async fn oversized_heads_are_answered_in_the_error_shape() {
+    let app = Listening::start(FakeUpstream::start().await, TOGGLES_ON, &[]).await;
+    let cookies: String = (0..150)
+        .map(|n| format!("cookie-{n}: {}\r\n", "v".repeat(20)))
+        .collect();
+    let (status, body) = raw_exchange(
+        &app,
+        format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{cookies}connection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 431);
+    Contract::get().check(
+        &axum::http::Method::GET,
+        "/healthz",
+        axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        &body,
+    );
+    assert_eq!(body["errors"][0]["status"], "request_header_fields_too_large");
+
+    let jar = format!("cookie: {}\r\n", "a=b; ".repeat(5000));
+    let (status, body) = raw_exchange(
+        &app,
+        format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{jar}connection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["errors"][0]["code"]),
+        (431, &json!("431")),
+        "a large cookie jar"
+    );
+
+    let long = format!(
+        "/avs/v0/avs/search?stationNo=1&appointmentIen=1&pad={}",
+        "x".repeat(9000)
+    );
+    let (status, body) = raw_exchange(
+        &app,
+        format!("GET {long} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 414);
+    Contract::get().check(
+        &axum::http::Method::GET,
+        "/avs/v0/avs/search",
+        axum::http::StatusCode::URI_TOO_LONG,
+        &body,
+    );
+    assert_eq!(body["errors"][0]["status"], "uri_too_long");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_load_leaves_no_load_behind() {
+    let upstream = FakeUpstream::start().await;
+    let mut sids = Vec::new();
+    for n in 0..20 {
+        let sid = format!("{:032X}", 0xABC000 + n);
+        upstream.script(
+            &format!("/avs/{sid}"),
+            Scripted::json(&json!({"sid": sid})).delayed(Duration::from_secs(4)),
+        );
+        sids.push(sid);
+    }
+    let app = Listening::start(upstream, TOGGLES_ON, &[("AVS_MAX_IN_FLIGHT_PER_CALLER", "100")]).await;
+    let token = owner_token();
+    let mut gone = Vec::new();
+    for sid in &sids {
+        let mut stream = TcpStream::connect(app.addr).await.unwrap();
+        let request =
+            format!("GET /avs/v0/avs/{sid} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        gone.push(stream);
+    }
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while app.state.summaries.loads_in_flight() < sids.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        app.state.summaries.loads_in_flight(),
+        sids.len(),
+        "the loads started"
+    );
+    drop(gone); // every client leaves mid-load, well before the upstream answers
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while app.state.summaries.loads_in_flight() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        app.state.summaries.loads_in_flight(),
+        0,
+        "cancelled loads left entries behind"
+    );
+}
+
+#[tokio::test]
+async fn a_hand_edit_survives_an_admin_write_within_the_poll() {
+    let token = "an-admin-token-of-at-least-32-characters";
+    let app = Listening::start(
+        FakeUpstream::start().await,
+        TOGGLES_ON,
+        &[("AVS_ADMIN_TOKEN", token)],
+    )
+    .await;
+    let path = app.dir.path.join("toggles.toml");
+    for round in 0..5 {
+        let hand = format!("{TOGGLES_ON}[features.hand_{round}]\nactors = [\"tester@example.com\"]\n");
+        let before = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            format!("{before}\n{}", hand.trim_start_matches(TOGGLES_ON)),
+        )
+        .unwrap();
+        let written = client()
+            .post(format!(
+                "http://{}/flipper/api/features/admin_{round}/boolean",
+                app.admin_addr
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(written.status(), 200);
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            after.contains(&format!("hand_{round}")),
+            "hand edit {round} lost:\n{after}"
+        );
+        assert!(
+            after.contains(&format!("admin_{round}")),
+            "admin write {round} lost:\n{after}"
+        );
+    }
+    assert!(app.state.toggles.snapshot().features.contains_key("hand_4"));
+}
+
+#[tokio::test]
+async fn tokens_with_critical_extensions_are_refused() {
+    let app = Listening::start(upstream_with_full().await, TOGGLES_ON, &[]).await;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("test-rsa".into());
+    header.crit = Some(vec!["exp-ext".into()]);
+    let key =
+        jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(repo("tests/keys/rsa.key.pem")).unwrap())
+            .unwrap();
+    let token = jsonwebtoken::encode(&header, &claims("owner-1", Some(DEV_ICN), None), &key).unwrap();
+    let (status, _, _) = timed_get(&app, &format!("/avs/v0/avs/{FULL_SID}"), Some(&token)).await;
+    assert_eq!(
+        status, 401,
+        "RFC 7515 §4.1.11: an unknown critical extension is refused"
+    );
+    let (status, _, _) = timed_get(&app, &format!("/avs/v0/avs/{FULL_SID}"), Some(&owner_token())).await;
+    assert_eq!(status, 200);
+}
+
+/// Debian's tinyproxy on a loopback port, stopped on drop.
+struct Tinyproxy {
+    process: std::process::Child,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl Tinyproxy {
+    /// Starts one, or explains why it can't (a failure under CI).
+    async fn start() -> Option<Tinyproxy> {
+        let program = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
+        let Some(program) = program else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "tinyproxy is required under CI (.ci/run installs it)"
+            );
+            eprintln!("SKIPPED: install Debian's tinyproxy to run the forward-proxy test");
+            return None;
+        };
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let dir = TempDir::new();
+        let conf = dir.path.join("tinyproxy.conf");
+        // Its defaults otherwise (Debian's: Timeout 600, MaxClients 100).
+        std::fs::write(
+            &conf,
+            format!(
+                "User nobody\nGroup nogroup\nPort {port}\nListen 127.0.0.1\nTimeout 600\nMaxClients 100\n\
+                 Allow 127.0.0.1\nLogLevel Critical\nDisableViaHeader Yes\n"
+            ),
+        )
+        .unwrap();
+        let process = std::process::Command::new(program)
+            .arg("-d")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(Instant::now() < deadline, "tinyproxy did not listen");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Some(Tinyproxy {
+            process,
+            port,
+            _dir: dir,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_hundred_misses_through_tinyproxy_all_succeed() {
+    let Some(proxy) = Tinyproxy::start().await else {
+        return;
+    };
+    let upstream = FakeUpstream::start().await;
+    let sids: Vec<String> = (0..600).map(|n| format!("{:032X}", 0x5EED_0000u64 + n)).collect();
+    for sid in &sids {
+        upstream.script(
+            &format!("/avs/{sid}"),
+            Scripted::json(&json!({"sid": sid, "data": {"patientInfo": {"icn": DEV_ICN}}})),
+        );
+    }
+    let app = Arc::new(TestApp::against(upstream, TOGGLES_ON, &[("AVS_PROXY_URL", &proxy.url())]).await);
+    let eight = Arc::new(tokio::sync::Semaphore::new(8));
+    let mut misses = JoinSet::new();
+    for sid in sids {
+        let (app, eight) = (app.clone(), eight.clone());
+        misses.spawn(async move {
+            let _turn = eight.acquire().await.unwrap();
+            app.get(&format!("/avs/v0/avs/{sid}"), &owner_token())
+                .await
+                .status
+                .as_u16()
+        });
+    }
+    let mut failed = std::collections::BTreeMap::new();
+    while let Some(status) = misses.join_next().await {
+        let status = status.unwrap();
+        if status != 200 {
+            *failed.entry(status).or_insert(0) += 1;
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "misses that failed through the proxy, by status: {failed:?}"
+    );
+    assert_eq!(app.upstream.hits(), 600, "every miss went through the proxy once");
+}
