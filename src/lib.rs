@@ -13,6 +13,8 @@ pub mod domain;
 pub mod http;
 pub mod identity;
 pub mod links;
+#[cfg(test)]
+mod properties;
 pub mod rollout;
 pub mod startup;
 pub mod summaries;

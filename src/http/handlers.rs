@@ -77,7 +77,7 @@ struct SearchParams {
 }
 
 /// Both parameters, each 1 to 20 ASCII digits; a repeated parameter is ambiguous, so invalid.
-fn search_params(query: Option<&str>) -> Option<(StationNo, AppointmentIen)> {
+pub fn search_params(query: Option<&str>) -> Option<(StationNo, AppointmentIen)> {
     let params: SearchParams = serde_urlencoded::from_str(query.unwrap_or("")).ok()?;
     Some((
         StationNo::parse(params.station_no.as_deref()?)?,
@@ -111,7 +111,7 @@ pub async fn search(
 }
 
 /// The appointments of a links request, or what is wrong with it (the first bad index named).
-fn link_items(
+pub fn link_items(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Vec<(StationNo, AppointmentIen)>, ApiError> {

@@ -3,7 +3,8 @@
 mod auth;
 pub mod error;
 mod fairness;
-mod handlers;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod handlers;
 pub mod request_id;
 pub mod server;
 
