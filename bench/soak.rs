@@ -42,7 +42,10 @@ async fn summary(State(up): State<Arc<Upstream>>, Path(sid_text): Path<String>) 
     if up.down.load(Ordering::Relaxed) {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    let Some(n) = u64::from_str_radix(&sid_text, 16).ok().map(|v| v - 0x50A4_0000_0000) else {
+    let Some(n) = u64::from_str_radix(&sid_text, 16)
+        .ok()
+        .map(|v| v - 0x50A4_0000_0000)
+    else {
         return StatusCode::NOT_FOUND.into_response();
     };
     if n >= SIDS {
@@ -96,7 +99,12 @@ struct Tally {
 impl Tally {
     fn count(&self, kind: &str, status: u16) {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        *self.by_status.lock().unwrap().entry(format!("{kind} {status}")).or_default() += 1;
+        *self
+            .by_status
+            .lock()
+            .unwrap()
+            .entry(format!("{kind} {status}"))
+            .or_default() += 1;
     }
 }
 
@@ -165,8 +173,13 @@ async fn main() {
 
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..8u64 {
-        let (client, tally, cached, tokens, service) =
-            (client.clone(), tally.clone(), cached.clone(), tokens.clone(), service.clone());
+        let (client, tally, cached, tokens, service) = (
+            client.clone(),
+            tally.clone(),
+            cached.clone(),
+            tokens.clone(),
+            service.clone(),
+        );
         workers.spawn(async move {
             let mut rng = fastrand::Rng::with_seed(worker);
             while Instant::now() < until {
@@ -281,7 +294,10 @@ async fn main() {
         println!("  {kind}: {n}");
     }
     println!("upstream_calls {}", upstream.calls.load(Ordering::Relaxed));
-    println!("wrong_owner_answers {}", tally.wrong_owner.load(Ordering::Relaxed));
+    println!(
+        "wrong_owner_answers {}",
+        tally.wrong_owner.load(Ordering::Relaxed)
+    );
     println!("unexpected_5xx {}", tally.unexpected_5xx.load(Ordering::Relaxed));
     println!("rss_kib_start {rss_start} rss_kib_end {rss_end} (samples every tenth: {samples:?})");
     println!(

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod database;
 pub mod domain;
 pub mod http;
 pub mod identity;
@@ -76,8 +77,9 @@ pub struct Shared {
     /// What one request may send: head size, target length, body time.
     pub connections: ConnectionLimits,
     pub apidocs: Bytes,
-    /// Keys the actor hash in logs: per process, so a hash can't be looked up elsewhere.
-    actor_hasher: std::hash::RandomState,
+    /// Keys the actor hash in logs and the report: per fleet (from its database) or per
+    /// process, never a fixed key, so a hash can't be looked up elsewhere.
+    actor_hasher: foldhash::quality::FixedState,
     pub request_metrics: telemetry::RequestMetrics,
     gate_metrics: telemetry::Handles<(&'static str, bool), metrics::Counter>,
 }
@@ -88,6 +90,29 @@ impl AppState {
     pub async fn new(config: &Config, upstream_base: Url) -> Result<AppState, String> {
         let upstream = UpstreamClient::new(&config.upstream, upstream_base)?;
         let toggles = Toggles::start(&config.toggles, config.toggles_refresh).await?;
+        // With PostgreSQL the report is the fleet's, and the actor-hash seed is the fleet's too
+        // (a user seen by several replicas then counts once); with the file source, this
+        // process's own.
+        let fleet = match &config.toggles {
+            crate::toggles::SourceConfig::Postgres { url, .. } => Some(rollout::fleet::Store::new(url)?),
+            _ => None,
+        };
+        let seed = match &fleet {
+            Some(store) => match store.seed().await {
+                Ok(seed) => seed,
+                Err(problem) => {
+                    tracing::warn!(%problem, "no fleet seed: unique users are counted per replica until a restart");
+                    fastrand::u64(..)
+                }
+            },
+            None => fastrand::u64(..),
+        };
+        let rollout = Arc::new(rollout::Rollout::new(
+            toggles.clone(),
+            config.rollout.clone(),
+            fleet,
+        ));
+        rollout.keep_flushing();
         let apidocs: serde_json::Value =
             serde_norway::from_str(OPENAPI_YAML).map_err(|e| format!("openapi.yaml: {e}"))?;
         Ok(AppState(Arc::new(Shared {
@@ -96,7 +121,7 @@ impl AppState {
                 config.auth.issuer.clone(),
                 config.auth.audience.clone(),
             )),
-            rollout: Arc::new(rollout::Rollout::new(toggles.clone())),
+            rollout,
             toggles,
             summaries: Arc::new(Summaries::new(upstream, &config.cache)),
             auth_cookie: Arc::from(config.auth.cookie.as_str()),
@@ -108,7 +133,7 @@ impl AppState {
             callers: Arc::new(http::CallerLimit::new(config.max_in_flight_per_caller)),
             connections: config.connections,
             apidocs: Bytes::from(apidocs.to_string()),
-            actor_hasher: std::hash::RandomState::new(),
+            actor_hasher: foldhash::quality::FixedState::with_seed(seed),
             request_metrics: telemetry::RequestMetrics::default(),
             gate_metrics: telemetry::Handles::default(),
         })))

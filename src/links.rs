@@ -42,7 +42,9 @@ pub async fn lookup(
     for (index, (station, ien)) in appointments.iter().cloned().enumerate() {
         let (summaries, ctx, owner) = (summaries.clone(), ctx.clone(), owner.clone());
         let (request_slots, service_slots) = (request_slots.clone(), service_slots.clone());
-        tasks.spawn(async move {
+        // Each lookup runs in a task of its own, outside the request's notes: it keeps notes of
+        // its own, which are added to the request's (else the report saw 0 upstream calls).
+        tasks.spawn(crate::telemetry::with_notes(async move {
             let (Ok(_mine), Ok(_shared)) = (
                 request_slots.acquire_owned().await,
                 service_slots.acquire_owned().await,
@@ -61,12 +63,15 @@ pub async fn lookup(
                 Err(_) => Link::Failed,
             };
             (index, link)
-        });
+        }));
     }
     let until = tokio::time::Instant::now() + deadline;
     loop {
         match tokio::time::timeout_at(until, tasks.join_next()).await {
-            Ok(Some(Ok((index, link)))) => links[index] = link,
+            Ok(Some(Ok(((index, link), notes)))) => {
+                links[index] = link;
+                crate::telemetry::note(|n| n.absorb_upstream(&notes));
+            }
             Ok(Some(Err(_))) => {} // a panicked lookup stays Failed
             Ok(None) => break,
             Err(_) => {

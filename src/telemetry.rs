@@ -285,6 +285,19 @@ pub struct Notes {
     pub upstream_calls: u32,
     pub upstream_failures: u32,
     pub upstream_error: Option<&'static str>,
+    /// A links request: whether at least one link was shown.
+    pub links_shown: Option<bool>,
+}
+
+impl Notes {
+    /// Adds what a lookup run in its own task noted about the upstream.
+    pub fn absorb_upstream(&mut self, other: &Notes) {
+        self.upstream_calls += other.upstream_calls;
+        self.upstream_failures += other.upstream_failures;
+        if other.upstream_error.is_some() {
+            self.upstream_error = other.upstream_error;
+        }
+    }
 }
 
 tokio::task_local! {

@@ -95,7 +95,7 @@ async fn metrics_text(State(state): State<AdminState>) -> Response {
 
 async fn rollout_json(State(state): State<AdminState>) -> Response {
     match &state.rollout {
-        Some(rollout) => axum::Json(rollout.report()).into_response(),
+        Some(rollout) => axum::Json(rollout.report().await).into_response(),
         None => ApiError::NoRoute.into_response(),
     }
 }
@@ -104,7 +104,7 @@ async fn rollout_markdown(State(state): State<AdminState>) -> Response {
     match &state.rollout {
         Some(rollout) => (
             [(CONTENT_TYPE, "text/markdown; charset=utf-8")],
-            rollout.markdown(),
+            rollout.markdown().await,
         )
             .into_response(),
         None => ApiError::NoRoute.into_response(),

@@ -165,10 +165,10 @@ async fn feature_page(State(state): State<AdminState>, Path(name): Path<String>)
         remove = action("remove-actor"),
         disable = action("disable"),
     );
-    let report = state
-        .rollout
-        .as_ref()
-        .map_or(String::new(), |r| report_section(&r.report(), &name));
+    let report = match &state.rollout {
+        Some(rollout) => rollout.report().await.page_section(&name),
+        None => String::new(),
+    };
     html(&name, &format!("{body}{report}"))
 }
 
@@ -270,92 +270,4 @@ async fn act(
         Ok(()) => back,
         Err(e) => ApiError::from(e).into_response(),
     }
-}
-
-/// The feature's stages and a chart of requests and error rate per minute, as inline SVG drawn
-/// with presentation attributes only (the CSP allows no inline styles or scripts).
-fn report_section(report: &serde_json::Value, name: &str) -> String {
-    let Some(toggle) = report["toggles"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|t| t["toggle"] == name)
-    else {
-        return String::new();
-    };
-    let mut rows = String::new();
-    for s in toggle["stages"].as_array().into_iter().flatten() {
-        let ms = |q: &str| {
-            s["latencyMs"][q]
-                .as_f64()
-                .map_or("—".to_owned(), |v| format!("{v:.1}"))
-        };
-        let errors: u64 = s["errors"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter_map(|(_, n)| n.as_u64())
-            .sum();
-        let _ = write!(
-            rows,
-            "<tr><td>{n}</td><td>{setting}</td><td>{since}</td><td>{users}</td><td>{requests}</td>\
-             <td>{allowed}/{denied}</td><td>{errors}</td><td>{p50} / {p95}</td><td>{rate:.2} %</td></tr>",
-            n = s["stage"],
-            setting = esc(s["setting"].as_str().unwrap_or("")),
-            since = esc(s["startedAt"].as_str().unwrap_or("")),
-            users = s["uniqueActors"]["total"],
-            requests = s["requests"],
-            allowed = s["allowed"],
-            denied = s["denied"],
-            p50 = ms("p50"),
-            p95 = ms("p95"),
-            rate = s["upstream"]["errorRate"].as_f64().unwrap_or(0.0) * 100.0,
-        );
-    }
-    format!(
-        "<section><h2>Rollout report</h2>{chart}<table id=\"stages\"><tr><th>stage</th><th>setting</th><th>since</th>\
-         <th>unique users</th><th>requests</th><th>allowed/denied</th><th>errors</th><th>p50 / p95 ms</th>\
-         <th>upstream errors</th></tr>{rows}</table><p><a href=\"/admin/rollout.md\">Markdown report</a></p></section>",
-        chart = chart(toggle["timeline"].as_array().map_or(&[][..], Vec::as_slice)),
-    )
-}
-
-fn chart(points: &[serde_json::Value]) -> String {
-    const W: f64 = 600.0;
-    const H: f64 = 120.0;
-    let points = &points[points.len().saturating_sub(60)..];
-    if points.is_empty() {
-        return "<p>No requests yet.</p>".to_owned();
-    }
-    let peak = points
-        .iter()
-        .filter_map(|p| p["requests"].as_u64())
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let step = W / points.len() as f64;
-    let mut bars = String::new();
-    let mut line = Vec::new();
-    for (i, p) in points.iter().enumerate() {
-        let requests = p["requests"].as_u64().unwrap_or(0) as f64;
-        let errors = p["errors"].as_u64().unwrap_or(0) as f64;
-        let height = requests / peak * (H - 10.0);
-        let x = i as f64 * step;
-        let _ = write!(
-            bars,
-            "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{height:.1}\" fill=\"#73b3e7\"/>",
-            H - height,
-            (step - 1.0).max(1.0)
-        );
-        let rate = if requests > 0.0 { errors / requests } else { 0.0 };
-        line.push(format!("{:.1},{:.1}", x + step / 2.0, H - rate * (H - 10.0)));
-    }
-    format!(
-        "<svg id=\"chart\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\" \
-         aria-label=\"Requests per minute (bars) and error rate (line), last hour\">\
-         <rect width=\"{W}\" height=\"{H}\" fill=\"#f7f7f7\"/>{bars}\
-         <polyline points=\"{}\" fill=\"none\" stroke=\"#b50909\" stroke-width=\"2\"/></svg>\
-         <p>Bars: requests per minute (peak {peak}). Red line: error rate (0–100 %).</p>",
-        line.join(" ")
-    )
 }

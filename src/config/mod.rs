@@ -135,6 +135,7 @@ pub struct Config {
     pub toggles: SourceConfig,
     pub toggles_refresh: Duration,
     pub admin_token: Option<String>,
+    pub rollout: crate::rollout::RolloutSettings,
     pub cache: CacheConfig,
     pub otlp_endpoint: Option<String>,
     pub service_name: String,
@@ -390,6 +391,22 @@ impl<'a> Parser<'a> {
         if production && admin_token.as_ref().is_some_and(|t| t.len() < 32) {
             self.problem("AVS_ADMIN_TOKEN", "must be at least 32 characters in production");
         }
+        let rollout = crate::rollout::RolloutSettings {
+            instance: self
+                .raw("AVS_INSTANCE")
+                .map_or_else(|| format!("avs-{:08x}", fastrand::u32(..)), str::to_owned),
+            flush: self.secs("AVS_ROLLOUT_FLUSH_SECS").max(Duration::from_secs(1)),
+            max_stages: self.count("AVS_ROLLOUT_MAX_STAGES"),
+            retention_days: self
+                .parsed("AVS_ROLLOUT_RETENTION_DAYS", "a whole number of days")
+                .unwrap_or(90),
+            cleanup_days: self
+                .parsed("AVS_CLEANUP_DAYS", "a whole number of days")
+                .unwrap_or(14),
+            cleanup_max_error_percent: self
+                .parsed("AVS_CLEANUP_MAX_ERROR_PERCENT", "a number of percent")
+                .unwrap_or(1.0),
+        };
         let cache = CacheConfig {
             max_bytes: self
                 .parsed("AVS_CACHE_MAX_BYTES", "a whole number of bytes")
@@ -424,6 +441,7 @@ impl<'a> Parser<'a> {
             toggles,
             toggles_refresh,
             admin_token,
+            rollout,
             cache,
             otlp_endpoint: self.raw("OTEL_EXPORTER_OTLP_ENDPOINT").map(str::to_owned),
             service_name: self.raw("OTEL_SERVICE_NAME").unwrap_or_default().to_owned(),

@@ -218,6 +218,37 @@ pub const SETTINGS: &[Setting] = &[
         "AVS_ADMIN_TOKEN",
         "bearer token for the admin API; unset: admin API off",
     ),
+    // The rollout report.
+    plain(
+        "AVS_INSTANCE",
+        None,
+        "this replica's name in the fleet report (the pod name); unset: a random one",
+    ),
+    plain(
+        "AVS_ROLLOUT_FLUSH_SECS",
+        Some("5"),
+        "how often a replica writes its report figures to PostgreSQL",
+    ),
+    plain(
+        "AVS_ROLLOUT_MAX_STAGES",
+        Some("50"),
+        "stages kept per toggle, in memory and in the tables",
+    ),
+    plain(
+        "AVS_ROLLOUT_RETENTION_DAYS",
+        Some("90"),
+        "stages older than this are dropped (the current one never)",
+    ),
+    plain(
+        "AVS_CLEANUP_DAYS",
+        Some("14"),
+        "a toggle fully on this long, with no rollback since, is ready to remove...",
+    ),
+    plain(
+        "AVS_CLEANUP_MAX_ERROR_PERCENT",
+        Some("1"),
+        "...when its stage's error rate is under this",
+    ),
     // The cache.
     plain(
         "AVS_CACHE_MAX_BYTES",

@@ -195,6 +195,9 @@ pub async fn links(
     } else {
         vec![Link::None; appointments.len()]
     };
+    // Every caller asked counts, links on or off: the plan's share is of all of them.
+    let shown = links.iter().any(|l| matches!(l, Link::Page(_)));
+    crate::telemetry::note(|n| n.links_shown = Some(shown));
     let data: Vec<Value> = appointments
         .iter()
         .zip(links)

@@ -1,46 +1,80 @@
-//! The rollout report: what each stage of the release plan did, per toggle, from this instance.
+//! The rollout report: what each stage of the release plan did, per toggle.
 //!
 //! A stage starts whenever a toggle's gates change. Each request that passed a gate is counted
-//! in the current stage of that toggle: unique actors (a HyperLogLog of keyed actor hashes, no
-//! ids), requests allowed and denied, errors by type, latency, and the upstream's error rate.
+//! in the current stage of that toggle (`figures`: unique actors as sketches of keyed hashes,
+//! never ids; requests allowed and denied; errors by type; a latency histogram; upstream calls;
+//! the links share). With the file source the report is this instance's. With PostgreSQL it is
+//! the fleet's (`fleet`): each replica writes its figures every `AVS_ROLLOUT_FLUSH_SECS`, stage
+//! boundaries are recorded once in the database, and any replica's report merges them all.
+//! Stages are bounded in memory and in the tables (`AVS_ROLLOUT_MAX_STAGES`, and
+//! `AVS_ROLLOUT_RETENTION_DAYS`).
 
+mod figures;
+pub mod fleet;
 mod hll;
+pub mod report;
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::telemetry::Notes;
-use crate::toggles::{Feature, Toggles};
+use crate::toggles::{AVS_ENABLED, Feature, LINKS_ENABLED, Toggles};
+pub use figures::Figures;
 pub use hll::Hll;
+use report::{Cleanup, InstanceRow, Point, Report, StageFigures, StageReport, ToggleReport};
 
-/// Latency samples kept per stage (reservoir sampling past it).
-const LATENCY_SAMPLES: usize = 20_000;
 /// Per-minute points kept per toggle for the chart.
 const TIMELINE_MINUTES: usize = 24 * 60;
 
-#[derive(Debug, Default)]
-struct Stage {
-    feature: Feature,
+/// How the report is kept and judged (settings).
+#[derive(Clone, Debug)]
+pub struct RolloutSettings {
+    /// This replica's name in the fleet report.
+    pub instance: String,
+    pub flush: Duration,
+    pub max_stages: usize,
+    pub retention_days: u64,
+    /// A toggle fully on for this long, with no rollback since, may be removed...
+    pub cleanup_days: u64,
+    /// ...if its stage's error rate is under this.
+    pub cleanup_max_error_percent: f64,
+}
+
+impl Default for RolloutSettings {
+    fn default() -> RolloutSettings {
+        RolloutSettings {
+            instance: "local".to_owned(),
+            flush: Duration::from_secs(5),
+            max_stages: 50,
+            retention_days: 90,
+            cleanup_days: 14,
+            cleanup_max_error_percent: 1.0,
+        }
+    }
+}
+
+/// One stage as this instance counted it.
+#[derive(Debug)]
+struct LocalStage {
+    gates: Feature,
+    /// Its number and start in the fleet's table, once resolved (fleet mode).
+    seq: Option<i64>,
+    /// Unix seconds: when the gates changed here, or the fleet's boundary once resolved.
     started: u64,
-    allowed_actors: Hll,
-    denied_actors: Hll,
-    requests: u64,
-    allowed: u64,
-    denied: u64,
-    errors: BTreeMap<String, u64>,
-    latencies_ms: Vec<f32>,
-    seen_latencies: u64,
-    upstream_calls: u64,
-    upstream_failures: u64,
+    figures: Figures,
+    /// Counted since its last write to the fleet's table.
+    dirty: bool,
 }
 
 #[derive(Debug, Default)]
 struct ToggleHistory {
-    stages: Vec<Stage>,
+    stages: VecDeque<LocalStage>,
+    /// Stages ever opened here, so numbers go on when old ones are dropped.
+    opened: usize,
     /// Unix minute → (requests, errors).
     timeline: BTreeMap<u64, (u64, u64)>,
 }
@@ -48,6 +82,8 @@ struct ToggleHistory {
 pub struct Rollout {
     toggles: Arc<Toggles>,
     history: Mutex<HashMap<&'static str, ToggleHistory>>,
+    settings: RolloutSettings,
+    fleet: Option<fleet::Store>,
 }
 
 fn now_secs() -> u64 {
@@ -78,11 +114,62 @@ fn error_type(notes: &Notes, status: u16, denied: bool) -> Option<String> {
     }
 }
 
+/// A stage to write to the fleet's table: toggle, index here, its number there (if resolved),
+/// gates key, setting, and its figures (if counted since the last write).
+type Pending = (&'static str, usize, Option<i64>, String, String, Option<Figures>);
+
+/// The toggles every report shows, whether or not they have been asked yet.
+const KNOWN: [&str; 2] = [AVS_ENABLED, LINKS_ENABLED];
+
+/// A stage's gates as stored in the fleet's table: enough to tell two settings apart and to
+/// judge the stage, without the actor ids themselves (their count and a digest).
+fn gates_key(f: &Feature) -> String {
+    let digest = foldhash::fast::FixedState::with_seed(0).hash_one(&f.actors);
+    json!({
+        "boolean": f.boolean,
+        "actors": f.actors.len(),
+        "actorsDigest": format!("{digest:016x}"),
+        "percentageOfActors": f.percentage_of_actors.map(|p| p.to_string()),
+        "percentageOfTime": f.percentage_of_time.map(|p| p.to_string()),
+        "groups": f.groups.len(),
+    })
+    .to_string()
+}
+
+/// What the report needs to know of a stage's gates.
+#[derive(Clone, Copy, Debug, Default)]
+struct Judged {
+    fully_on: bool,
+    percentage_of_actors: Option<f64>,
+}
+
+impl Judged {
+    fn of(f: &Feature) -> Judged {
+        Judged {
+            fully_on: f.boolean || f.percentage_of_actors.is_some_and(|p| p.at_least_100()),
+            percentage_of_actors: f.percentage_of_actors.map(|p| p.as_f64()).filter(|p| *p > 0.0),
+        }
+    }
+
+    fn of_key(key: &str) -> Judged {
+        let v: serde_json::Value = serde_json::from_str(key).unwrap_or_default();
+        let pct = v["percentageOfActors"]
+            .as_str()
+            .and_then(|p| p.parse::<f64>().ok());
+        Judged {
+            fully_on: v["boolean"].as_bool().unwrap_or(false) || pct.is_some_and(|p| p >= 100.0),
+            percentage_of_actors: pct.filter(|p| *p > 0.0),
+        }
+    }
+}
+
 impl Rollout {
-    pub fn new(toggles: Arc<Toggles>) -> Rollout {
+    pub fn new(toggles: Arc<Toggles>, settings: RolloutSettings, fleet: Option<fleet::Store>) -> Rollout {
         Rollout {
             toggles,
             history: Mutex::new(HashMap::new()),
+            settings,
+            fleet,
         }
     }
 
@@ -90,22 +177,34 @@ impl Rollout {
         self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The toggle's current stage, opening a new one if its gates changed since.
-    fn current<'a>(&self, history: &'a mut ToggleHistory, name: &str) -> &'a mut Stage {
+    /// The toggle's current stage, opening a new one if its gates changed since; old stages
+    /// beyond the limit are dropped (their figures stay in the fleet's table until retention).
+    fn current<'a>(&self, history: &'a mut ToggleHistory, name: &str) -> &'a mut LocalStage {
         let snapshot = self.toggles.snapshot();
         let off = Feature::default();
         let feature = snapshot.features.get(name).unwrap_or(&off);
         // Compared in place: cloning the gates on every request would cost more than the count.
-        if history.stages.last().is_none_or(|s| &s.feature != feature) {
+        if history.stages.back().is_none_or(|s| &s.gates != feature) {
             let started = self.toggles.changed_at(name).unwrap_or_else(now_secs);
-            history.stages.push(Stage {
-                feature: feature.clone(),
+            history.opened += 1;
+            history.stages.push_back(LocalStage {
+                gates: feature.clone(),
+                seq: None,
                 started,
-                ..Stage::default()
+                figures: Figures::default(),
+                dirty: true,
             });
+            let oldest_kept = now_secs().saturating_sub(self.settings.retention_days * 86_400);
+            while history.stages.len() > self.settings.max_stages.max(1)
+                || history.stages.len() > 1 && history.stages.front().is_some_and(|s| s.started < oldest_kept)
+            {
+                history.stages.pop_front();
+            }
         }
-        let last = history.stages.len() - 1;
-        &mut history.stages[last]
+        let Some(last) = history.stages.back_mut() else {
+            unreachable!("a stage was just pushed")
+        };
+        last
     }
 
     /// Counts one finished request in the current stage of every toggle it passed.
@@ -125,83 +224,340 @@ impl Rollout {
                 history.timeline.pop_first();
             }
             let stage = self.current(history, name);
-            stage.requests += 1;
+            stage.dirty = true;
+            let f = &mut stage.figures;
+            f.requests += 1;
             if *open {
-                stage.allowed += 1;
+                f.allowed += 1;
             } else {
-                stage.denied += 1;
+                f.denied += 1;
             }
             if let Some(actor) = notes.actor {
                 if *open {
-                    stage.allowed_actors.add(actor)
+                    f.allowed_actors.add(actor)
                 } else {
-                    stage.denied_actors.add(actor)
+                    f.denied_actors.add(actor)
+                }
+                if let Some(shown) = notes.links_shown {
+                    f.links_asked.add(actor);
+                    if shown {
+                        f.links_shown.add(actor);
+                    }
                 }
             }
             if let Some(error) = error {
-                *stage.errors.entry(error).or_default() += 1;
+                *f.errors.entry(error).or_default() += 1;
             }
-            stage.upstream_calls += u64::from(notes.upstream_calls);
-            stage.upstream_failures += u64::from(notes.upstream_failures);
-            stage.seen_latencies += 1;
-            let ms = latency.as_secs_f32() * 1000.0;
-            if stage.latencies_ms.len() < LATENCY_SAMPLES {
-                stage.latencies_ms.push(ms);
-            } else {
-                let slot = fastrand::u64(..stage.seen_latencies) as usize;
-                if slot < LATENCY_SAMPLES {
-                    stage.latencies_ms[slot] = ms;
+            f.upstream_calls += u64::from(notes.upstream_calls);
+            f.upstream_failures += u64::from(notes.upstream_failures);
+            f.add_latency(latency);
+        }
+    }
+
+    /// Opens a current stage for every known toggle, so each shows even before its first
+    /// request.
+    fn open_known(&self) {
+        let mut all = self.lock();
+        let snapshot = self.toggles.snapshot();
+        for name in KNOWN.into_iter().filter(|k| snapshot.features.contains_key(*k)) {
+            let history = all.entry(name).or_default();
+            self.current(history, name);
+        }
+    }
+
+    /// Writes this replica's figures to the fleet's table, recording new stage boundaries
+    /// first and applying retention. Does nothing with the file source.
+    pub async fn flush(&self) -> Result<(), String> {
+        let Some(store) = &self.fleet else { return Ok(()) };
+        self.open_known();
+        // What to resolve and write, taken under the lock; the database is asked without it.
+        let pending: Vec<Pending> = {
+            let all = self.lock();
+            all.iter()
+                .flat_map(|(name, h)| {
+                    h.stages
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, s)| s.dirty || s.seq.is_none())
+                        .map(|(i, s)| {
+                            (
+                                *name,
+                                i,
+                                s.seq,
+                                gates_key(&s.gates),
+                                describe(&s.gates),
+                                s.dirty.then(|| s.figures.clone()),
+                            )
+                        })
+                })
+                .collect()
+        };
+        for (name, index, seq, gates, setting, figures) in pending {
+            let (seq, started) = match seq {
+                Some(seq) => (seq, None),
+                None => {
+                    let stage = store.stage_for(name, &gates, &setting).await?;
+                    (stage.seq, Some(stage.started))
+                }
+            };
+            if let Some(figures) = &figures {
+                store.save(name, seq, &self.settings.instance, figures).await?;
+            }
+            let mut all = self.lock();
+            if let Some(stage) = all.get_mut(name).and_then(|h| h.stages.get_mut(index)) {
+                if let Some(started) = started {
+                    stage.seq = Some(seq);
+                    stage.started = started;
+                }
+                if figures.as_ref() == Some(&stage.figures) {
+                    stage.dirty = false;
                 }
             }
         }
+        store
+            .retain(
+                self.settings.max_stages as i64,
+                self.settings.retention_days as i64,
+            )
+            .await?;
+        Ok(())
     }
 
-    /// The report as JSON: per toggle, its stages, oldest first.
-    pub fn report(&self) -> Value {
-        let mut all = self.lock();
-        let names: Vec<String> = self.toggles.snapshot().features.keys().cloned().collect();
-        for name in names {
-            // Every toggle gets a current stage, even before its first request.
-            if let Some(known) = [crate::toggles::AVS_ENABLED, crate::toggles::LINKS_ENABLED]
-                .into_iter()
-                .find(|k| *k == name)
-            {
-                let history = all.entry(known).or_default();
-                self.current(history, known);
+    /// Flushes every `AVS_ROLLOUT_FLUSH_SECS` until the last reference goes (fleet mode only).
+    pub fn keep_flushing(self: &Arc<Self>) {
+        if self.fleet.is_none() {
+            return;
+        }
+        let rollout = Arc::downgrade(self);
+        let period = self.settings.flush;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                let Some(rollout) = rollout.upgrade() else { return };
+                if let Err(problem) = rollout.flush().await {
+                    tracing::warn!(%problem, "rollout figures not written; retrying");
+                }
+            }
+        });
+    }
+
+    /// The report: the fleet's through PostgreSQL, else this instance's.
+    pub async fn report(&self) -> Report {
+        if self.fleet.is_some() {
+            match self.fleet_report().await {
+                Ok(report) => return report,
+                Err(problem) => tracing::warn!(%problem, "fleet report unavailable; showing this instance"),
             }
         }
-        let mut toggles: Vec<(&&str, &ToggleHistory)> = all.iter().collect();
-        toggles.sort_by_key(|(name, _)| **name);
-        let toggles: Vec<Value> = toggles
-            .into_iter()
-            .map(|(name, history)| {
-                let stages: Vec<Value> =
-                    history.stages.iter().enumerate().map(|(i, s)| stage_json(i + 1, s)).collect();
-                let timeline: Vec<Value> = history
-                    .timeline
-                    .iter()
-                    .map(|(minute, (requests, errors))| json!({"minute": minute * 60, "requests": requests, "errors": errors}))
-                    .collect();
-                json!({"toggle": name, "stages": stages, "timeline": timeline})
-            })
-            .collect();
-        json!({"generatedAt": rfc3339(now_secs()), "scope": "this instance", "toggles": toggles})
+        self.local_report()
     }
 
     /// The report in Markdown, following the release plan's Results bullets.
-    pub fn markdown(&self) -> String {
-        markdown(&self.report())
+    pub async fn markdown(&self) -> String {
+        self.report().await.markdown()
     }
-}
 
-fn percentile(samples: &[f32], q: f64) -> Option<f64> {
-    if samples.is_empty() {
-        return None;
+    fn timeline(&self, name: &str) -> Vec<Point> {
+        self.lock().get(name).map_or_else(Vec::new, |h| {
+            h.timeline
+                .iter()
+                .map(|(minute, (requests, errors))| Point {
+                    minute: minute * 60,
+                    requests: *requests,
+                    errors: *errors,
+                })
+                .collect()
+        })
     }
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f32::total_cmp);
-    let index = ((sorted.len() as f64 - 1.0) * q).round() as usize;
-    Some(f64::from(sorted[index]))
+
+    fn local_report(&self) -> Report {
+        self.open_known();
+        let all = self.lock();
+        let mut names: Vec<&&str> = all.keys().collect();
+        names.sort();
+        let toggles = names
+            .into_iter()
+            .map(|name| {
+                let h = &all[*name];
+                let first = h.opened + 1 - h.stages.len();
+                let stages: Vec<(StageReport, Judged, u64)> = h
+                    .stages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let judged = Judged::of(&s.gates);
+                        let figures = || {
+                            StageFigures::from_figures(
+                                &s.figures,
+                                report::expected_links(judged.percentage_of_actors),
+                            )
+                        };
+                        let report = StageReport {
+                            stage: first + i,
+                            setting: describe(&s.gates),
+                            started_at: rfc3339(s.started),
+                            figures: figures(),
+                            instances: vec![InstanceRow {
+                                instance: self.settings.instance.clone(),
+                                live: true,
+                                last_report: rfc3339(now_secs()),
+                                figures: figures(),
+                            }],
+                        };
+                        (report, judged, s.started)
+                    })
+                    .collect();
+                self.toggle_report(name, stages, Vec::new())
+            })
+            .collect::<Vec<_>>();
+        drop(all);
+        let toggles = toggles
+            .into_iter()
+            .map(|mut t| {
+                t.timeline = self.timeline(&t.toggle);
+                t
+            })
+            .collect();
+        Report {
+            generated_at: rfc3339(now_secs()),
+            scope: "this instance",
+            toggles,
+        }
+    }
+
+    async fn fleet_report(&self) -> Result<Report, String> {
+        let Some(store) = &self.fleet else {
+            return Err("no fleet store".to_owned());
+        };
+        // This replica's freshest figures first.
+        self.flush().await?;
+        let live_within = self.settings.flush.as_secs().max(1) * 3;
+        let mut toggles = Vec::new();
+        for name in store.toggles().await? {
+            let (stages, rows) = store.history(&name, self.settings.max_stages as i64).await?;
+            let stages = stages
+                .iter()
+                .map(|stage| {
+                    let judged = Judged::of_key(&stage.gates);
+                    let expected = report::expected_links(judged.percentage_of_actors);
+                    let mine: Vec<&fleet::StoredFigures> =
+                        rows.iter().filter(|r| r.seq == stage.seq).collect();
+                    let mut merged = Figures::default();
+                    mine.iter().for_each(|r| merged.merge(&r.figures));
+                    let report = StageReport {
+                        stage: stage.seq as usize,
+                        setting: stage.setting.clone(),
+                        started_at: rfc3339(stage.started),
+                        figures: StageFigures::from_figures(&merged, expected),
+                        instances: mine
+                            .iter()
+                            .map(|r| InstanceRow {
+                                instance: r.instance.clone(),
+                                live: r.age_secs <= live_within,
+                                last_report: rfc3339(now_secs().saturating_sub(r.age_secs)),
+                                figures: StageFigures::from_figures(&r.figures, expected),
+                            })
+                            .collect(),
+                    };
+                    (report, judged, stage.started)
+                })
+                .collect();
+            let timeline = self.timeline(&name);
+            toggles.push(self.toggle_report(&name, stages, timeline));
+        }
+        Ok(Report {
+            generated_at: rfc3339(now_secs()),
+            scope: "fleet",
+            toggles,
+        })
+    }
+
+    fn toggle_report(
+        &self,
+        name: &str,
+        stages: Vec<(StageReport, Judged, u64)>,
+        timeline: Vec<Point>,
+    ) -> ToggleReport {
+        let cleanup = self.cleanup(name, stages.last());
+        ToggleReport {
+            toggle: name.to_owned(),
+            stages: stages.into_iter().map(|(s, _, _)| s).collect(),
+            timeline,
+            cleanup,
+        }
+    }
+
+    /// The plan's question 5: fully on for everyone for `cleanup_days`, no rollback since (a
+    /// rollback would have started a later stage), error rate under the threshold.
+    fn cleanup(&self, name: &str, current: Option<&(StageReport, Judged, u64)>) -> Cleanup {
+        let gate_points = report::GATE_POINTS
+            .iter()
+            .find(|(toggle, _)| *toggle == name)
+            .map_or_else(Vec::new, |(_, points)| points.to_vec());
+        let Some((stage, judged, started)) = current else {
+            return Cleanup {
+                ready: false,
+                verdict: "no stage yet".to_owned(),
+                fully_on_since: None,
+                gate_points,
+            };
+        };
+        if !judged.fully_on {
+            return Cleanup {
+                ready: false,
+                verdict: "not fully on for everyone".to_owned(),
+                fully_on_since: None,
+                gate_points,
+            };
+        }
+        let days_on = now_secs().saturating_sub(*started) / 86_400;
+        let f = &stage.figures;
+        let error_percent = if f.requests == 0 {
+            0.0
+        } else {
+            f.errors_total() as f64 * 100.0 / f.requests as f64
+        };
+        let (ready, verdict) = if days_on < self.settings.cleanup_days {
+            (
+                false,
+                format!(
+                    "fully on for {days_on} of the {} days asked, with no rollback since",
+                    self.settings.cleanup_days
+                ),
+            )
+        } else if error_percent >= self.settings.cleanup_max_error_percent {
+            (
+                false,
+                format!(
+                    "fully on for {days_on} days, but its error rate is {error_percent:.2} % (at most {} % asked)",
+                    self.settings.cleanup_max_error_percent
+                ),
+            )
+        } else {
+            (
+                true,
+                format!(
+                    "fully on for {days_on} days with no rollback since, error rate {error_percent:.2} %"
+                ),
+            )
+        };
+        Cleanup {
+            ready,
+            verdict,
+            fully_on_since: Some(stage.started_at.clone()),
+            gate_points,
+        }
+    }
+
+    /// Stages held in memory across toggles (for the retention test).
+    pub fn stages_held(&self) -> usize {
+        self.lock().values().map(|h| h.stages.len()).sum()
+    }
+
+    /// The fleet store, when the report is the fleet's.
+    pub fn fleet(&self) -> Option<&fleet::Store> {
+        self.fleet.as_ref()
+    }
 }
 
 /// A stage's gate setting in words: "percentage_of_actors 10 %, actors 1".
@@ -226,108 +582,12 @@ pub fn describe(f: &Feature) -> String {
     }
 }
 
-fn stage_json(number: usize, s: &Stage) -> Value {
-    let mut unique = s.allowed_actors.clone();
-    unique.merge(&s.denied_actors);
-    let rate = if s.upstream_calls == 0 {
-        0.0
-    } else {
-        s.upstream_failures as f64 / s.upstream_calls as f64
-    };
-    json!({
-        "stage": number,
-        "setting": describe(&s.feature),
-        "startedAt": rfc3339(s.started),
-        "uniqueActors": {"total": unique.count(), "allowed": s.allowed_actors.count(), "denied": s.denied_actors.count()},
-        "requests": s.requests,
-        "allowed": s.allowed,
-        "denied": s.denied,
-        "errors": s.errors,
-        "latencyMs": {"p50": percentile(&s.latencies_ms, 0.5), "p95": percentile(&s.latencies_ms, 0.95)},
-        "upstream": {"calls": s.upstream_calls, "failures": s.upstream_failures, "errorRate": rate},
-    })
-}
-
-fn markdown(report: &Value) -> String {
-    let mut md = format!(
-        "# AVS rollout report\n\nGenerated {} for this instance (add the replicas' `/metrics` for the fleet).\n",
-        report["generatedAt"].as_str().unwrap_or("")
-    );
-    for toggle in report["toggles"].as_array().into_iter().flatten() {
-        let _ = write!(md, "\n## {}\n", toggle["toggle"].as_str().unwrap_or(""));
-        for s in toggle["stages"].as_array().into_iter().flatten() {
-            let ms = |q: &str| {
-                s["latencyMs"][q]
-                    .as_f64()
-                    .map_or("n/a".to_owned(), |v| format!("{v:.1} ms"))
-            };
-            let calls = s["upstream"]["calls"].as_u64().unwrap_or(0);
-            let failures = s["upstream"]["failures"].as_u64().unwrap_or(0);
-            let rate = s["upstream"]["errorRate"].as_f64().unwrap_or(0.0) * 100.0;
-            let affected = if failures == 0 {
-                format!("No: the clinical source answered all {calls} calls.")
-            } else if rate < 1.0 {
-                format!("No: upstream error rate {rate:.2} % ({failures} of {calls} calls).")
-            } else {
-                format!(
-                    "Yes: upstream error rate {rate:.2} % ({failures} of {calls} calls); check its dashboards."
-                )
-            };
-            let errors: Vec<String> = s["errors"]
-                .as_object()
-                .into_iter()
-                .flatten()
-                .map(|(kind, n)| format!("{kind} × {n}"))
-                .collect();
-            let _ = write!(
-                md,
-                "\n### Stage {n}: {setting} (since {since})\n\n\
-                 - **Number of unique users**: {total} ({allowed_u} allowed, {denied_u} denied)\n\
-                 - **Metrics at this stage**: {requests} requests ({allowed} allowed, {denied} denied); \
-                 latency p50 {p50}, p95 {p95}; {calls} upstream calls\n\
-                 - **Was any downstream service affected by the change?** {affected}\n\
-                 - **Types of errors logged**: {errors}\n",
-                n = s["stage"],
-                setting = s["setting"].as_str().unwrap_or(""),
-                since = s["startedAt"].as_str().unwrap_or(""),
-                total = s["uniqueActors"]["total"],
-                allowed_u = s["uniqueActors"]["allowed"],
-                denied_u = s["uniqueActors"]["denied"],
-                requests = s["requests"],
-                allowed = s["allowed"],
-                denied = s["denied"],
-                p50 = ms("p50"),
-                p95 = ms("p95"),
-                errors = if errors.is_empty() {
-                    "none".to_owned()
-                } else {
-                    errors.join(", ")
-                },
-            );
-        }
-    }
-    md
-}
-
-/// Unix seconds as `YYYY-MM-DDThh:mm:ssZ` (civil-from-days, proleptic Gregorian).
+/// Unix seconds as `YYYY-MM-DDThh:mm:ssZ`.
 pub fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    time::OffsetDateTime::from_unix_timestamp(secs.min(i64::MAX as u64) as i64)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

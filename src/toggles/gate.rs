@@ -42,6 +42,13 @@ impl Percentage {
         }
     }
 
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Percentage::Integer(p) => p as f64,
+            Percentage::Decimal(p) => p,
+        }
+    }
+
     pub fn at_least_100(self) -> bool {
         match self {
             Percentage::Integer(p) => p >= 100,

@@ -2,16 +2,9 @@
 //! the very toggles VA.gov's Flipper UI edits, and replicas share one store.
 
 use std::collections::HashMap;
-use std::time::Duration;
-
-use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
 
 use super::{Change, Feature, Percentage, Snapshot};
-
-/// Bounds every database round trip, so a hung database never holds a refresh or a write.
-const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::database::Database;
 
 /// Flipper's migration, in PostgreSQL: same columns, same unique indexes.
 const SCHEMA: &str = "
@@ -34,24 +27,19 @@ CREATE UNIQUE INDEX IF NOT EXISTS index_flipper_gates_on_feature_key_and_key_and
     ON flipper_gates (feature_key, key, value);
 ";
 
-/// One connection, re-opened on demand: toggles need a handful of queries every few seconds,
-/// not a pool.
+/// The toggle tables through one reconnecting connection.
 pub struct PostgresSource {
-    config: tokio_postgres::Config,
+    db: Database,
     read_only: bool,
-    client: Mutex<Option<Client>>,
 }
 
 impl PostgresSource {
     pub fn new(url: &str, read_only: bool) -> Result<PostgresSource, String> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| format!("AVS_TOGGLES: {e}"))?;
-        config.connect_timeout(CONNECT_TIMEOUT);
-        config.options("-c statement_timeout=4000");
-        config.application_name("avs-api");
+        // Read-only: never create Flipper's tables.
+        let schema = (!read_only).then_some(SCHEMA);
         Ok(PostgresSource {
-            config,
+            db: Database::new(url, schema, "AVS_TOGGLES")?,
             read_only,
-            client: Mutex::new(None),
         })
     }
 
@@ -61,41 +49,9 @@ impl PostgresSource {
 
     async fn with_client<T>(
         &self,
-        work: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
+        work: impl AsyncFnOnce(&mut tokio_postgres::Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, String> {
-        let mut guard = self.client.lock().await;
-        if guard.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, self.config.connect(NoTls))
-                .await
-                .map_err(|_| "database connect timed out".to_owned())?
-                .map_err(|e| format!("database connect failed: {e}"))?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(error = %e, "toggle database connection ended");
-                }
-            });
-            if !self.read_only {
-                client
-                    .batch_execute(SCHEMA)
-                    .await
-                    .map_err(|e| format!("creating Flipper's tables: {e}"))?;
-            }
-            *guard = Some(client);
-        }
-        let Some(client) = guard.as_mut() else {
-            return Err("no database connection".to_owned());
-        };
-        match tokio::time::timeout(QUERY_TIMEOUT, work(client)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => {
-                *guard = None;
-                Err(format!("database query failed: {e}"))
-            }
-            Err(_) => {
-                *guard = None;
-                Err("database query timed out".to_owned())
-            }
-        }
+        self.db.with_client(work).await
     }
 
     pub async fn load(&self) -> Result<Snapshot, String> {

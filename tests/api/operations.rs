@@ -147,7 +147,7 @@ async fn the_report_counts_stages_unique_users_and_errors() {
         }
     }
     assert!(allowed > 5 && denied > 150, "{allowed} / {denied}");
-    let report = app.state.rollout.report();
+    let report = serde_json::to_value(app.state.rollout.report().await).unwrap();
     let toggle = report["toggles"]
         .as_array()
         .unwrap()
@@ -186,7 +186,7 @@ async fn the_report_counts_stages_unique_users_and_errors() {
         &rs256(&claims("sub-x", Some(DEV_ICN), Some("late@example.com"))),
     )
     .await;
-    let report = app.state.rollout.report();
+    let report = serde_json::to_value(app.state.rollout.report().await).unwrap();
     let toggle = report["toggles"]
         .as_array()
         .unwrap()
@@ -199,7 +199,7 @@ async fn the_report_counts_stages_unique_users_and_errors() {
     assert_eq!(toggle["stages"][1]["requests"], 1);
 
     // The Markdown follows the release plan's Results bullets, filled in.
-    let md = app.state.rollout.markdown();
+    let md = app.state.rollout.markdown().await;
     for bullet in [
         "- **Number of unique users**: ",
         "- **Metrics at this stage**: ",

@@ -1,0 +1,112 @@
+//! What one stage did, in mergeable form: counters sum, histograms add bucket by bucket, and
+//! sketches merge register by register. One instance's figures are stored as it counted them;
+//! the fleet's are the merge of every instance's.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::Hll;
+
+/// Upper bounds (ms) of the latency histogram's buckets; one more bucket holds the rest.
+pub const LATENCY_BOUNDS_MS: [f64; 15] = [
+    0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10_000.0, 30_000.0,
+];
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Figures {
+    pub requests: u64,
+    pub allowed: u64,
+    pub denied: u64,
+    pub errors: BTreeMap<String, u64>,
+    /// Requests per latency bucket (`LATENCY_BOUNDS_MS`, then the rest).
+    pub latency_buckets: Vec<u64>,
+    pub upstream_calls: u64,
+    pub upstream_failures: u64,
+    pub allowed_actors: Hll,
+    pub denied_actors: Hll,
+    /// Callers for whom appointment links were asked, and those shown at least one.
+    pub links_asked: Hll,
+    pub links_shown: Hll,
+}
+
+impl Figures {
+    pub fn add_latency(&mut self, latency: Duration) {
+        let ms = latency.as_secs_f64() * 1000.0;
+        let bucket = LATENCY_BOUNDS_MS
+            .iter()
+            .position(|bound| ms <= *bound)
+            .unwrap_or(LATENCY_BOUNDS_MS.len());
+        if self.latency_buckets.len() <= LATENCY_BOUNDS_MS.len() {
+            self.latency_buckets.resize(LATENCY_BOUNDS_MS.len() + 1, 0);
+        }
+        self.latency_buckets[bucket] += 1;
+    }
+
+    /// The latency under which a share `q` of requests finished: its bucket's upper bound.
+    pub fn latency_quantile_ms(&self, q: f64) -> Option<f64> {
+        let total: u64 = self.latency_buckets.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (total as f64 * q).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (bucket, n) in self.latency_buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(LATENCY_BOUNDS_MS.get(bucket).copied().unwrap_or(f64::INFINITY));
+            }
+        }
+        None
+    }
+
+    pub fn merge(&mut self, other: &Figures) {
+        self.requests += other.requests;
+        self.allowed += other.allowed;
+        self.denied += other.denied;
+        for (kind, n) in &other.errors {
+            *self.errors.entry(kind.clone()).or_default() += n;
+        }
+        if self.latency_buckets.len() < other.latency_buckets.len() {
+            self.latency_buckets.resize(other.latency_buckets.len(), 0);
+        }
+        for (mine, theirs) in self.latency_buckets.iter_mut().zip(&other.latency_buckets) {
+            *mine += theirs;
+        }
+        self.upstream_calls += other.upstream_calls;
+        self.upstream_failures += other.upstream_failures;
+        self.allowed_actors.merge(&other.allowed_actors);
+        self.denied_actors.merge(&other.denied_actors);
+        self.links_asked.merge(&other.links_asked);
+        self.links_shown.merge(&other.links_shown);
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_merge_and_latency_quantiles_come_from_buckets() {
+        let mut a = Figures::default();
+        for ms in [0.3, 3.0, 3.0, 40.0] {
+            a.add_latency(Duration::from_secs_f64(ms / 1000.0));
+        }
+        a.requests = 4;
+        a.errors.insert("502".into(), 1);
+        let mut b = a.clone();
+        b.merge(&a);
+        assert_eq!(b.requests, 8);
+        assert_eq!(b.errors["502"], 2);
+        assert_eq!(b.latency_quantile_ms(0.5), Some(5.0));
+        assert_eq!(b.latency_quantile_ms(0.95), Some(50.0));
+        let stored: Figures = serde_json::from_str(&serde_json::to_string(&b).unwrap()).unwrap();
+        assert_eq!(stored, b);
+    }
+}
