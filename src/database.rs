@@ -63,7 +63,10 @@ impl Database {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(e)) => {
                 *guard = None;
-                Err(format!("database query failed: {e}"))
+                let reason = e
+                    .as_db_error()
+                    .map_or_else(|| e.to_string(), |db| db.message().to_owned());
+                Err(format!("database query failed: {reason}"))
             }
             Err(_) => {
                 *guard = None;

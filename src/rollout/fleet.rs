@@ -95,9 +95,10 @@ impl Store {
             .with_client(async |c| {
                 c.execute(
                     "INSERT INTO avs_rollout_stages (toggle, seq, gates, setting)
-                     SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $3 FROM avs_rollout_stages WHERE toggle = $1
-                     HAVING (SELECT gates FROM avs_rollout_stages WHERE toggle = $1 ORDER BY seq DESC LIMIT 1)
-                            IS DISTINCT FROM $2
+                     SELECT $1::varchar, COALESCE(MAX(seq), 0) + 1, $2::text, $3::text
+                     FROM avs_rollout_stages WHERE toggle = $1::varchar
+                     HAVING (SELECT gates FROM avs_rollout_stages WHERE toggle = $1::varchar
+                             ORDER BY seq DESC LIMIT 1) IS DISTINCT FROM $2::text
                      ON CONFLICT (toggle, seq) DO NOTHING",
                     &[&toggle, &gates, &setting],
                 )

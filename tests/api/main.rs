@@ -9,6 +9,7 @@ mod browser;
 mod cache;
 mod contract;
 mod errors;
+mod fleet;
 mod gate;
 mod hostile;
 mod links;
