@@ -108,7 +108,7 @@ impl Drop for Nginx {
 }
 
 fn sid(n: usize) -> String {
-    format!("{:032X}", 0xF1EE7_0000u64 + n as u64)
+    format!("{:032X}", 0x000F_1EE7_0000_u64 + n as u64)
 }
 
 fn user(n: usize) -> String {
