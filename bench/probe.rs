@@ -60,6 +60,8 @@ async fn service(upstream_url: &str, extra: &[(&str, &str)]) -> (axum::Router, A
         ("AVS_PROXY_URL", "direct".to_owned()),
         ("AVS_TOGGLES", format!("file:{}", toggles.display())),
         ("AVS_MAX_IN_FLIGHT", "100000".to_owned()),
+        // One token stands for many callers here.
+        ("AVS_MAX_IN_FLIGHT_PER_CALLER", "100000".to_owned()),
         ("AVS_UPSTREAM_CONCURRENCY", "256".to_owned()),
     ]
     .into_iter()
