@@ -123,10 +123,16 @@ pub fn same_patient(caller: Option<&OwnerIcn>, owner: Option<&OwnerIcn>) -> bool
 pub struct ActorId(Arc<str>);
 
 impl ActorId {
+    /// VA.gov's `email&.downcase || account_uuid`: the email whenever the claim is present,
+    /// even empty (`""` is truthy in Ruby), lower-cased as Ruby's `String#downcase` does: full
+    /// Unicode mapping char by char, with no context-sensitive final sigma (`Σ` is `σ`
+    /// everywhere; Rust's `str::to_lowercase` would give `ς` at a word's end and another bucket).
     pub fn from_claims(sub: &str, email: Option<&str>) -> ActorId {
         match email {
-            Some(email) if !email.is_empty() => ActorId(Arc::from(email.to_lowercase())),
-            _ => ActorId(Arc::from(sub)),
+            Some(email) => ActorId(Arc::from(
+                email.chars().flat_map(char::to_lowercase).collect::<String>(),
+            )),
+            None => ActorId(Arc::from(sub)),
         }
     }
 
@@ -143,6 +149,23 @@ impl ActorId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn actor_ids_follow_ruby() {
+        // Ruby's downcase has no final-sigma rule.
+        assert_eq!(
+            ActorId::from_claims("s", Some("ΟΔΥΣΣΕΥΣ1@EXAMPLE.COM")).as_str(),
+            "οδυσσευσ1@example.com"
+        );
+        assert_eq!(ActorId::from_claims("s", Some("ΟΔΥΣΣΕΥΣ")).as_str(), "οδυσσευσ");
+        // "" is truthy in Ruby: an empty email is the actor.
+        assert_eq!(ActorId::from_claims("sub-1", Some("")).as_str(), "");
+        assert_eq!(ActorId::from_claims("sub-1", None).as_str(), "sub-1");
+        assert_eq!(
+            ActorId::from_claims("s", Some("İSTANBUL@X.ORG")).as_str(),
+            "i\u{307}stanbul@x.org"
+        );
+    }
 
     #[test]
     fn sid_accepts_30_to_40_hex_digits_of_either_case() {

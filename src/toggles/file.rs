@@ -46,7 +46,7 @@ impl FilePercentage {
     fn into_percentage(self, feature: &str, gate: &str) -> Result<Percentage, String> {
         let pct = match self {
             FilePercentage::Integer(p) => Percentage::Integer(p),
-            FilePercentage::Decimal(p) => Percentage::Decimal(p),
+            FilePercentage::Decimal(p) => Percentage::from_f64(p),
             FilePercentage::Text(t) => {
                 Percentage::parse(&t).ok_or_else(|| format!("features.{feature}.{gate}: not a number"))?
             }
@@ -71,7 +71,7 @@ pub fn parse_toml(text: &str) -> Result<Snapshot, String> {
     let mut features = HashMap::with_capacity(doc.features.len());
     for (name, f) in doc.features {
         for group in &f.groups {
-            tracing::warn!(feature = %name, group = %group, "Flipper groups are Ruby code and never open here");
+            super::note_group(&name, group);
         }
         let feature = Feature {
             boolean: f.boolean,

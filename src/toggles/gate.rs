@@ -14,15 +14,25 @@ pub enum Percentage {
 }
 
 impl Percentage {
-    /// Parses stored text; anything that is not a number is no percentage (the gate stays shut).
+    /// A number given to the admin API or a toggle file: the whole text must be a number. It is
+    /// kept as Flipper keeps it: an integer when whole (`"10.0"` is 10), else a decimal.
     pub fn parse(text: &str) -> Option<Percentage> {
-        if text.contains('.') {
-            text.parse::<f64>()
-                .ok()
-                .filter(|p| p.is_finite())
-                .map(Percentage::Decimal)
+        let value: f64 = text.trim().parse().ok().filter(|p: &f64| p.is_finite())?;
+        Some(Percentage::from_f64(value))
+    }
+
+    /// A stored row's value, read as VA.gov's Flipper reads it (`Typecast.to_percentage`):
+    /// Ruby's `String#to_f`, the leading number (`"abc"` is 0, `"12abc"` is 12), an integer when
+    /// whole. Whatever Flipper reads from a row, the service reads the same.
+    pub fn read_stored(text: &str) -> Percentage {
+        Percentage::from_f64(ruby_to_f(text))
+    }
+
+    pub fn from_f64(value: f64) -> Percentage {
+        if value.fract() == 0.0 && value.abs() < 1e15 {
+            Percentage::Integer(value as i64)
         } else {
-            text.parse::<i64>().ok().map(Percentage::Integer)
+            Percentage::Decimal(value)
         }
     }
 
@@ -77,13 +87,85 @@ impl Percentage {
     }
 }
 
+/// As stored: Ruby's `Integer#to_s` / `Float#to_s` (`10`, `2.5`, `33.333`, `1.0e-05`), so that
+/// both Flipper 1.x and 0.25 read the row as this service does (0.25 reads text without a `.`
+/// as an integer: `1e-5` would be 1 % to it).
 impl std::fmt::Display for Percentage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Percentage::Integer(p) => write!(f, "{p}"),
-            Percentage::Decimal(p) => write!(f, "{p:?}"),
+            Percentage::Decimal(p) => f.write_str(&ruby_float_to_s(*p)),
         }
     }
+}
+
+/// Ruby's `Float#to_s`: the shortest round-trip digits, in plain notation when the decimal
+/// exponent is -4 to 15, else as `d.ddde±XX`, always with a `.` in the mantissa.
+fn ruby_float_to_s(value: f64) -> String {
+    let scientific = format!("{value:e}"); // e.g. "1e-5", "3.3333e1"
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if (-4..16).contains(&exponent) {
+        let plain = format!("{value}");
+        if plain.contains('.') {
+            plain
+        } else {
+            format!("{plain}.0")
+        }
+    } else {
+        let mantissa = if mantissa.contains('.') {
+            mantissa.to_owned()
+        } else {
+            format!("{mantissa}.0")
+        };
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exponent.abs())
+    }
+}
+
+/// Ruby's `String#to_f`: leading white space, then the longest prefix that is a decimal
+/// number (sign, digits with single underscores between them, a fraction, an exponent); 0.0
+/// when there is none.
+fn ruby_to_f(text: &str) -> f64 {
+    let bytes = text.trim_start().as_bytes();
+    let mut number = String::new();
+    let mut i = 0;
+    if matches!(bytes.first(), Some(b'+' | b'-')) {
+        number.push(bytes[0] as char);
+        i = 1;
+    }
+    let digits = |i: &mut usize, number: &mut String| {
+        let start = *i;
+        while *i < bytes.len() {
+            match bytes[*i] {
+                b'0'..=b'9' => number.push(bytes[*i] as char),
+                b'_' if *i > start && *i + 1 < bytes.len() && bytes[*i + 1].is_ascii_digit() => {}
+                _ => break,
+            }
+            *i += 1;
+        }
+        *i > start
+    };
+    if !digits(&mut i, &mut number) {
+        return 0.0;
+    }
+    if bytes.get(i) == Some(&b'.') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+        number.push('.');
+        i += 1;
+        digits(&mut i, &mut number);
+    }
+    if matches!(bytes.get(i), Some(b'e' | b'E')) {
+        let mut exponent = String::from("e");
+        let mut j = i + 1;
+        if matches!(bytes.get(j), Some(b'+' | b'-')) {
+            exponent.push(bytes[j] as char);
+            j += 1;
+        }
+        if digits(&mut j, &mut exponent) {
+            number.push_str(&exponent);
+        }
+    }
+    number.parse().unwrap_or(0.0)
 }
 
 /// Flipper's actor bucket: `crc32(feature_name + actor_id) % 100000`, no separator.
@@ -167,6 +249,48 @@ impl Feature {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percentages_are_written_as_ruby_writes_them() {
+        let cases = [
+            ("10", "10"),
+            ("10.0", "10"),
+            ("2.5", "2.5"),
+            ("33.333", "33.333"),
+            ("2.007", "2.007"),
+            ("0.0001", "0.0001"),
+            ("0.00001", "1.0e-05"),
+            ("0.000015", "1.5e-05"),
+            ("1e-5", "1.0e-05"),
+            ("100", "100"),
+        ];
+        for (given, stored) in cases {
+            let pct = Percentage::parse(given).unwrap();
+            assert_eq!(pct.to_string(), stored, "{given}");
+            assert_eq!(Percentage::read_stored(stored), pct, "{stored} reads back");
+        }
+        assert!(
+            Percentage::parse("abc").is_none(),
+            "the admin API refuses non-numbers"
+        );
+    }
+
+    #[test]
+    fn stored_values_are_read_as_ruby_to_f_reads_them() {
+        for (stored, read) in [
+            ("abc", Percentage::Integer(0)),
+            ("12abc", Percentage::Integer(12)),
+            (" 7.5 ", Percentage::Decimal(7.5)),
+            ("1_0", Percentage::Integer(10)),
+            ("1e-5", Percentage::Decimal(0.00001)),
+            ("1.0e-05", Percentage::Decimal(0.00001)),
+            ("5.", Percentage::Integer(5)),
+            ("-3", Percentage::Integer(-3)),
+            ("", Percentage::Integer(0)),
+        ] {
+            assert_eq!(Percentage::read_stored(stored), read, "{stored:?}");
+        }
+    }
 
     fn pct(n: &str) -> Feature {
         Feature {

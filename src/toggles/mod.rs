@@ -32,6 +32,17 @@ pub const LINKS_ENABLED: &str = "va_online_scheduling_after_visit_summary";
 /// (in place, by rename, deleted and recreated), with no platform file-watching API to trust.
 const FILE_POLL: Duration = Duration::from_millis(500);
 
+/// Logs a Flipper group once per name, whichever source holds it: groups are Ruby code and
+/// never open here, and a refresh every few seconds must not repeat the warning.
+fn note_group(feature: &str, group: &str) {
+    static LOGGED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut logged = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
+    if !logged.iter().any(|g| g == group) {
+        tracing::warn!(feature, group, "Flipper groups are Ruby code and never open here");
+        logged.push(group.to_owned());
+    }
+}
+
 /// All features at one moment. A feature that does not exist is off.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
@@ -276,5 +287,43 @@ async fn keep_fresh(toggles: Weak<Toggles>, period: Duration) {
         tokio::time::sleep(period).await;
         let Some(toggles) = toggles.upgrade() else { return };
         toggles.refresh_now().await;
+    }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    /// Captures what the log writes, for counting lines.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_group_is_logged_once_per_name_however_often_it_is_read() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..3 {
+                // Every source reads groups through `note_group`: the file here, PostgreSQL too.
+                super::parse_toml("[features.a]\ngroups = [\"staff-only-7f3a\"]\n[features.b]\ngroups = [\"staff-only-7f3a\"]\n").unwrap();
+            }
+        });
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.matches("staff-only-7f3a").count(), 1, "{text}");
     }
 }

@@ -71,20 +71,21 @@ impl PostgresSource {
         for row in gates {
             let (feature, gate, value): (String, String, Option<String>) =
                 (row.get(0), row.get(1), row.get(2));
-            let Some(f) = snapshot.get_mut(&feature) else {
-                continue;
-            };
+            // A gate row whose feature has no row of its own still counts, as in Flipper.
+            let f = snapshot.entry(feature.clone()).or_default();
             let value = value.unwrap_or_default();
             match gate.as_str() {
-                "boolean" => f.boolean = value == "true",
+                // Flipper's `Typecast.to_boolean`: "true" or "1".
+                "boolean" => f.boolean = value == "true" || value == "1",
                 "actors" => {
                     f.actors.insert(value);
                 }
                 "groups" => {
+                    super::note_group(&feature, &value);
                     f.groups.insert(value);
                 }
-                "percentage_of_actors" => f.percentage_of_actors = Percentage::parse(&value),
-                "percentage_of_time" => f.percentage_of_time = Percentage::parse(&value),
+                "percentage_of_actors" => f.percentage_of_actors = Some(Percentage::read_stored(&value)),
+                "percentage_of_time" => f.percentage_of_time = Some(Percentage::read_stored(&value)),
                 other => {
                     tracing::warn!(feature = %feature, gate = %other, "unsupported Flipper gate ignored")
                 }

@@ -10,6 +10,7 @@ mod cache;
 mod contract;
 mod errors;
 mod fleet;
+mod flipper;
 mod gate;
 mod hostile;
 mod links;
