@@ -65,8 +65,38 @@ impl AdminState {
     }
 }
 
-/// The admin listener. `/metrics` is open to the (internal) network for scrapers; everything
-/// else needs the admin token, and is 404 when no token is configured.
+/// Every route of the admin listener, as (method, path). `openapi-admin.yaml` documents exactly
+/// these (a test holds the two together, and checks that each is served).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/metrics"),
+    ("GET", "/admin/openapi.json"),
+    ("GET", "/admin/rollout"),
+    ("GET", "/admin/rollout.md"),
+    ("GET", "/admin/health"),
+    ("GET", "/flipper/api/features"),
+    ("POST", "/flipper/api/features"),
+    ("GET", "/flipper/api/features/{name}"),
+    ("POST", "/flipper/api/features/{name}/boolean"),
+    ("DELETE", "/flipper/api/features/{name}/boolean"),
+    ("POST", "/flipper/api/features/{name}/percentage_of_actors"),
+    ("DELETE", "/flipper/api/features/{name}/percentage_of_actors"),
+    ("POST", "/flipper/api/features/{name}/percentage_of_time"),
+    ("DELETE", "/flipper/api/features/{name}/percentage_of_time"),
+    ("POST", "/flipper/api/features/{name}/actors"),
+    ("DELETE", "/flipper/api/features/{name}/actors"),
+    ("GET", "/flipper/api/actors/{flipper_id}"),
+    ("GET", "/flipper"),
+    ("GET", "/flipper/admin.css"),
+    ("POST", "/flipper/features"),
+    ("GET", "/flipper/features/{name}"),
+    ("POST", "/flipper/features/{name}/{action}"),
+];
+
+/// The admin listener's contract, served as JSON at `/admin/openapi.json`.
+pub const OPENAPI_YAML: &str = include_str!("../../openapi-admin.yaml");
+
+/// The admin listener. `/metrics` and its OpenAPI document are open to the (internal) network;
+/// everything else needs the admin token, and is 404 when no token is configured.
 pub fn router(state: AdminState) -> Router {
     let protected = Router::new()
         .merge(api::routes())
@@ -76,9 +106,17 @@ pub fn router(state: AdminState) -> Router {
         .route("/admin/health", get(health))
         .fallback(|| async { ApiError::NoRoute })
         .layer(from_fn_with_state(state.clone(), require_token));
+    let apidocs = serde_norway::from_str::<serde_json::Value>(OPENAPI_YAML)
+        .map(|doc| bytes::Bytes::from(doc.to_string()))
+        .unwrap_or_default();
     Router::new()
         .route("/metrics", get(metrics_text))
+        .route(
+            "/admin/openapi.json",
+            get(move || async move { ([(CONTENT_TYPE, "application/json")], apidocs.clone()).into_response() }),
+        )
         .merge(protected)
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
 }
 

@@ -124,13 +124,7 @@ impl Contract {
 
     /// (method, path) of every operation in the spec.
     pub fn operations(&self) -> BTreeSet<(String, String)> {
-        let mut ops = BTreeSet::new();
-        for (path, item) in self.spec["paths"].as_object().unwrap() {
-            for method in item.as_object().unwrap().keys() {
-                ops.insert((method.to_uppercase(), path.clone()));
-            }
-        }
-        ops
+        spec_operations(&self.spec)
     }
 }
 
@@ -148,7 +142,12 @@ fn the_spec_is_openapi_3_1_and_every_response_has_a_description() {
     let spec = &Contract::get().spec;
     assert_eq!(spec["openapi"], "3.1.0");
     for (path, item) in spec["paths"].as_object().unwrap() {
-        for (method, op) in item.as_object().unwrap() {
+        for (method, op) in item
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k != "parameters")
+        {
             for (status, response) in op["responses"].as_object().unwrap() {
                 let response = Contract::get().resolve(response);
                 assert!(response["description"].is_string(), "{method} {path} {status}");
@@ -264,4 +263,95 @@ fn the_shipped_full_fixture_is_the_frontend_fixture_upstream() {
         read_json("fixtures/summaries/full.json"),
         upstream_from_frontend_fixture(&fixture, crate::support::DEV_ICN)
     );
+}
+
+/// (method, path) of every operation in an OpenAPI document (path-level keys such as
+/// `parameters` are not operations).
+fn spec_operations(spec: &Value) -> BTreeSet<(String, String)> {
+    let methods = ["get", "put", "post", "delete", "patch", "head", "options"];
+    spec["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| methods.contains(&k.as_str()))
+                .map(|m| (m.to_uppercase(), path.clone()))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_admin_listeners_routes_are_its_specs_paths_and_each_is_served() {
+    use avs_api::admin::{AdminState, OPENAPI_YAML, ROUTES, router};
+    let spec: Value = serde_norway::from_str(OPENAPI_YAML).unwrap();
+    let routes: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|(m, p)| (m.to_string(), p.to_string()))
+        .collect();
+    assert_eq!(routes, spec_operations(&spec));
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| *k != "parameters")
+        {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                let response = match response.get("$ref").and_then(Value::as_str) {
+                    Some(r) => &spec["components"]["responses"][r.rsplit('/').next().unwrap()],
+                    None => response,
+                };
+                assert!(response["description"].is_string(), "{method} {path} {status}");
+            }
+        }
+    }
+    // Every documented route is served: never the unknown-route answer, never 405.
+    let app = TestApp::start().await;
+    let admin_app = router(
+        AdminState::new(app.state.toggles.clone(), Some(crate::admin::ADMIN_TOKEN.into()))
+            .with_rollout(app.state.rollout.clone()),
+    );
+    // `/metrics` needs the process's recorder, which a test process has none of (404, documented).
+    for (method, path) in ROUTES.iter().filter(|(_, p)| *p != "/metrics") {
+        let uri = path
+            .replace("{name}", "avs_enabled")
+            .replace("{flipper_id}", "tester@example.com")
+            .replace("{action}", "enable");
+        let request = axum::http::Request::builder()
+            .method(*method)
+            .uri(&uri)
+            .header("authorization", format!("Bearer {}", crate::admin::ADMIN_TOKEN))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = tower::ServiceExt::oneshot(admin_app.clone(), request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_ne!(status, 405, "{method} {uri}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("There are no routes matching"),
+            "{method} {uri} is not served"
+        );
+    }
+    // A method the route does not take: 405 in the error shape.
+    let request = axum::http::Request::builder()
+        .method("PUT")
+        .uri("/admin/rollout")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(admin_app, request).await.unwrap();
+    assert_eq!(response.status(), 405);
+    let body: Value = serde_json::from_slice(
+        &axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(body["errors"][0]["status"], "method_not_allowed");
 }

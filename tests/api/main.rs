@@ -18,6 +18,7 @@ mod operations;
 mod ownership;
 mod postgres;
 mod rendering;
+mod schemathesis;
 mod support;
 mod toggles;
 mod traces;
