@@ -216,7 +216,8 @@ mod tests {
             ActorId::from_claims("u-1", Some("Tester@Example.COM")).as_str(),
             "tester@example.com"
         );
-        assert_eq!(ActorId::from_claims("User;15", Some("")).as_str(), "User;15");
+        // An empty email is the actor, as `email&.downcase || account_uuid` has it in Ruby.
+        assert_eq!(ActorId::from_claims("User;15", Some("")).as_str(), "");
         assert_eq!(ActorId::from_claims("User;15", None).as_str(), "User;15");
     }
 }

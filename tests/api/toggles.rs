@@ -159,3 +159,24 @@ async fn a_file_that_never_loaded_fails_closed() {
     assert!(matches!(toggles.health(), SourceHealth::NeverLoaded { .. }));
     assert!(!toggles.is_enabled("avs_enabled", Some(&tester())));
 }
+
+/// The embedded default's toggle file is as shipped: a test that drove the admin API against
+/// the development default would otherwise rewrite it in the repository.
+#[test]
+fn the_development_toggle_file_is_as_shipped() {
+    let text = std::fs::read_to_string(repo("fixtures/toggles.toml")).unwrap();
+    let snapshot = avs_api::toggles::parse_toml(&text).unwrap();
+    let mut names: Vec<&String> = snapshot.features.keys().collect();
+    names.sort();
+    assert_eq!(names, ["avs_enabled", "va_online_scheduling_after_visit_summary"]);
+    assert!(
+        snapshot
+            .features
+            .values()
+            .all(|f| f.boolean && f.actors.is_empty())
+    );
+    assert!(
+        text.starts_with("# Development toggles"),
+        "rewritten by a test:\n{text}"
+    );
+}
