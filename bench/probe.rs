@@ -35,6 +35,11 @@ async fn summary(State(u): State<Arc<Upstream>>, Path(sid): Path<String>) -> imp
 async fn upstream(delay: Duration) -> (Arc<Upstream>, String) {
     let template =
         std::fs::read_to_string("fixtures/summaries/full.json").expect("run from the repository root");
+    upstream_serving(delay, template).await
+}
+
+/// An upstream answering `template` (a document naming the full fixture's sid) for any sid.
+async fn upstream_serving(delay: Duration, template: String) -> (Arc<Upstream>, String) {
     let state = Arc::new(Upstream {
         hits: AtomicUsize::new(0),
         delay,
@@ -150,8 +155,129 @@ async fn hit_cost(router: &axum::Router, sid: &str, token: &str) {
     println!("hit_overhead_in_process_ns {:.0}", service_ns - baseline_ns);
 }
 
+/// Service latency minus upstream latency, medians over `misses` distinct sids.
+async fn miss_overhead(name: &str, template: String, misses: u32, token: &str) {
+    let (_upstream, url) = upstream_serving(Duration::ZERO, template).await;
+    let (router, _) = service(&url, &[]).await;
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (mut direct, mut through) = (Vec::new(), Vec::new());
+    for n in 0..misses {
+        let sid = format!("{n:032X}");
+        let started = Instant::now();
+        let body = client
+            .get(format!("{url}avs/{sid}"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(!body.is_empty());
+        direct.push(started.elapsed().as_secs_f64() * 1000.0);
+        let started = Instant::now();
+        assert_eq!(get(&router, &sid, token).await, 200);
+        through.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (direct, through) = (median(direct), median(through));
+    println!("miss_{name}_upstream_ms_p50 {direct:.3}");
+    println!("miss_{name}_service_ms_p50 {through:.3}");
+    println!("miss_{name}_overhead_ms_p50 {:.3}", through - direct);
+}
+
+/// An upstream document whose summary renders to about `target` bytes: the full fixture with
+/// its lab results and vitals repeated, each copy's values varied so copies do not compress
+/// to nothing.
+fn document_of_size(target: usize) -> serde_json::Value {
+    let text = std::fs::read_to_string("fixtures/summaries/full.json").expect("run from the repository root");
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let sid = avs_api::domain::Sid::parse("9A7AF40B2BC2471EA116891839113252").unwrap();
+    let labs = doc["data"]["labResults"].as_array().cloned().unwrap_or_default();
+    let vitals = doc["data"]["vitals"].as_array().cloned().unwrap_or_default();
+    let mut n = 0u64;
+    loop {
+        let body = avs_api::domain::render(doc.clone(), &sid).unwrap().body;
+        if body.len() >= target {
+            return doc;
+        }
+        for item in labs.iter().chain(&vitals) {
+            let varied = item
+                .to_string()
+                .replace('1', &format!("{}", n % 10))
+                .replace('7', &format!("{}", (n / 10) % 10));
+            let list = if item.get("values").is_some() {
+                "labResults"
+            } else {
+                "vitals"
+            };
+            doc["data"][list]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::from_str(&varied).unwrap());
+            n += 1;
+        }
+    }
+}
+
+/// Compressed size and median time of each brotli quality and gzip level, on the full fixture
+/// summary and on a ~1 MB one: what chose the levels in src/encoding.rs.
+fn levels() {
+    use std::io::Write as _;
+    let time = |f: &dyn Fn() -> usize, rounds: usize| -> (usize, f64) {
+        let mut times = Vec::new();
+        let mut size = 0;
+        for _ in 0..rounds {
+            let started = Instant::now();
+            size = f();
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        (size, median(times))
+    };
+    let sid = avs_api::domain::Sid::parse("9A7AF40B2BC2471EA116891839113252").unwrap();
+    let rendered = |doc: serde_json::Value| avs_api::domain::render(doc, &sid).unwrap().body;
+    for (name, body, rounds) in [
+        ("full", rendered(document_of_size(0)), 41),
+        ("1mb", rendered(document_of_size(1_000_000)), 5),
+    ] {
+        println!("levels_{name}_identity_bytes {}", body.len());
+        for quality in [3u32, 4, 5, 6, 7, 9, 11] {
+            let (size, ms) = time(
+                &|| {
+                    let mut out = Vec::new();
+                    let mut w = brotli::CompressorWriter::new(&mut out, 4096, quality, 22);
+                    w.write_all(&body).unwrap();
+                    drop(w);
+                    out.len()
+                },
+                rounds,
+            );
+            println!(
+                "levels_{name}_br_q{quality} bytes {size} ratio {:.2} ms {ms:.3}",
+                body.len() as f64 / size as f64
+            );
+        }
+        for level in [1u32, 3, 6, 9] {
+            let (size, ms) = time(
+                &|| {
+                    let mut w = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+                    w.write_all(&body).unwrap();
+                    w.finish().unwrap().len()
+                },
+                rounds,
+            );
+            println!(
+                "levels_{name}_gzip_{level} bytes {size} ratio {:.2} ms {ms:.3}",
+                body.len() as f64 / size as f64
+            );
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
+    if std::env::args().nth(1).as_deref() == Some("levels") {
+        levels();
+        return;
+    }
     let token = token();
     if std::env::args().nth(1).as_deref() == Some("hits") {
         let (_fast, url) = upstream(Duration::ZERO).await;
@@ -174,32 +300,11 @@ async fn main() {
     println!("stampede_upstream_requests {}", slow.hits.load(Ordering::SeqCst));
     hit_cost(&router, "0123456789ABCDEF0123456789ABCDEF", &token).await;
 
-    // 2. Miss overhead: service latency on a miss minus the upstream's own latency.
-    let (_fast, url) = upstream(Duration::ZERO).await;
-    let (router, _) = service(&url, &[]).await;
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let (mut direct, mut through) = (Vec::new(), Vec::new());
-    for n in 0..300u32 {
-        let sid = format!("{n:032X}");
-        let started = Instant::now();
-        let body = client
-            .get(format!("{url}avs/{sid}"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        assert!(!body.is_empty());
-        direct.push(started.elapsed().as_secs_f64() * 1000.0);
-        let started = Instant::now();
-        assert_eq!(get(&router, &sid, &token).await, 200);
-        through.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    let (direct, through) = (median(direct), median(through));
-    println!("miss_upstream_ms_p50 {direct:.3}");
-    println!("miss_service_ms_p50 {through:.3}");
-    println!("miss_overhead_ms_p50 {:.3}", through - direct);
+    // 2. Miss overhead: service latency on a miss minus the upstream's own latency, for the
+    // full summary and a ~1 MB one (rendering and compressing every coding happen on a miss).
+    let full = std::fs::read_to_string("fixtures/summaries/full.json").expect("run from the repository root");
+    miss_overhead("full", full, 300, &token).await;
+    miss_overhead("1mb", document_of_size(1_000_000).to_string(), 30, &token).await;
 
     // 3. Resident memory with the cache filled past its byte budget.
     let budget_mib = 64u64;

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests): builds in release mode and, in one run, measures
-#  (a) cached hits on the full service with a valid token, (b) a baseline axum server answering
-#  the same bytes with no logic, both with wrk at 64 connections, and prints the ratio a/b;
-#  then the cold stampede, the miss overhead and resident memory (bench/probe.rs).
+#  (a) a baseline axum server answering the identity bytes of the full summary with no logic,
+#  (b) cached hits on the full service with a valid token: identity, br and gzip,
+#  all with wrk at 64 connections in alternating rounds, with the server's CPU per request and
+#  each ratio to the baseline; the bytes on the wire per encoding; then the cold stampede, the
+#  miss overhead (full and 1 MB summaries), the compression levels and resident memory
+#  (bench/probe.rs).
 # Usage: bench/run.sh [seconds per wrk run, default 5] [rounds, default 5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,42 +31,60 @@ curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:18080/avs/v0/avs/$s
 pids+=($!)
 for _ in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:18081/ && break; sleep 0.1; done
 
-# wrk's figures in one unit: requests/s, and p50/p99 in milliseconds. Both servers get the
-# same request, token included, so only what they do with it differs.
+# The server's CPU time so far, in clock ticks (user + system).
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# wrk's figures in one unit: requests/s, p50/p99 in milliseconds, and the server's CPU µs per
+# request. Every target gets the same request, token included, so only what it does differs.
+# Usage: measure URL PID [Accept-Encoding]
 measure() {
-  wrk -t2 -c64 -d"${secs}s" --latency -H "Authorization: Bearer $token" "$1" | awk '
+  local before after
+  before=$(ticks "$2")
+  wrk -t2 -c64 -d"${secs}s" --latency -H "Authorization: Bearer $token" ${3:+-H "Accept-Encoding: $3"} "$1" > "$work/wrk"
+  after=$(ticks "$2")
+  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /Requests\/sec/ { rps = $2 }
+    / requests in / { n = $1 }
     $1 == "50%" { p50 = ms($2) }
     $1 == "99%" { p99 = ms($2) }
     /Non-2xx/ { bad = $NF }
-    END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 } printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
+    END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
+          printf "%.0f %.3f %.3f %.1f\n", rps, p50, p99, ticks / hz * 1e6 / n }' "$work/wrk"
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-# The machine is shared and noisy: alternate service and baseline over several rounds and take
-# medians, so a burst of someone else's load lands on both sides rather than on one.
+# The machine is shared and noisy: alternate the targets over several rounds and take medians,
+# so a burst of someone else's load lands on all of them rather than on one.
 for port in 18080 18081; do # warm both up (connections, caches, allocator)
   wrk -t2 -c64 -d1s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/avs/v0/avs/$sid" >/dev/null
 done
+service_pid=${pids[0]}
+baseline_pid=${pids[1]}
 : > "$work/rounds"
 for round in $(seq "$rounds"); do
   # Only 200s count: a gated-off or refused request is cheap and would flatter the service.
-  a=$(measure "http://127.0.0.1:18080/avs/v0/avs/$sid") || exit 1
-  b=$(measure "http://127.0.0.1:18081/avs/v0/avs/$sid") || exit 1
-  read -r a_rps a_p50 a_p99 <<< "$a"
-  read -r b_rps b_p50 b_p99 <<< "$b"
-  ratio=$(awk -v a="$a_rps" -v b="$b_rps" 'BEGIN { printf "%.3f", a / b }')
-  echo "round $round  hits_rps $a_rps p50_ms $a_p50 p99_ms $a_p99  baseline_rps $b_rps p50_ms $b_p50 p99_ms $b_p99  ratio $ratio"
-  echo "$a_rps $a_p50 $a_p99 $b_rps $b_p50 $b_p99 $ratio" >> "$work/rounds"
+  b=$(measure "http://127.0.0.1:18081/avs/v0/avs/$sid" "$baseline_pid") || exit 1
+  i=$(measure "http://127.0.0.1:18080/avs/v0/avs/$sid" "$service_pid") || exit 1
+  r=$(measure "http://127.0.0.1:18080/avs/v0/avs/$sid" "$service_pid" "gzip, deflate, br") || exit 1
+  g=$(measure "http://127.0.0.1:18080/avs/v0/avs/$sid" "$service_pid" "gzip, deflate") || exit 1
+  echo "round $round  baseline $b  identity $i  br $r  gzip $g  (rps p50_ms p99_ms cpu_us/req)"
+  echo "$b $i $r $g" >> "$work/rounds"
 done
 col() { awk -v c="$1" '{ print $c }' "$work/rounds" | median; }
+ratio() { awk -v c="$1" '{ print $c / $1 }' "$work/rounds" | median; }
 
 echo "date $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "machine $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -m)"
-echo "body_bytes $(wc -c < "$work/body.json")"
 echo "rounds $rounds of ${secs} s each (medians below)"
-echo "hits_rps $(col 1)  hits_p50_ms $(col 2)  hits_p99_ms $(col 3)"
-echo "baseline_rps $(col 4)  baseline_p50_ms $(col 5)  baseline_p99_ms $(col 6)"
-echo "ratio_hits_over_baseline $(col 7)"
+for target in "baseline 1" "identity 5" "br 9" "gzip 13"; do
+  set -- $target
+  echo "$1_rps $(col "$2")  $1_p50_ms $(col $(($2 + 1)))  $1_p99_ms $(col $(($2 + 2)))  $1_cpu_us_per_req $(col $(($2 + 3)))  ratio_to_baseline $(ratio "$2")"
+done
+for enc in identity br gzip; do
+  case $enc in identity) h="identity";; br) h="gzip, deflate, br";; gzip) h="gzip, deflate";; esac
+  bytes=$(curl -s -o /dev/null -w '%{size_download}' -H "Authorization: Bearer $token" -H "Accept-Encoding: $h" "http://127.0.0.1:18080/avs/v0/avs/$sid")
+  echo "bytes_on_wire_$enc $bytes"
+done
 "$out/examples/probe"
+"$out/examples/probe" levels

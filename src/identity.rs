@@ -1,6 +1,7 @@
 //! Caller identity: verifying the VA.gov access token and minting development tokens.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -183,9 +184,14 @@ pub enum TokenError {
     EmptySubject,
 }
 
-/// Verified tokens, by SHA-256 of the token (the token itself is never kept), each until its
-/// own `exp` at the latest: a hit costs a hash instead of a signature check.
-const TOKEN_CACHE_ENTRIES: u64 = 100_000;
+/// Verified tokens, keyed by the token itself, each until its own `exp` at the latest: a hit
+/// costs a hash instead of a signature check. The key is compared in full (moka checks
+/// equality after the hash), so no two tokens can ever share an entry; the hash is foldhash,
+/// seeded per process, instead of SHA-256 (~0.4 µs per hit measured before). Bounded in bytes,
+/// tokens included (a VA.gov token is ~515 bytes).
+const TOKEN_CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// What an entry holds besides its token: the caller's ids, moka's node, the expiry.
+const TOKEN_ENTRY_OVERHEAD: usize = 256;
 /// Even a long-lived token is re-verified this often (keys can be rotated).
 const TOKEN_CACHE_MAX_LIFETIME: Duration = Duration::from_secs(300);
 
@@ -199,8 +205,8 @@ struct Verified {
 
 struct UntilExp;
 
-impl moka::Expiry<[u8; 32], Verified> for UntilExp {
-    fn expire_after_create(&self, _: &[u8; 32], v: &Verified, _: std::time::Instant) -> Option<Duration> {
+impl moka::Expiry<Arc<str>, Verified> for UntilExp {
+    fn expire_after_create(&self, _: &Arc<str>, v: &Verified, _: std::time::Instant) -> Option<Duration> {
         Some(v.lifetime)
     }
 }
@@ -209,16 +215,19 @@ pub struct Verifier {
     keys: KeySet,
     issuer: Option<String>,
     audience: Option<String>,
-    verified: moka::sync::Cache<[u8; 32], Verified>,
+    verified: moka::sync::Cache<Arc<str>, Verified, foldhash::fast::RandomState>,
     signature_checks: AtomicU64,
 }
 
 impl Verifier {
     pub fn new(keys: KeySet, issuer: Option<String>, audience: Option<String>) -> Verifier {
         let verified = moka::sync::Cache::builder()
-            .max_capacity(TOKEN_CACHE_ENTRIES)
+            .max_capacity(TOKEN_CACHE_BYTES)
+            .weigher(|token: &Arc<str>, _: &Verified| {
+                u32::try_from(token.len() + TOKEN_ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+            })
             .expire_after(UntilExp)
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Verifier {
             keys,
             issuer,
@@ -235,14 +244,8 @@ impl Verifier {
 
     /// [`Verifier::verify`], remembered per token until its `exp`.
     pub async fn verify_cached(&self, token: &str) -> Result<Caller, TokenError> {
-        let key: [u8; 32] = {
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-            let mut key = [0u8; 32];
-            key.copy_from_slice(digest.as_ref());
-            key
-        };
         let now = jsonwebtoken::get_current_timestamp();
-        if let Some(hit) = self.verified.get(&key)
+        if let Some(hit) = self.verified.get(token)
             && hit.exp > now
         {
             return Ok(hit.caller);
@@ -251,7 +254,7 @@ impl Verifier {
         let lifetime = Duration::from_secs(exp.saturating_sub(now)).min(TOKEN_CACHE_MAX_LIFETIME);
         if !lifetime.is_zero() {
             self.verified.insert(
-                key,
+                Arc::from(token),
                 Verified {
                     caller: caller.clone(),
                     exp,

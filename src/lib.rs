@@ -11,6 +11,7 @@ pub mod admin;
 pub mod config;
 pub mod database;
 pub mod domain;
+pub mod encoding;
 pub mod http;
 pub mod identity;
 pub mod links;

@@ -17,8 +17,17 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::config::CacheConfig;
-use crate::domain::{AppointmentIen, OwnerIcn, RenderedSummary, Sid, StationNo, render};
+use crate::domain::{AppointmentIen, OwnerIcn, Sid, StationNo, render};
+use crate::encoding::Encoded;
 use crate::upstream::{BreakerState, RequestContext, UpstreamClient, UpstreamError};
+
+/// A summary as cached: its response body in every coding, compressed once when it was
+/// rendered, and its owner, checked against the caller on every request.
+#[derive(Debug)]
+pub struct Summary {
+    pub body: Encoded,
+    pub owner: Option<OwnerIcn>,
+}
 
 /// The first summary upstream knows for an appointment.
 #[derive(Clone, Debug)]
@@ -36,7 +45,7 @@ enum Key {
 
 #[derive(Clone, Debug)]
 enum Outcome {
-    Summary(Arc<RenderedSummary>),
+    Summary(Arc<Summary>),
     Search(SearchHit),
     /// Upstream 404: kept for the negative TTL only.
     NotFound,
@@ -75,7 +84,7 @@ impl Entry {
     /// which 256 were counted before).
     fn weight(&self, key: &Key) -> u32 {
         let body = match &self.outcome {
-            Outcome::Summary(s) => s.body.len() + std::mem::size_of::<RenderedSummary>(),
+            Outcome::Summary(s) => s.body.len() + std::mem::size_of::<Summary>(),
             _ => 0,
         };
         u32::try_from(body + key.heap_bytes() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
@@ -173,6 +182,8 @@ pub struct Summaries {
     lifetimes: Lifetimes,
     /// Loads in flight, one per key: later arrivals wait on the same cell.
     flights: Mutex<HashMap<Key, Flight>>,
+    /// One brotli-best compression at a time (see `compress_better`).
+    best_compression: Arc<tokio::sync::Semaphore>,
     outcomes: crate::telemetry::Handles<&'static str, metrics::Counter>,
 }
 
@@ -196,6 +207,7 @@ impl Summaries {
             cache,
             lifetimes,
             flights: Mutex::new(HashMap::new()),
+            best_compression: Arc::new(tokio::sync::Semaphore::new(1)),
             outcomes: crate::telemetry::Handles::default(),
         }
     }
@@ -221,11 +233,7 @@ impl Summaries {
 
     /// The rendered summary for `sid`; ownership is the caller's to check.
     #[tracing::instrument(name = "summaries.summary", skip_all)]
-    pub async fn summary(
-        &self,
-        sid: &Sid,
-        ctx: &RequestContext,
-    ) -> Result<Arc<RenderedSummary>, UpstreamError> {
+    pub async fn summary(&self, sid: &Sid, ctx: &RequestContext) -> Result<Arc<Summary>, UpstreamError> {
         let key = Key::Summary(sid.as_str().to_owned());
         let outcome = self
             .lookup(key, || async {
@@ -330,10 +338,43 @@ impl Summaries {
                 })?;
                 self.cache.insert(key.clone(), entry.clone());
                 metrics::gauge!("avs_cache_weighted_bytes").set(self.cache.weighted_size() as f64);
+                if let Outcome::Summary(summary) = &entry.outcome {
+                    self.compress_better(key.clone(), summary.clone(), entry.fetched);
+                }
                 Ok(entry)
             })
             .await
             .clone()
+    }
+
+    /// Replaces a just-cached summary's brotli form with brotli's best, from a blocking thread
+    /// (tens of ms of CPU, never on a request's path). Skipped if the entry went meanwhile.
+    /// At most one runs at a time: under a storm of misses the fast forms simply stay.
+    fn compress_better(&self, key: Key, summary: Arc<Summary>, fetched: Instant) {
+        let Ok(turn) = self.best_compression.clone().try_acquire_owned() else {
+            return;
+        };
+        let cache = self.cache.clone();
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            let Some(body) = summary.body.best() else { return };
+            let still_cached = cache.get(&key).is_some_and(
+                |entry| matches!(&entry.outcome, Outcome::Summary(cached) if Arc::ptr_eq(cached, &summary)),
+            );
+            if still_cached {
+                let better = Summary {
+                    body,
+                    owner: summary.owner.clone(),
+                };
+                cache.insert(
+                    key,
+                    Entry {
+                        outcome: Outcome::Summary(Arc::new(better)),
+                        fetched,
+                    },
+                );
+            }
+        });
     }
 
     /// Loads in flight now (for tests and the leak check).
@@ -342,7 +383,7 @@ impl Summaries {
     }
 }
 
-fn render_summary(doc: Value, sid: &Sid) -> Result<Arc<RenderedSummary>, UpstreamError> {
+fn render_summary(doc: Value, sid: &Sid) -> Result<Arc<Summary>, UpstreamError> {
     let rendered = render(doc, sid).map_err(|e| {
         tracing::warn!(reason = %e, "upstream summary has the wrong shape");
         UpstreamError::BadGateway(e.to_string())
@@ -355,7 +396,10 @@ fn render_summary(doc: Value, sid: &Sid) -> Result<Arc<RenderedSummary>, Upstrea
             "upstream summary has unknown keys"
         );
     }
-    Ok(Arc::new(rendered))
+    Ok(Arc::new(Summary {
+        body: Encoded::new(rendered.body),
+        owner: rendered.owner,
+    }))
 }
 
 /// The first row of a search answer; every row must be an object.

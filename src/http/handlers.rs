@@ -3,8 +3,8 @@
 use axum::Extension;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::Deserialize;
@@ -14,8 +14,9 @@ use super::error::ApiError;
 use super::request_id::RequestId;
 use crate::AppState;
 use crate::domain::{AppointmentIen, Sid, StationNo, same_patient};
+use crate::encoding::negotiate;
 use crate::identity::Caller;
-use crate::summaries::SearchHit;
+use crate::summaries::{SearchHit, Summary};
 use crate::toggles::{AVS_ENABLED, SourceHealth};
 use crate::upstream::{RequestContext, UpstreamError};
 
@@ -35,11 +36,39 @@ fn context(request_id: &RequestId) -> RequestContext {
     }
 }
 
+/// The request's `Accept-Encoding`, without copying the other headers.
+pub struct AcceptEncoding(Option<HeaderValue>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for AcceptEncoding {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(AcceptEncoding(parts.headers.get(ACCEPT_ENCODING).cloned()))
+    }
+}
+
+/// A summary in the coding the caller prefers, compressed when it was cached.
+fn summary_body(summary: &Summary, accept: &AcceptEncoding) -> Response {
+    let coding = negotiate(accept.0.as_ref().and_then(|v| v.to_str().ok()));
+    let mut response = json_body(summary.body.get(coding).clone());
+    let headers = response.headers_mut();
+    // Every answer for a summary depends on Accept-Encoding, identity included.
+    headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
+    if let Some(encoding) = coding.header() {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
+    response
+}
+
 /// `GET /avs/v0/avs/{sid}`
 pub async fn show_summary(
     State(app): State<AppState>,
     caller: Caller,
     Extension(request_id): Extension<RequestId>,
+    accept: AcceptEncoding,
     sid: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     app.require(AVS_ENABLED, &caller)?;
@@ -58,7 +87,7 @@ pub async fn show_summary(
     if !same_patient(caller.owner.as_ref(), summary.owner.as_ref()) {
         return Err(ApiError::NotYourSummary);
     }
-    Ok(json_body(summary.body.clone()))
+    Ok(summary_body(&summary, &accept))
 }
 
 /// `GET /avs/v0/avs/`: an empty sid is a bad sid, answered after authentication and the gate

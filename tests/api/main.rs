@@ -8,6 +8,7 @@ mod binary;
 mod browser;
 mod cache;
 mod contract;
+mod encoding;
 mod errors;
 mod fleet;
 mod flipper;
