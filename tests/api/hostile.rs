@@ -439,54 +439,33 @@ async fn another_spelling_of_a_sid_cannot_poison_the_owners_answer() {
     );
 }
 
+/// Sends `GET target` with these extra header lines; the answer must be `status` in the error
+/// shape, as the contract has it for `route`.
+async fn refused_head(app: &Listening, route: &str, target: &str, headers: &str, status: u16) -> Value {
+    let request = format!("GET {target} HTTP/1.1\r\nhost: x\r\n{headers}connection: close\r\n\r\n");
+    let (got, body) = raw_exchange(app, request.as_bytes()).await;
+    assert_eq!(got, status, "{body}");
+    let status = axum::http::StatusCode::from_u16(status).unwrap();
+    Contract::get().check(&axum::http::Method::GET, route, status, &body);
+    body
+}
+
 #[tokio::test]
 async fn oversized_heads_are_answered_in_the_error_shape() {
     let app = Listening::start(FakeUpstream::start().await, TOGGLES_ON, &[]).await;
-    let cookies: String = (0..150)
+    let many: String = (0..150)
         .map(|n| format!("cookie-{n}: {}\r\n", "v".repeat(20)))
         .collect();
-    let (status, body) = raw_exchange(
-        &app,
-        format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{cookies}connection: close\r\n\r\n").as_bytes(),
-    )
-    .await;
-    assert_eq!(status, 431);
-    Contract::get().check(
-        &axum::http::Method::GET,
-        "/healthz",
-        axum::http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-        &body,
-    );
+    let body = refused_head(&app, "/healthz", "/healthz", &many, 431).await;
     assert_eq!(body["errors"][0]["status"], "request_header_fields_too_large");
-
     let jar = format!("cookie: {}\r\n", "a=b; ".repeat(5000));
-    let (status, body) = raw_exchange(
-        &app,
-        format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{jar}connection: close\r\n\r\n").as_bytes(),
-    )
-    .await;
-    assert_eq!(
-        (status, &body["errors"][0]["code"]),
-        (431, &json!("431")),
-        "a large cookie jar"
-    );
-
+    let body = refused_head(&app, "/healthz", "/healthz", &jar, 431).await;
+    assert_eq!(body["errors"][0]["code"], "431", "a large cookie jar");
     let long = format!(
         "/avs/v0/avs/search?stationNo=1&appointmentIen=1&pad={}",
         "x".repeat(9000)
     );
-    let (status, body) = raw_exchange(
-        &app,
-        format!("GET {long} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
-    )
-    .await;
-    assert_eq!(status, 414);
-    Contract::get().check(
-        &axum::http::Method::GET,
-        "/avs/v0/avs/search",
-        axum::http::StatusCode::URI_TOO_LONG,
-        &body,
-    );
+    let body = refused_head(&app, "/avs/v0/avs/search", &long, "", 414).await;
     assert_eq!(body["errors"][0]["status"], "uri_too_long");
 }
 
