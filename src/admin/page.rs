@@ -1,6 +1,7 @@
 //! The rollout page: each feature's state and gates, the release plan's stages as buttons, and
 //! one prominent Disable (rollback). Plain HTML forms, no JavaScript, no external assets.
 
+use askama::Template;
 use axum::Form;
 use axum::Router;
 use axum::extract::rejection::FormRejection;
@@ -10,11 +11,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use std::fmt::Write as _;
 
 use super::{AdminState, secret_matches};
 use crate::http::ApiError;
-use crate::toggles::{Change, Feature, Percentage};
+use crate::toggles::{Change, Percentage};
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
@@ -31,23 +31,18 @@ pub fn routes() -> Router<AdminState> {
         .route("/flipper/features/{name}/{action}", post(act))
 }
 
-fn esc(text: &str) -> String {
-    ammonia::clean_text(text)
-}
-
 fn path_segment(name: &str) -> String {
     url::form_urlencoded::byte_serialize(name.as_bytes())
         .collect::<String>()
         .replace('+', "%20")
 }
 
-fn html(title: &str, body: &str) -> Response {
-    let page = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title} · avs-api</title>\
-         <link rel=\"stylesheet\" href=\"/flipper/admin.css\"></head><body>\
-         <header><a href=\"/flipper\">avs-api feature toggles</a></header><main>{body}</main></body></html>",
-        title = esc(title)
-    );
+/// A page, rendered by its askama template (which escapes every value), with the headers every
+/// admin page carries.
+fn html(page: impl Template) -> Response {
+    let Ok(page) = page.render() else {
+        return ApiError::Internal.into_response();
+    };
     let headers = [
         (CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
         (
@@ -60,10 +55,6 @@ fn html(title: &str, body: &str) -> Response {
         (CACHE_CONTROL, HeaderValue::from_static("no-store")),
     ];
     (headers, page).into_response()
-}
-
-fn csrf_field(state: &AdminState) -> String {
-    format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", state.csrf)
 }
 
 async fn stylesheet() -> Response {
@@ -87,44 +78,52 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
-async fn index(State(state): State<AdminState>) -> Response {
-    let snapshot = state.toggles.snapshot();
-    let mut names: Vec<&String> = snapshot.features.keys().collect();
-    names.sort();
-    let mut rows = String::new();
-    for name in names {
-        let state_name = snapshot.features[name].state().as_str();
-        let _ = write!(
-            rows,
-            "<tr><td><a href=\"/flipper/features/{href}\">{name}</a></td>\
-             <td><span class=\"state {state_name}\">{state_name}</span></td></tr>",
-            href = path_segment(name),
-            name = esc(name),
-        );
-    }
-    let body = format!(
-        "<h1>Features</h1><table><tr><th>feature</th><th>state</th></tr>{rows}</table>\
-         <form method=\"post\" action=\"/flipper/features\">{csrf}\
-         <label>New feature <input name=\"name\" required></label> <button>Add</button></form>",
-        csrf = csrf_field(&state)
-    );
-    html("Features", &body)
+#[derive(Template)]
+#[template(path = "admin/index.html")]
+struct IndexPage<'a> {
+    features: Vec<FeatureRow<'a>>,
+    csrf: &'a str,
 }
 
-fn gate_rows(f: &Feature) -> String {
-    let pct = |p: Option<Percentage>| p.map_or("—".to_owned(), |p| format!("{p} %"));
-    let actors = if f.actors.is_empty() {
-        "—".to_owned()
-    } else {
-        f.actors.iter().map(|a| esc(a)).collect::<Vec<_>>().join(", ")
-    };
-    format!(
-        "<tr><th>boolean</th><td>{}</td></tr><tr><th>actors</th><td>{actors}</td></tr>\
-         <tr><th>percentage of actors</th><td>{}</td></tr><tr><th>percentage of time</th><td>{}</td></tr>",
-        if f.boolean { "on" } else { "off" },
-        pct(f.percentage_of_actors),
-        pct(f.percentage_of_time),
-    )
+struct FeatureRow<'a> {
+    name: &'a str,
+    href: String,
+    state: &'static str,
+}
+
+async fn index(State(state): State<AdminState>) -> Response {
+    let snapshot = state.toggles.snapshot();
+    let mut features: Vec<FeatureRow<'_>> = snapshot
+        .features
+        .iter()
+        .map(|(name, f)| FeatureRow {
+            name,
+            href: path_segment(name),
+            state: f.state().as_str(),
+        })
+        .collect();
+    features.sort_by_key(|f| f.name);
+    html(IndexPage {
+        features,
+        csrf: &state.csrf,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "admin/feature.html")]
+struct FeaturePage<'a> {
+    name: &'a str,
+    /// The feature's page, percent-encoded: its forms post to `{base}/{action}`.
+    base: String,
+    state: &'static str,
+    boolean: bool,
+    actors: Vec<&'a str>,
+    percentage_of_actors: String,
+    percentage_of_time: String,
+    stages: [u8; 3],
+    csrf: &'a str,
+    /// The rollout report's section, rendered (and escaped) by its own template.
+    report: String,
 }
 
 async fn feature_page(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
@@ -132,44 +131,23 @@ async fn feature_page(State(state): State<AdminState>, Path(name): Path<String>)
     let Some(feature) = snapshot.features.get(&name) else {
         return ApiError::NoRoute.into_response();
     };
-    let action = |what: &str| format!("/flipper/features/{}/{what}", path_segment(&name));
-    let csrf = csrf_field(&state);
-    let state_name = feature.state().as_str();
-    let mut stages = String::new();
-    for pct in STAGES {
-        let _ = write!(
-            stages,
-            "<form class=\"stage\" method=\"post\" action=\"{}\">{csrf}\
-             <input type=\"hidden\" name=\"percentage\" value=\"{pct}\"><button>{pct} %</button></form>",
-            action("percentage")
-        );
-    }
-    let body = format!(
-        "<h1>{title}</h1><p>State: <span class=\"state {state_name}\" id=\"state\">{state_name}</span></p>\
-         <table id=\"gates\">{gates}</table>\
-         <section><h2>Release plan</h2>\
-         <p><form method=\"post\" action=\"{tester}\">{csrf}<label>Named tester \
-         <input name=\"flipper_id\" placeholder=\"email or account id\" required></label> \
-         <button>Add tester</button></form></p><p>{stages}</p>\
-         <p><form method=\"post\" action=\"{percentage}\">{csrf}<label>Percentage of actors \
-         <input name=\"percentage\" inputmode=\"decimal\" size=\"6\" required></label> <button>Set</button></form></p>\
-         <p><form method=\"post\" action=\"{remove}\">{csrf}<label>Remove actor \
-         <input name=\"flipper_id\" required></label> <button>Remove</button></form></p></section>\
-         <section><h2>Rollback</h2><p>Turns the feature off for everyone: clears every gate.</p>\
-         <form class=\"rollback\" method=\"post\" action=\"{disable}\">{csrf}<button id=\"disable\">Disable</button></form>\
-         </section>",
-        title = esc(&name),
-        gates = gate_rows(feature),
-        tester = action("actors"),
-        percentage = action("percentage"),
-        remove = action("remove-actor"),
-        disable = action("disable"),
-    );
+    let pct = |p: Option<Percentage>| p.map_or("—".to_owned(), |p| format!("{p} %"));
     let report = match &state.rollout {
         Some(rollout) => rollout.report().await.page_section(&name),
         None => String::new(),
     };
-    html(&name, &format!("{body}{report}"))
+    html(FeaturePage {
+        name: &name,
+        base: format!("/flipper/features/{}", path_segment(&name)),
+        state: feature.state().as_str(),
+        boolean: feature.boolean,
+        actors: feature.actors.iter().map(String::as_str).collect(),
+        percentage_of_actors: pct(feature.percentage_of_actors),
+        percentage_of_time: pct(feature.percentage_of_time),
+        stages: STAGES,
+        csrf: &state.csrf,
+        report,
+    })
 }
 
 #[derive(Deserialize)]
