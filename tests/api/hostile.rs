@@ -61,6 +61,17 @@ async fn raw_exchange(app: &Listening, request: &[u8]) -> (u16, Value) {
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
+/// The service on real listeners with the admin API on (`crate::admin::ADMIN_TOKEN`).
+async fn with_admin() -> Listening {
+    let token = crate::admin::ADMIN_TOKEN;
+    Listening::start(
+        FakeUpstream::start().await,
+        TOGGLES_ON,
+        &[("AVS_ADMIN_TOKEN", token)],
+    )
+    .await
+}
+
 async fn upstream_with_full() -> FakeUpstream {
     let upstream = FakeUpstream::start().await;
     upstream.summary(&fixture("full"));
@@ -372,13 +383,8 @@ async fn one_callers_failing_keys_leave_the_breaker_closed_but_an_outage_opens_i
 
 #[tokio::test]
 async fn the_admin_api_takes_no_writes_on_browser_credentials() {
-    let token = "an-admin-token-of-at-least-32-characters";
-    let app = Listening::start(
-        FakeUpstream::start().await,
-        TOGGLES_ON,
-        &[("AVS_ADMIN_TOKEN", token)],
-    )
-    .await;
+    let token = crate::admin::ADMIN_TOKEN;
+    let app = with_admin().await;
     use base64::Engine;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("x:{token}"));
     let url = format!(
@@ -514,13 +520,8 @@ async fn a_client_that_leaves_mid_load_leaves_no_load_behind() {
 
 #[tokio::test]
 async fn a_hand_edit_survives_an_admin_write_within_the_poll() {
-    let token = "an-admin-token-of-at-least-32-characters";
-    let app = Listening::start(
-        FakeUpstream::start().await,
-        TOGGLES_ON,
-        &[("AVS_ADMIN_TOKEN", token)],
-    )
-    .await;
+    let token = crate::admin::ADMIN_TOKEN;
+    let app = with_admin().await;
     let path = app.dir.path.join("toggles.toml");
     for round in 0..5 {
         let hand = format!("{TOGGLES_ON}[features.hand_{round}]\nactors = [\"tester@example.com\"]\n");
