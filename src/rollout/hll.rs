@@ -158,7 +158,9 @@ mod tests {
 
     #[test]
     fn counts_within_two_percent() {
-        let key = std::hash::RandomState::new();
+        // A fixed key: the estimate's error is random in the key (0.8 % standard error), and a
+        // random key made this test fail about once in forty runs.
+        let key = foldhash::quality::FixedState::with_seed(0x5eed);
         for n in [1u64, 20, 200, 5_000, 100_000] {
             let mut hll = Hll::default();
             for i in 0..n {
