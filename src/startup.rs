@@ -8,8 +8,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use url::Url;
 
+use crate::app::{AppState, StartupError};
 use crate::config::{Config, ConnectionLimits, Environment};
-use crate::{AppState, admin, http, upstream};
+use crate::{admin, http, upstream};
 
 /// The service, bound and built, not yet serving.
 pub struct Application {
@@ -25,26 +26,26 @@ pub struct Application {
 impl Application {
     /// Builds the state (starting the embedded fixture upstream when no upstream is
     /// configured) and binds both listeners. Nothing is served until [`Application::run_until`].
-    pub async fn build(config: &Config) -> Result<Application, String> {
+    pub async fn build(config: &Config) -> Result<Application, StartupError> {
         let upstream_base = match &config.upstream.url {
             Some(url) => url.clone(),
             None => {
                 let addr = upstream::fixture::spawn()
                     .await
-                    .map_err(|e| format!("fixture upstream: {e}"))?;
+                    .map_err(|e| StartupError::FixtureUpstream(e.to_string()))?;
                 tracing::info!(%addr, "embedded fixture upstream (development only) serving fixtures/");
-                Url::parse(&format!("http://{addr}/")).map_err(|e| e.to_string())?
+                Url::parse(&format!("http://{addr}/")).map_err(|e| StartupError::FixtureUpstream(e.to_string()))?
             }
         };
         let state = AppState::new(config, upstream_base).await?;
         Ok(Application {
             state,
-            public: bind(config.listen, "AVS_LISTEN").await?,
-            admin: bind(config.admin_listen, "AVS_ADMIN_LISTEN").await?,
-            admin_token: config.admin_token.clone(),
+            public: bind(config.listeners.listen, "AVS_LISTEN").await?,
+            admin: bind(config.listeners.admin_listen, "AVS_ADMIN_LISTEN").await?,
+            admin_token: config.toggles.admin_token.clone(),
             metrics: None,
-            limits: config.connections,
-            grace: config.shutdown_grace,
+            limits: config.listeners.connections,
+            grace: config.listeners.shutdown_grace,
         })
     }
 
@@ -73,7 +74,7 @@ impl Application {
     /// Serves both listeners until `stop` completes; then requests in flight get the shutdown
     /// grace to finish, idle connections close at once, and half-sent ones by their header
     /// deadline.
-    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), String> {
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
         let (stopping, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             stop.await;
@@ -109,7 +110,7 @@ impl Application {
 
 /// Runs the service until SIGINT or SIGTERM: the public API on `AVS_LISTEN`, the admin API and
 /// page on `AVS_ADMIN_LISTEN`.
-pub async fn serve(config: Config) -> Result<(), String> {
+pub async fn serve(config: Config) -> Result<(), StartupError> {
     let metrics = crate::telemetry::metrics();
     if let Some(handle) = metrics.clone() {
         // The recorder keeps every histogram sample until it is folded into buckets, which a
@@ -126,7 +127,7 @@ pub async fn serve(config: Config) -> Result<(), String> {
     let application = Application::build(&config).await?.with_metrics(metrics);
     let addr = application.public_addr();
     tracing::info!(%addr, env = config.env.as_str(), "avs-api listening");
-    tracing::info!(addr = %application.admin_addr(), enabled = config.admin_token.is_some(), "avs-api admin listening");
+    tracing::info!(addr = %application.admin_addr(), enabled = config.toggles.admin_token.is_some(), "avs-api admin listening");
     if config.env != Environment::Production {
         // No ICN or sid here, not even the fixtures': the README names them.
         tracing::info!(
@@ -137,10 +138,10 @@ pub async fn serve(config: Config) -> Result<(), String> {
     application.run_until(shutdown_signal()).await
 }
 
-async fn bind(addr: SocketAddr, variable: &str) -> Result<TcpListener, String> {
+async fn bind(addr: SocketAddr, variable: &'static str) -> Result<TcpListener, StartupError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("{variable} {addr}: {e}"))
+        .map_err(|source| StartupError::Bind { variable, addr, source })
 }
 
 async fn shutdown_signal() {

@@ -7,18 +7,20 @@
 //! shorter negative TTL; other errors are never kept. An expired copy is kept a while longer
 //! and served if a refresh fails (stale-if-error).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use moka::Expiry;
 use moka::sync::Cache;
 use serde_json::Value;
-use tokio::sync::OnceCell;
+// tokio's clock: the same as std's in production, and one a test can move forward
+// (moka's own clock cannot be), so freshness and stale-if-error are judged on it.
+use tokio::time::Instant;
 
 use crate::config::CacheConfig;
 use crate::domain::{AppointmentIen, OwnerIcn, Sid, StationNo, render};
 use crate::encoding::Encoded;
+use crate::flights::Flights;
 use crate::upstream::{BreakerState, RequestContext, UpstreamClient, UpstreamError};
 
 /// A summary as cached: its response body in every coding, compressed once when it was
@@ -143,45 +145,12 @@ impl Expiry<Key, Entry> for Lifetimes {
 /// entry itself and allocator rounding (measured with 12,000 negative entries).
 const ENTRY_OVERHEAD: usize = 512;
 
-type Flight = Arc<OnceCell<Result<Entry, UpstreamError>>>;
-
-/// A request's hold on the load in flight for a key. When the last holder goes, finished or
-/// cancelled, the key leaves the map: a client that disconnects mid-load leaves nothing behind
-/// (before, each cancelled load left its entry for good: +2.9 MiB for 12,000 sids).
-struct FlightHold<'a> {
-    flights: &'a Mutex<HashMap<Key, Flight>>,
-    key: &'a Key,
-    flight: Option<Flight>,
-}
-
-impl FlightHold<'_> {
-    fn cell(&self) -> &OnceCell<Result<Entry, UpstreamError>> {
-        // Always Some until drop.
-        self.flight.as_deref().unwrap_or_else(|| unreachable!())
-    }
-}
-
-impl Drop for FlightHold<'_> {
-    fn drop(&mut self) {
-        // Holders are only cloned and dropped under the lock, so the count is exact here.
-        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(ours) = self.flight.take() else { return };
-        let last = flights
-            .get(self.key)
-            .is_some_and(|f| Arc::ptr_eq(f, &ours) && Arc::strong_count(f) == 2);
-        drop(ours);
-        if last {
-            flights.remove(self.key);
-        }
-    }
-}
-
 pub struct Summaries {
     upstream: UpstreamClient,
     cache: Cache<Key, Entry>,
     lifetimes: Lifetimes,
-    /// Loads in flight, one per key: later arrivals wait on the same cell.
-    flights: Mutex<HashMap<Key, Flight>>,
+    /// Loads in flight, one per key: later arrivals wait for the same result.
+    flights: Flights<Key, Result<Entry, UpstreamError>>,
     /// One brotli-best compression at a time (see `compress_better`).
     best_compression: Arc<tokio::sync::Semaphore>,
     outcomes: crate::telemetry::Handles<&'static str, metrics::Counter>,
@@ -206,7 +175,7 @@ impl Summaries {
             upstream,
             cache,
             lifetimes,
-            flights: Mutex::new(HashMap::new()),
+            flights: Flights::default(),
             best_compression: Arc::new(tokio::sync::Semaphore::new(1)),
             outcomes: crate::telemetry::Handles::default(),
         }
@@ -301,7 +270,7 @@ impl Summaries {
                 Some(entry) if e.is_failure() && self.lifetimes.servable_stale(&entry) => {
                     self.count_outcome("stale");
                     crate::telemetry::note(|n| n.cache = Some("stale"));
-                    tracing::warn!(reason = e.kind(), "upstream failed; serving the expired copy");
+                    tracing::warn!(reason = e.kind().as_str(), "upstream failed; serving the expired copy");
                     Ok(entry.outcome)
                 }
                 _ => Err(e),
@@ -316,16 +285,8 @@ impl Summaries {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Outcome, UpstreamError>>,
     {
-        let hold = {
-            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-            FlightHold {
-                flights: &self.flights,
-                key,
-                flight: Some(flights.entry(key.clone()).or_default().clone()),
-            }
-        };
-        hold.cell()
-            .get_or_init(|| async {
+        self.flights
+            .run(key, || async {
                 // A load that finished between our cache check and joining the flight.
                 if let Some(entry) = self.cache.get(key)
                     && self.lifetimes.fresh(&entry)
@@ -344,7 +305,6 @@ impl Summaries {
                 Ok(entry)
             })
             .await
-            .clone()
     }
 
     /// Replaces a just-cached summary's brotli form with brotli's best, from a blocking thread
@@ -379,7 +339,7 @@ impl Summaries {
 
     /// Loads in flight now (for tests and the leak check).
     pub fn loads_in_flight(&self) -> usize {
-        self.flights.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.flights.in_flight()
     }
 }
 

@@ -272,19 +272,43 @@ impl RequestMetrics {
     }
 }
 
+/// How an upstream call failed: the one vocabulary the upstream client notes, the metrics
+/// label, the request line and the rollout report's error types all use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamErrorKind {
+    NotFound,
+    BadGateway,
+    Unavailable,
+    Timeout,
+    CircuitOpen,
+    Saturated,
+}
+
+impl UpstreamErrorKind {
+    /// The label in metrics and log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamErrorKind::NotFound => "not_found",
+            UpstreamErrorKind::BadGateway => "bad_gateway",
+            UpstreamErrorKind::Unavailable => "unavailable",
+            UpstreamErrorKind::Timeout => "timeout",
+            UpstreamErrorKind::CircuitOpen => "circuit_open",
+            UpstreamErrorKind::Saturated => "saturated",
+        }
+    }
+}
+
 /// What happened while serving one request, noted by the code that knew it and read back by
 /// the request's log line, metrics and the rollout report.
 #[derive(Debug, Default)]
 pub struct Notes {
-    /// The caller's in-flight slot, held while the request runs (it ends with the notes).
-    pub caller_slot: Option<crate::http::CallerSlot>,
     /// Keyed hash of the actor id (never the id).
     pub actor: Option<u64>,
     pub gates: Vec<(&'static str, bool)>,
     pub cache: Option<&'static str>,
     pub upstream_calls: u32,
     pub upstream_failures: u32,
-    pub upstream_error: Option<&'static str>,
+    pub upstream_error: Option<UpstreamErrorKind>,
     /// A links request: whether at least one link was shown.
     pub links_shown: Option<bool>,
 }

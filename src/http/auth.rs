@@ -1,17 +1,34 @@
-//! The caller extractor: a verified token from the bearer header, else from the cookie.
+//! The caller extractor: a verified token from the bearer header, else from the cookie, and
+//! the caller's fairness slot, held for as long as the handler holds the extractor.
 
 use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 
 use super::error::ApiError;
-use crate::AppState;
+use crate::app::AppState;
+use crate::fairness::CallerSlot;
 use crate::identity::Caller;
 
-impl FromRequestParts<AppState> for Caller {
+/// An authenticated caller with one of its in-flight slots: the slot goes back when the
+/// handler ends (or is cancelled) and drops this.
+pub struct Authenticated {
+    pub caller: Caller,
+    _slot: CallerSlot,
+}
+
+impl std::ops::Deref for Authenticated {
+    type Target = Caller;
+
+    fn deref(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Authenticated, ApiError> {
         let token = bearer(parts)
             .or_else(|| cookie(parts, &state.auth_cookie))
             .ok_or(ApiError::Unauthenticated)?;
@@ -24,8 +41,7 @@ impl FromRequestParts<AppState> for Caller {
                 let key = state.actor_key(&caller.actor);
                 crate::telemetry::note(|n| n.actor = Some(key));
                 let slot = state.callers.take(key).ok_or(ApiError::TooManyRequests)?;
-                crate::telemetry::note(|n| n.caller_slot = Some(slot));
-                Ok(caller)
+                Ok(Authenticated { caller, _slot: slot })
             }
             Err(reason) => {
                 tracing::info!(%reason, "token refused");
@@ -34,7 +50,6 @@ impl FromRequestParts<AppState> for Caller {
         }
     }
 }
-
 /// The `Authorization: Bearer` token. A header in another scheme is not silently skipped for
 /// the cookie: it yields an empty token, which fails verification.
 fn bearer(parts: &Parts) -> Option<&str> {

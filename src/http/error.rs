@@ -1,5 +1,7 @@
 //! The one error type a client can see, and the one JSON shape it is rendered in.
 
+use std::borrow::Cow;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -45,156 +47,100 @@ pub enum ApiError {
     Internal,
 }
 
+/// Each status a client can see: its symbolic name (what the VA.gov frontend switches on,
+/// `errors[0].status`) and the title every error of that status carries.
+const STATUSES: &[(StatusCode, &str, &str)] = &[
+    (StatusCode::BAD_REQUEST, "bad_request", "Bad request"),
+    (StatusCode::UNAUTHORIZED, "unauthorized", "Not authorized"),
+    (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+    (StatusCode::NOT_FOUND, "not_found", "Not found"),
+    (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed"),
+    (StatusCode::REQUEST_TIMEOUT, "request_timeout", "Request timeout"),
+    (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large"),
+    (StatusCode::URI_TOO_LONG, "uri_too_long", "URI too long"),
+    (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "Range not satisfiable"),
+    (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "Too many requests"),
+    (
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "request_header_fields_too_large",
+        "Request header fields too large",
+    ),
+    (StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error", "Internal server error"),
+    (StatusCode::BAD_GATEWAY, "bad_gateway", "Bad gateway"),
+    (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "Service unavailable"),
+    (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout", "Gateway timeout"),
+];
+
+/// The symbolic name and the title of `status`.
+fn named(status: StatusCode) -> (&'static str, &'static str) {
+    STATUSES
+        .iter()
+        .find(|(s, _, _)| *s == status)
+        .map_or(("internal_server_error", "Internal server error"), |(_, symbol, title)| {
+            (symbol, title)
+        })
+}
+
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str, String) {
+    fn status(&self) -> StatusCode {
         use ApiError::*;
-        let (status, title, detail) = match self {
-            InvalidSid => (
-                StatusCode::BAD_REQUEST,
-                "Invalid AVS id",
-                "AVS id does not match accepted format.",
-            ),
-            InvalidSearch => (
-                StatusCode::BAD_REQUEST,
-                "Invalid parameters",
-                "Station number and Appointment IEN must be present and valid.",
-            ),
-            InvalidLinks(detail) => {
-                return (StatusCode::BAD_REQUEST, "Invalid parameters", detail.clone());
-            }
-            PayloadTooLarge(limit) => {
-                return (
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "Payload too large",
-                    format!("Request body over {limit} bytes"),
-                );
-            }
-            Unauthenticated => (StatusCode::UNAUTHORIZED, "Not authorized", "Not authorized"),
-            NotYourSummary => (
-                StatusCode::UNAUTHORIZED,
-                "Not authorized",
-                "User may not view this AVS.",
-            ),
-            NotYourAppointment => (
-                StatusCode::UNAUTHORIZED,
-                "Not authorized",
-                "User may not view the AVS for this appointment.",
-            ),
-            NoRoute => (
-                StatusCode::NOT_FOUND,
-                "Not found",
-                "There are no routes matching your request",
-            ),
-            MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "Method not allowed",
-                "This route does not accept that HTTP method",
-            ),
-            SummaryNotFound(sid) => {
-                return (
-                    StatusCode::NOT_FOUND,
-                    "Not found",
-                    format!("No AVS found for sid {sid}"),
-                );
-            }
-            BadGateway => (
-                StatusCode::BAD_GATEWAY,
-                "Bad gateway",
-                "The clinical source returned an invalid response",
-            ),
-            Unavailable { .. } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Service unavailable",
-                "Backend Service Outage",
-            ),
-            Busy => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Service unavailable",
-                "The service is busy; retry shortly",
-            ),
-            GatewayTimeout => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "Gateway timeout",
-                "Did not receive a timely response from an upstream server",
-            ),
-            NotReady(check) => {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Service unavailable",
-                    format!("Not ready: {check}"),
-                );
-            }
-            ToggleStoreReadOnly => (
-                StatusCode::FORBIDDEN,
-                "Forbidden",
-                "The toggle store is read-only",
-            ),
-            ForgedForm => (
-                StatusCode::FORBIDDEN,
-                "Forbidden",
-                "The form is stale or was posted from another site; reload the page",
-            ),
-            BearerRequired => (
-                StatusCode::FORBIDDEN,
-                "Forbidden",
-                "Changes through the admin API take the Bearer token, not HTTP Basic",
-            ),
-            TooManyRequests => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "Too many requests",
-                "Too many requests in flight for this caller; retry shortly",
-            ),
-            BodyTimeout => (
-                StatusCode::REQUEST_TIMEOUT,
-                "Request timeout",
-                "The request body did not arrive in time",
-            ),
-            UriTooLong => (
-                StatusCode::URI_TOO_LONG,
-                "URI too long",
-                "The request target is too long",
-            ),
-            HeadersTooLarge => (
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "Request header fields too large",
-                "The request has too many or too large header fields",
-            ),
-            ToggleStoreFailed => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Service unavailable",
-                "The toggle store could not be written",
-            ),
-            Internal => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal server error",
-                "The server could not answer this request",
-            ),
-        };
-        (status, title, detail.to_owned())
+        match self {
+            InvalidSid | InvalidSearch | InvalidLinks(_) => StatusCode::BAD_REQUEST,
+            Unauthenticated | NotYourSummary | NotYourAppointment => StatusCode::UNAUTHORIZED,
+            ToggleStoreReadOnly | ForgedForm | BearerRequired => StatusCode::FORBIDDEN,
+            NoRoute | SummaryNotFound(_) => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            UriTooLong => StatusCode::URI_TOO_LONG,
+            TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            BadGateway => StatusCode::BAD_GATEWAY,
+            Unavailable { .. } | Busy | NotReady(_) | ToggleStoreFailed => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
     }
-}
 
-/// The symbolic status the VA.gov frontend switches on (`errors[0].status`).
-fn symbol(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        400 => "bad_request",
-        401 => "unauthorized",
-        403 => "forbidden",
-        404 => "not_found",
-        405 => "method_not_allowed",
-        408 => "request_timeout",
-        413 => "payload_too_large",
-        414 => "uri_too_long",
-        429 => "too_many_requests",
-        431 => "request_header_fields_too_large",
-        502 => "bad_gateway",
-        503 => "service_unavailable",
-        504 => "gateway_timeout",
-        _ => "internal_server_error",
+    /// The title: the status's own, but for the 400s the frontend tells apart.
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::InvalidSid => "Invalid AVS id",
+            ApiError::InvalidSearch | ApiError::InvalidLinks(_) => "Invalid parameters",
+            other => named(other.status()).1,
+        }
     }
-}
 
-impl ApiError {
+    fn detail(&self) -> Cow<'static, str> {
+        use ApiError::*;
+        Cow::Borrowed(match self {
+            InvalidSid => "AVS id does not match accepted format.",
+            InvalidSearch => "Station number and Appointment IEN must be present and valid.",
+            InvalidLinks(detail) => return Cow::Owned(detail.clone()),
+            PayloadTooLarge(limit) => return Cow::Owned(format!("Request body over {limit} bytes")),
+            Unauthenticated => "Not authorized",
+            NotYourSummary => "User may not view this AVS.",
+            NotYourAppointment => "User may not view the AVS for this appointment.",
+            NoRoute => "There are no routes matching your request",
+            MethodNotAllowed => "This route does not accept that HTTP method",
+            SummaryNotFound(sid) => return Cow::Owned(format!("No AVS found for sid {sid}")),
+            BadGateway => "The clinical source returned an invalid response",
+            Unavailable { .. } => "Backend Service Outage",
+            Busy => "The service is busy; retry shortly",
+            GatewayTimeout => "Did not receive a timely response from an upstream server",
+            NotReady(check) => return Cow::Owned(format!("Not ready: {check}")),
+            ToggleStoreReadOnly => "The toggle store is read-only",
+            ForgedForm => "The form is stale or was posted from another site; reload the page",
+            BearerRequired => "Changes through the admin API take the Bearer token, not HTTP Basic",
+            TooManyRequests => "Too many requests in flight for this caller; retry shortly",
+            BodyTimeout => "The request body did not arrive in time",
+            UriTooLong => "The request target is too long",
+            HeadersTooLarge => "The request has too many or too large header fields",
+            ToggleStoreFailed => "The toggle store could not be written",
+            Internal => "The server could not answer this request",
+        })
+    }
+
     /// Seconds a client should wait before retrying, where the answer says so.
     fn retry_after(&self) -> Option<u64> {
         match self {
@@ -207,14 +153,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let retry_after = self.retry_after();
-        let (status, title, detail) = self.parts();
+        let status = self.status();
         let body = json!({"errors": [{
-            "title": title,
-            "detail": detail,
+            "title": self.title(),
+            "detail": self.detail(),
             "code": status.as_str(),
-            "status": symbol(status),
+            "status": named(status).0,
         }]});
+        let retry_after = self.retry_after();
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(secs) = retry_after {
             response

@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::request_id::RequestId;
-use crate::AppState;
+use super::auth::Authenticated;
+use crate::app::AppState;
 use crate::domain::{AppointmentIen, Sid, StationNo, same_patient};
 use crate::encoding::negotiate;
-use crate::identity::Caller;
 use crate::summaries::{SearchHit, Summary};
 use crate::toggles::{AVS_ENABLED, SourceHealth};
 use crate::upstream::{RequestContext, UpstreamError};
@@ -66,7 +66,7 @@ fn summary_body(summary: &Summary, accept: &AcceptEncoding) -> Response {
 /// `GET /avs/v0/avs/{sid}`
 pub async fn show_summary(
     State(app): State<AppState>,
-    caller: Caller,
+    caller: Authenticated,
     Extension(request_id): Extension<RequestId>,
     accept: AcceptEncoding,
     sid: Result<Path<String>, PathRejection>,
@@ -92,7 +92,7 @@ pub async fn show_summary(
 
 /// `GET /avs/v0/avs/`: an empty sid is a bad sid, answered after authentication and the gate
 /// like any other, rather than an unknown route.
-pub async fn show_empty_sid(State(app): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+pub async fn show_empty_sid(State(app): State<AppState>, caller: Authenticated) -> Result<Response, ApiError> {
     app.require(AVS_ENABLED, &caller)?;
     Err(ApiError::InvalidSid)
 }
@@ -117,7 +117,7 @@ pub fn search_params(query: Option<&str>) -> Option<(StationNo, AppointmentIen)>
 /// `GET /avs/v0/avs/search?stationNo=…&appointmentIen=…`
 pub async fn search(
     State(app): State<AppState>,
-    caller: Caller,
+    caller: Authenticated,
     Extension(request_id): Extension<RequestId>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
@@ -201,7 +201,7 @@ pub fn link_items(
 /// its list either way) and nothing is looked up.
 pub async fn links(
     State(app): State<AppState>,
-    caller: Caller,
+    caller: Authenticated,
     Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,

@@ -1,35 +1,27 @@
 //! The edge: routes, middleware, the caller extractor and the error shape.
 
 mod auth;
+mod edge;
 pub mod error;
-mod fairness;
+mod gate;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod handlers;
 pub mod request_id;
 pub mod server;
 
-pub use fairness::{CallerLimit, CallerSlot};
-
-use std::convert::Infallible;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
-use std::time::Instant;
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::{MatchedPath, Request};
-use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
-use axum::http::{HeaderValue, Method};
-use axum::response::{IntoResponse, Response};
+use axum::http::Method;
+use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, get, post};
-use tower::{ServiceBuilder, ServiceExt};
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tracing::Instrument;
 
-use crate::config::ConnectionLimits;
-use crate::{AppState, telemetry};
+pub use auth::Authenticated;
+use edge::Edge;
 pub use error::ApiError;
+
+use crate::app::AppState;
 
 /// Every route the public listener serves. `openapi.yaml` documents exactly this set (a test
 /// holds the two together).
@@ -67,222 +59,4 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(edge)
         .with_state(state)
-}
-
-/// The edge around every route, in order: the request id; one log line, span, metrics and
-/// rollout record (with the route template, never the raw path, which holds the sid); load
-/// shedding; the deadline; and the headers every response carries, errors included.
-///
-/// A hand-written service, not `middleware::from_fn`, which boxes and clones the rest of the
-/// stack on every request: a measurable share of a cache hit's cost.
-#[derive(Clone)]
-struct Edge<S> {
-    app: AppState,
-    inner: S,
-}
-
-impl<S> tower::Service<Request> for Edge<S>
-where
-    S: tower::Service<Request, Error = Infallible> + Clone + Send + 'static,
-    S::Response: IntoResponse,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request) -> Self::Future {
-        let app = self.app.clone();
-        let request_id = request_id::assign(&mut request);
-        let route = request.extensions().get::<MatchedPath>().cloned();
-        let span = request_span(&request, route.as_ref(), &request_id);
-        // `/healthz` is never shed: an orchestrator would restart a healthy, busy process.
-        let sheddable = route.as_ref().is_none_or(|r| r.as_str() != "/healthz");
-        let handling = if let Some(refused) = oversized_head(&request, &app.connections) {
-            Handling::Refused(refused)
-        } else if axum::body::HttpBody::is_end_stream(request.body()) {
-            // Only builds the future: nothing runs until it is polled, within the limits below.
-            Handling::Ready(self.inner.call(request))
-        } else {
-            // The body is read before the request takes an in-flight slot, so slow bodies
-            // can't hold the slots everyone else needs.
-            Handling::AfterBody(self.inner.clone(), request)
-        };
-        Box::pin(async move {
-            let started = Instant::now();
-            let served = async {
-                match handling {
-                    Handling::Refused(refused) => refused.into_response(),
-                    Handling::Ready(handled) => within_limits(&app, sheddable, handled).await,
-                    Handling::AfterBody(inner, request) => match read_body(request, &app.connections).await {
-                        Ok(request) => within_limits(&app, sheddable, inner.oneshot(request)).await,
-                        Err(refused) => refused.into_response(),
-                    },
-                }
-            };
-            let (mut response, notes) = telemetry::with_notes(served.instrument(span.clone())).await;
-            let latency = started.elapsed();
-            let status = response.status().as_u16();
-            span.record("http.response.status_code", status);
-            span.in_scope(|| {
-                tracing::info!(
-                    status,
-                    latency_ms = latency.as_secs_f64() * 1000.0,
-                    cache = notes.cache.unwrap_or("none"),
-                    gate = %GateDecisions(&notes.gates),
-                    upstream_error = notes.upstream_error.unwrap_or("none"),
-                    "request"
-                )
-            });
-            let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-            app.request_metrics.record(route, status, latency);
-            app.rollout.record(&notes, status, latency);
-            let headers = response.headers_mut();
-            headers.insert(request_id::X_REQUEST_ID, request_id);
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-            Ok(response)
-        })
-    }
-}
-
-const UNMATCHED: &str = "unmatched";
-
-/// The request's span; its fields are only formatted when the span is enabled.
-fn request_span(request: &Request, route: Option<&MatchedPath>, request_id: &HeaderValue) -> tracing::Span {
-    let route = route.map_or(UNMATCHED, MatchedPath::as_str);
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %format!("{} {route}", request.method()),
-        otel.kind = "server",
-        http.request.method = %request.method(),
-        http.route = %route,
-        http.response.status_code = tracing::field::Empty,
-        method = %request.method(),
-        route = %route,
-        request_id = %request_id.to_str().unwrap_or(""),
-        actor = tracing::field::Empty,
-    );
-    // An inbound W3C traceparent makes this request part of the caller's trace.
-    if !span.is_disabled() && request.headers().contains_key("traceparent") {
-        let _ = tracing_opentelemetry::OpenTelemetrySpanExt::set_parent(
-            &span,
-            telemetry::remote_context(request.headers()),
-        );
-    }
-    span
-}
-
-/// How the edge will answer: refuse outright, serve now, or read the body first.
-// It lives inside the request's one boxed future: boxing a variant would add an allocation.
-#[allow(clippy::large_enum_variant)]
-enum Handling<S, F> {
-    Refused(ApiError),
-    Ready(F),
-    AfterBody(S, Request),
-}
-
-/// The largest body any route takes (the links batch); larger ones are 413.
-const MAX_BODY_BYTES: usize = handlers::LINKS_BODY_LIMIT;
-
-/// A request head over the service's limits, answered in the one error shape (hyper's own
-/// limits sit higher and would answer with an empty body).
-fn oversized_head(request: &Request, limits: &ConnectionLimits) -> Option<ApiError> {
-    let target = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
-    if target > limits.max_uri_bytes {
-        return Some(ApiError::UriTooLong);
-    }
-    let headers = request.headers();
-    if headers.len() > limits.max_headers {
-        return Some(ApiError::HeadersTooLarge);
-    }
-    let bytes: usize = headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    (bytes + target > limits.max_header_bytes).then_some(ApiError::HeadersTooLarge)
-}
-
-/// The whole body, within the body timeout and the size limit; handlers then see it buffered.
-async fn read_body(request: Request, limits: &ConnectionLimits) -> Result<Request, ApiError> {
-    use http_body_util::BodyExt;
-    let (parts, body) = request.into_parts();
-    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
-    match tokio::time::timeout(limits.body_timeout, limited.collect()).await {
-        Err(_) => {
-            metrics::counter!("avs_request_body_timeouts_total").increment(1);
-            Err(ApiError::BodyTimeout)
-        }
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES))
-        }
-        Ok(Err(_)) => Err(ApiError::InvalidLinks(
-            "The request body could not be read".to_owned(),
-        )),
-        Ok(Ok(collected)) => Ok(Request::from_parts(
-            parts,
-            axum::body::Body::from(collected.to_bytes()),
-        )),
-    }
-}
-
-/// Past `AVS_MAX_IN_FLIGHT` requests in flight, answer 503 + Retry-After at once rather than
-/// queueing without limit (one counter for the whole listener; `/healthz` never counts).
-/// Within the limit, the whole-request deadline, above the upstream timeout, so no request
-/// holds a worker long.
-async fn within_limits<F, R>(app: &AppState, sheddable: bool, handled: F) -> Response
-where
-    F: Future<Output = Result<R, Infallible>>,
-    R: IntoResponse,
-{
-    let started = Instant::now();
-    let _slot = if sheddable {
-        let Some(slot) = Slot::take(&app.in_flight, app.max_in_flight) else {
-            metrics::counter!("avs_requests_shed_total").increment(1);
-            return ApiError::Busy.into_response();
-        };
-        Some(slot)
-    } else {
-        None
-    };
-    let deadline = tokio::time::Instant::from_std(started + app.request_timeout);
-    match tokio::time::timeout_at(deadline, handled).await {
-        Ok(Ok(response)) => response.into_response(),
-        Ok(Err(never)) => match never {},
-        Err(_) => ApiError::GatewayTimeout.into_response(),
-    }
-}
-
-/// One of the in-flight slots, given back when the request ends (or is cancelled). A counter,
-/// not a semaphore: nothing ever waits for a slot, and a semaphore's release takes a lock.
-struct Slot<'a>(&'a AtomicUsize);
-
-impl<'a> Slot<'a> {
-    fn take(in_flight: &'a AtomicUsize, max: usize) -> Option<Slot<'a>> {
-        let slot = Slot(in_flight);
-        (in_flight.fetch_add(1, Ordering::Relaxed) < max).then_some(slot)
-    }
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Gate decisions as `avs_enabled=on,…`, formatted only if the log line is written.
-struct GateDecisions<'a>(&'a [(&'static str, bool)]);
-
-impl std::fmt::Display for GateDecisions<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, (feature, open)) in self.0.iter().enumerate() {
-            let sep = if i == 0 { "" } else { "," };
-            write!(f, "{sep}{feature}={}", if *open { "on" } else { "off" })?;
-        }
-        Ok(())
-    }
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 
+pub use crate::config::SourceConfig;
 use crate::domain::ActorId;
 pub use change::Change;
 use file::FileSource;
@@ -66,17 +67,6 @@ pub enum SourceHealth {
     },
 }
 
-/// Where toggles live.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SourceConfig {
-    File(std::path::PathBuf),
-    Postgres {
-        url: String,
-        read_only: bool,
-    },
-    /// A fixed snapshot, for tests and tools; writes only change memory.
-    Memory,
-}
 
 enum Source {
     File(FileSource),

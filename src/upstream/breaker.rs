@@ -9,7 +9,10 @@
 //! after the cool-down one probe is let through (half-open), whose success closes it.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's clock: the same as std's in production, and one a test can move forward.
+use tokio::time::Instant;
 
 use crate::config::BreakerPolicy;
 

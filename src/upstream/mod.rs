@@ -17,6 +17,7 @@ use url::Url;
 
 use crate::config::{ProxySetting, UpstreamConfig};
 use crate::domain::{AppointmentIen, Sid, StationNo};
+use crate::telemetry::UpstreamErrorKind;
 
 /// What went wrong with an upstream call, as the error table distinguishes it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -44,14 +45,14 @@ pub enum UpstreamError {
 
 impl UpstreamError {
     /// A short label for logs and metrics.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> UpstreamErrorKind {
         match self {
-            UpstreamError::NotFound => "not_found",
-            UpstreamError::BadGateway(_) | UpstreamError::ServerError(_) => "bad_gateway",
-            UpstreamError::Unavailable(_) => "unavailable",
-            UpstreamError::Timeout => "timeout",
-            UpstreamError::CircuitOpen(_) => "circuit_open",
-            UpstreamError::Saturated => "saturated",
+            UpstreamError::NotFound => UpstreamErrorKind::NotFound,
+            UpstreamError::BadGateway(_) | UpstreamError::ServerError(_) => UpstreamErrorKind::BadGateway,
+            UpstreamError::Unavailable(_) => UpstreamErrorKind::Unavailable,
+            UpstreamError::Timeout => UpstreamErrorKind::Timeout,
+            UpstreamError::CircuitOpen(_) => UpstreamErrorKind::CircuitOpen,
+            UpstreamError::Saturated => UpstreamErrorKind::Saturated,
         }
     }
 
@@ -185,7 +186,7 @@ impl UpstreamClient {
         let result = self.call(call, segments, ctx).await;
         let outcome = match &result {
             Ok(_) => "ok",
-            Err(e) => e.kind(),
+            Err(e) => e.kind().as_str(),
         };
         metrics::counter!("avs_upstream_requests_total", "call" => call, "outcome" => outcome).increment(1);
         crate::telemetry::note(|n| {
@@ -241,14 +242,14 @@ impl UpstreamClient {
         });
         permit.record(UpstreamError::health(&result), key_of(segments));
         if let Err(e) = &result {
-            tracing::Span::current().record("error.type", e.kind());
+            tracing::Span::current().record("error.type", e.kind().as_str());
         }
         metrics::histogram!("avs_upstream_request_duration_seconds", "call" => call)
             .record(started.elapsed().as_secs_f64());
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok(_) => tracing::debug!(elapsed_ms, "upstream ok"),
-            Err(e) => tracing::warn!(elapsed_ms, outcome = e.kind(), reason = %e, "upstream failed"),
+            Err(e) => tracing::warn!(elapsed_ms, outcome = e.kind().as_str(), reason = %e, "upstream failed"),
         }
         result
     }

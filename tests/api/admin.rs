@@ -11,34 +11,6 @@ use tower::ServiceExt;
 
 use crate::support::*;
 
-pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789abcdef";
-
-pub async fn admin(
-    app: &axum::Router,
-    method: Method,
-    uri: &str,
-    token: Option<&str>,
-    body: Option<(&str, String)>,
-) -> (StatusCode, Value) {
-    let mut request = Request::builder().method(method).uri(uri);
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
-    }
-    let request = match body {
-        Some((content_type, body)) => request
-            .header("content-type", content_type)
-            .body(Body::from(body)),
-        None => request.body(Body::empty()),
-    }
-    .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-}
-
 fn json_body(v: Value) -> Option<(&'static str, String)> {
     Some(("application/json", v.to_string()))
 }
@@ -53,8 +25,8 @@ fn gate<'a>(feature: &'a Value, key: &str) -> &'a Value {
 }
 
 async fn file_admin(initial: &str) -> (axum::Router, std::sync::Arc<Toggles>, TempDir) {
-    let dir = TempDir::new();
-    let path = dir.path.join("toggles.toml");
+    let dir = temp_dir();
+    let path = dir.path().join("toggles.toml");
     std::fs::write(&path, initial).unwrap();
     let toggles = Toggles::start(&SourceConfig::File(path), Duration::from_secs(5))
         .await
@@ -97,8 +69,8 @@ async fn no_token_or_a_wrong_token_is_401_and_changes_nothing() {
 }
 
 #[tokio::test]
-async fn every_endpoint_with_its_success_and_error_shapes() {
-    let (app, toggles, dir) = file_admin("[features.avs_enabled]\nboolean = false\n").await;
+async fn the_features_list_and_create_answer_in_flippers_shapes() {
+    let (app, _, _dir) = file_admin("[features.avs_enabled]\nboolean = false\n").await;
     let t = Some(ADMIN_TOKEN);
     use Method as M;
 
@@ -138,6 +110,14 @@ async fn every_endpoint_with_its_success_and_error_shapes() {
         b,
         json!({"code": 1, "message": "Feature not found.", "more_info": "https://flippercloud.io/docs/api#error-code-reference"})
     );
+}
+
+#[tokio::test]
+async fn actor_and_percentage_gates_are_set_read_and_cleared() {
+    let (app, _, _dir) =
+        file_admin("[features.avs_enabled]\nboolean = false\n[features.new_feature]\nboolean = false\n").await;
+    let t = Some(ADMIN_TOKEN);
+    use Method as M;
 
     let f = "/flipper/api/features/avs_enabled";
     let (s, b) = admin(
@@ -219,6 +199,14 @@ async fn every_endpoint_with_its_success_and_error_shapes() {
         ),
         (200, json!("0"), json!("off"))
     );
+}
+
+#[tokio::test]
+async fn boolean_and_time_gates_and_every_write_reaches_the_file() {
+    let (app, toggles, dir) = file_admin("[features.avs_enabled]\nboolean = false\n").await;
+    let t = Some(ADMIN_TOKEN);
+    use Method as M;
+    let f = "/flipper/api/features/avs_enabled";
 
     let (s, b) = admin(
         &app,
@@ -264,7 +252,7 @@ async fn every_endpoint_with_its_success_and_error_shapes() {
     )
     .await;
     let reloaded = Toggles::start(
-        &SourceConfig::File(dir.path.join("toggles.toml")),
+        &SourceConfig::File(dir.path().join("toggles.toml")),
         Duration::from_secs(5),
     )
     .await

@@ -8,7 +8,6 @@ use avs_api::admin::{AdminState, router};
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::admin::ADMIN_TOKEN;
 use crate::support::*;
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
@@ -55,13 +54,13 @@ impl Driver {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let profile = TempDir::new();
+        let profile = temp_dir();
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "binary": chromium,
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
                      "--disable-quic", "--window-size=1100,900",
-                     format!("--user-data-dir={}", profile.path.display())],
+                     format!("--user-data-dir={}", profile.path().display())],
         }}}});
         let mut driver = Driver {
             process,

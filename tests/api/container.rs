@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::binary::client;
 use crate::support::*;
 
 /// podman with this project's settings for these machines: runc (crun refuses the host's

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use serde_json::Value;
 use tower::ServiceExt;
 
-use crate::contract::Contract;
 use crate::support::*;
 
 /// `GET uri` with this `Accept-Encoding`: status, headers and the body as sent.

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use crate::binary::{Server, client, serve};
-use crate::postgres::Postgres;
 use crate::support::*;
 
 const ADMIN: &str = "an-admin-token-of-at-least-32-characters";
@@ -67,13 +65,13 @@ impl Nginx {
             }
         }
         assert!(wrote_replicas, "the deploy file marks its replicas");
-        let dir = TempDir::new();
-        std::fs::create_dir_all(dir.path.join("tmp")).unwrap();
-        std::fs::create_dir_all(dir.path.join("logs")).unwrap();
-        std::fs::write(dir.path.join("nginx.conf"), config).unwrap();
+        let dir = temp_dir();
+        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
         let process = std::process::Command::new(program)
             .arg("-p")
-            .arg(&dir.path)
+            .arg(&dir.path())
             .args(["-c", "nginx.conf", "-e", "logs/error.log", "-g", "daemon off;"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -97,7 +95,7 @@ impl Nginx {
 
     /// What nginx logged (warnings and up): failed replicas, retries.
     fn errors(&self) -> String {
-        std::fs::read_to_string(self._dir.path.join("logs/error.log")).unwrap_or_default()
+        std::fs::read_to_string(self._dir.path().join("logs/error.log")).unwrap_or_default()
     }
 }
 

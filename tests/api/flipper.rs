@@ -13,8 +13,6 @@ use avs_api::toggles::{AVS_ENABLED, bucket};
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::admin::{ADMIN_TOKEN, admin};
-use crate::postgres::Postgres;
 use crate::support::*;
 
 /// Whether Ruby, Flipper, its ActiveRecord adapter and pg are here (a failure under CI).
@@ -64,23 +62,6 @@ fn flipper(database: &str, command: &str, input: &Value) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// A database of its own on the server, its URL.
-async fn database(pg: &Postgres, name: &str, time_zone: Option<&str>) -> String {
-    let client = pg.client().await.unwrap();
-    client
-        .execute(&format!("CREATE DATABASE {name}"), &[])
-        .await
-        .unwrap();
-    if let Some(zone) = time_zone {
-        client
-            .execute(&format!("ALTER DATABASE {name} SET timezone TO '{zone}'"), &[])
-            .await
-            .unwrap();
-    }
-    let base = pg.url.strip_suffix("/postgres").unwrap();
-    format!("{base}/{name}")
 }
 
 /// The service on `url` (creating Flipper's tables).
@@ -181,7 +162,7 @@ async fn flipper_writes_and_the_service_reads_the_same() {
         return;
     }
     let Some(pg) = Postgres::start().await else { return };
-    let url = database(&pg, "flipper_writes", None).await;
+    let url = pg.database("flipper_writes", None).await;
     let app = service_on(&url).await;
     let mut everyone = callers();
     for pct in ["10", "33.333", "2.007", "0.0001", "0.00001", "50"] {
@@ -244,7 +225,7 @@ async fn the_admin_api_writes_and_flipper_reads_the_same() {
         return;
     }
     let Some(pg) = Postgres::start().await else { return };
-    let url = database(&pg, "service_writes", None).await;
+    let url = pg.database("service_writes", None).await;
     let app = service_on(&url).await;
     let admin_app = router(AdminState::new(
         app.state.toggles.clone(),
@@ -316,8 +297,8 @@ async fn one_sequence_of_operations_leaves_identical_rows_on_either_side() {
     }
     let Some(pg) = Postgres::start().await else { return };
     // The service's database is set to a time zone far from UTC: rows are still written in UTC.
-    let theirs = database(&pg, "rows_flipper", None).await;
-    let ours = database(&pg, "rows_service", Some("Pacific/Kiritimati")).await;
+    let theirs = pg.database("rows_flipper", None).await;
+    let ours = pg.database("rows_service", Some("Pacific/Kiritimati")).await;
     let flipper_side = service_on(&theirs).await; // creates the tables Flipper writes to
     drop(flipper_side);
     let app = service_on(&ours).await;

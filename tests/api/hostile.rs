@@ -10,16 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 
-use crate::contract::Contract;
 use crate::support::*;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
 
 /// `GET path` with an optional token; status, body, and how long it took.
 async fn timed_get(app: &Listening, path: &str, token: Option<&str>) -> (u16, Value, Duration) {
@@ -61,9 +52,9 @@ async fn raw_exchange(app: &Listening, request: &[u8]) -> (u16, Value) {
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-/// The service on real listeners with the admin API on (`crate::admin::ADMIN_TOKEN`).
+/// The service on real listeners with the admin API on (`ADMIN_TOKEN`).
 async fn with_admin() -> Listening {
-    let token = crate::admin::ADMIN_TOKEN;
+    let token = ADMIN_TOKEN;
     Listening::start(
         FakeUpstream::start().await,
         TOGGLES_ON,
@@ -383,7 +374,7 @@ async fn one_callers_failing_keys_leave_the_breaker_closed_but_an_outage_opens_i
 
 #[tokio::test]
 async fn the_admin_api_takes_no_writes_on_browser_credentials() {
-    let token = crate::admin::ADMIN_TOKEN;
+    let token = ADMIN_TOKEN;
     let app = with_admin().await;
     use base64::Engine;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("x:{token}"));
@@ -520,9 +511,9 @@ async fn a_client_that_leaves_mid_load_leaves_no_load_behind() {
 
 #[tokio::test]
 async fn a_hand_edit_survives_an_admin_write_within_the_poll() {
-    let token = crate::admin::ADMIN_TOKEN;
+    let token = ADMIN_TOKEN;
     let app = with_admin().await;
-    let path = app.dir.path.join("toggles.toml");
+    let path = app.dir.path().join("toggles.toml");
     for round in 0..5 {
         let hand = format!("{TOGGLES_ON}[features.hand_{round}]\nactors = [\"tester@example.com\"]\n");
         let before = std::fs::read_to_string(&path).unwrap();
@@ -571,74 +562,6 @@ async fn tokens_with_critical_extensions_are_refused() {
     );
     let (status, _, _) = timed_get(&app, &format!("/avs/v0/avs/{FULL_SID}"), Some(&owner_token())).await;
     assert_eq!(status, 200);
-}
-
-/// Debian's tinyproxy on a loopback port, stopped on drop.
-struct Tinyproxy {
-    process: std::process::Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Tinyproxy {
-    /// Starts one, or explains why it can't (a failure under CI).
-    async fn start() -> Option<Tinyproxy> {
-        let program = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists());
-        let Some(program) = program else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "tinyproxy is required under CI (.ci/run installs it)"
-            );
-            eprintln!("SKIPPED: install Debian's tinyproxy to run the forward-proxy test");
-            return None;
-        };
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
-        let dir = TempDir::new();
-        let conf = dir.path.join("tinyproxy.conf");
-        // Its defaults otherwise (Debian's: Timeout 600, MaxClients 100).
-        std::fs::write(
-            &conf,
-            format!(
-                "User nobody\nGroup nogroup\nPort {port}\nListen 127.0.0.1\nTimeout 600\nMaxClients 100\n\
-                 Allow 127.0.0.1\nLogLevel Critical\nDisableViaHeader Yes\n"
-            ),
-        )
-        .unwrap();
-        let process = std::process::Command::new(program)
-            .arg("-d")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            assert!(Instant::now() < deadline, "tinyproxy did not listen");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Some(Tinyproxy {
-            process,
-            port,
-            _dir: dir,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Tinyproxy {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -237,8 +237,8 @@ fn the_manifests_validate_against_kubernetes_schemas_offline() {
         String::from_utf8_lossy(&out.stderr)
     );
     // A misspelt field fails it: the validation means something.
-    let dir = TempDir::new();
-    let broken = dir.path.join("deployment.yaml");
+    let dir = temp_dir();
+    let broken = dir.path().join("deployment.yaml");
     let text = std::fs::read_to_string(repo("deploy/k8s/deployment.yaml")).unwrap();
     std::fs::write(&broken, text.replace("replicas: 3", "replica: 3")).unwrap();
     assert!(

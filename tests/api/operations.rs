@@ -8,7 +8,6 @@ use avs_api::toggles::{Change, Percentage, bucket};
 use axum::http::Method;
 use serde_json::json;
 
-use crate::admin::{ADMIN_TOKEN, admin};
 use crate::support::*;
 
 /// The metric families the operators' dashboards need.

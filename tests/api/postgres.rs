@@ -1,166 +1,13 @@
-//! The Postgres toggle source against a real PostgreSQL server that each test starts itself
-//! (initdb into a temporary directory, as the `postgres` user when running as root).
+//! The Postgres toggle source against a real PostgreSQL server (`support::postgres`).
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use avs_api::admin::{AdminState, router};
 use avs_api::domain::ActorId;
 use avs_api::toggles::{SourceConfig, SourceHealth, Toggles};
 use axum::http::Method;
 
-use crate::admin::{ADMIN_TOKEN, admin};
 use crate::support::*;
-
-pub struct Postgres {
-    child: Child,
-    pub url: String,
-    _dir: TempDir,
-}
-
-fn bin_dir() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|p| p.join("initdb").exists())
-        .collect();
-    dirs.sort();
-    dirs.pop()
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
-/// A command run as the `postgres` user when we are root (PostgreSQL refuses to run as root).
-fn as_pg_user(program: PathBuf) -> Command {
-    if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
-}
-
-impl Postgres {
-    /// Starts a throwaway server, or explains why it can't (a failure under CI).
-    pub async fn start() -> Option<Postgres> {
-        let Some(bin) = bin_dir() else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "PostgreSQL is required under CI (/usr/lib/postgresql/*/bin)"
-            );
-            eprintln!("SKIPPED: no PostgreSQL server binaries under /usr/lib/postgresql");
-            return None;
-        };
-        let dir = TempDir::new();
-        let data = dir.path.join("data");
-        if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&dir.path)
-                .status()
-                .unwrap();
-            assert!(status.success());
-        }
-        let out = as_pg_user(bin.join("initdb"))
-            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8", "-D"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = as_pg_user(bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-p",
-                &port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-            ])
-            .arg("-k")
-            .arg(&dir.path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-        let pg = Postgres {
-            child,
-            url,
-            _dir: dir,
-        };
-        let started = Instant::now();
-        while pg.client().await.is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "PostgreSQL did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Some(pg)
-    }
-
-    pub async fn client(&self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await?;
-        tokio::spawn(connection);
-        Ok(client)
-    }
-
-    /// Stops the server at once (PostgreSQL's immediate shutdown, SIGQUIT): connections drop as
-    /// in a crash, and the postmaster still takes its backends down with it.
-    pub fn stop(&mut self) {
-        if self.child.try_wait().is_ok_and(|s| s.is_some()) {
-            return;
-        }
-        let pid = self.child.id().to_string();
-        // As root the postmaster is runuser's child; otherwise it is ours.
-        let signal = if is_root() {
-            Command::new("pkill").args(["-QUIT", "-P", &pid]).status()
-        } else {
-            Command::new("kill").args(["-QUIT", &pid]).status()
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while signal.is_ok() && Instant::now() < deadline {
-            if self.child.try_wait().is_ok_and(|s| s.is_some()) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < limit, "not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 fn actor(id: &str) -> ActorId {
     ActorId::new(id)
@@ -247,7 +94,7 @@ async fn rows_written_as_flipper_writes_them_are_evaluated_and_followed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_database_keeps_the_last_state_and_requests_are_answered() {
-    let Some(mut pg) = Postgres::start().await else {
+    let Some(mut pg) = Postgres::own().await else {
         return;
     };
     let url = pg.url.clone();

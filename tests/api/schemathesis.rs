@@ -9,7 +9,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::binary::{client, serve};
 use crate::support::*;
 
 const ADMIN: &str = "an-admin-token-of-at-least-32-characters";
@@ -57,8 +56,8 @@ async fn document(url: &str) -> Value {
 async fn schemathesis_finds_nothing_in_either_document_and_catches_a_wrong_status() {
     let Some(st) = schemathesis() else { return };
     // The embedded default, but for a copy of its toggle file: the admin runs write to it.
-    let dir = TempDir::new();
-    let toggles = dir.path.join("toggles.toml");
+    let dir = temp_dir();
+    let toggles = dir.path().join("toggles.toml");
     std::fs::copy(repo("fixtures/toggles.toml"), &toggles).unwrap();
     let toggles = format!("file:{}", toggles.display());
     let server = serve(&[("AVS_ADMIN_TOKEN", ADMIN), ("AVS_TOGGLES", &toggles)]).await;
@@ -131,7 +130,7 @@ async fn schemathesis_finds_nothing_in_either_document_and_catches_a_wrong_statu
         let responses = doc["paths"][path]["get"]["responses"].as_object_mut().unwrap();
         let ok = responses.remove("200").unwrap();
         responses.insert("201".into(), ok);
-        let file = dir.path.join(format!("wrong-{}.json", path.replace('/', "_")));
+        let file = dir.path().join(format!("wrong-{}.json", path.replace('/', "_")));
         std::fs::write(&file, doc.to_string()).unwrap();
         let (passed, said) = run(&st, file.to_str().unwrap(), base, &extra);
         assert!(

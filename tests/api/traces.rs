@@ -97,7 +97,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn stop(server: &mut crate::binary::Server) {
+async fn stop(server: &mut Server) {
     let pid = server.child.id().unwrap().to_string();
     std::process::Command::new("kill")
         .args(["-TERM", &pid])
@@ -116,7 +116,7 @@ async fn spans_reach_the_collector_linked_and_the_trace_continues_upstream() {
     let upstream = FakeUpstream::start().await;
     upstream.summary(&fixture("full"));
     let url = upstream.url();
-    let mut server = crate::binary::serve(&[
+    let mut server = serve(&[
         ("AVS_ENV", "test"),
         ("AVS_UPSTREAM_URL", &url),
         ("AVS_PROXY_URL", "direct"),
@@ -125,7 +125,7 @@ async fn spans_reach_the_collector_linked_and_the_trace_continues_upstream() {
     ])
     .await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let response = crate::binary::client()
+    let response = client()
         .get(format!("http://{}/avs/v0/avs/{FULL_SID}", server.addr))
         .bearer_auth(dev_token(DEV_ICN, None))
         .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
@@ -226,12 +226,12 @@ async fn no_icn_email_token_or_sid_in_any_log_line_or_span() {
             "/avs-by-appointment/500/3000",
             Scripted::json(&json!([{"sid": other_sid, "icn": OTHER_ICN}])),
         );
-    let dir = TempDir::new();
-    let toggles = dir.path.join("toggles.toml");
+    let dir = temp_dir();
+    let toggles = dir.path().join("toggles.toml");
     std::fs::write(&toggles, "[features.avs_enabled]\nboolean = true\n").unwrap();
     let (url, toggles_source) = (upstream.url(), format!("file:{}", toggles.display()));
     let admin_token = "admin-token-not-to-be-logged-0123456789";
-    let mut server = crate::binary::serve(&[
+    let mut server = serve(&[
         ("AVS_ENV", "test"),
         ("AVS_UPSTREAM_URL", &url),
         ("AVS_PROXY_URL", "direct"),
@@ -245,7 +245,7 @@ async fn no_icn_email_token_or_sid_in_any_log_line_or_span() {
     let email = "Private.Person@Example.com";
     let owner = dev_token(DEV_ICN, Some(email));
     let stranger = dev_token(OTHER_ICN, Some("someone.else@example.org"));
-    let client = crate::binary::client();
+    let client = client();
     let base = format!("http://{}", server.addr);
     let get = |path: String, token: Option<String>| {
         let mut r = client.get(format!("{base}{path}"));
@@ -381,7 +381,7 @@ async fn no_icn_email_token_or_sid_in_any_log_line_or_span() {
     assert_eq!(ready["checks"]["toggles"], "stale", "{ready}");
     let public = ready.to_string();
     assert!(
-        !public.contains("hand.editor") && !public.contains(&dir.path.display().to_string()),
+        !public.contains("hand.editor") && !public.contains(&dir.path().display().to_string()),
         "content or path in the public /readyz: {public}"
     );
     let health = client
@@ -467,8 +467,8 @@ async fn a_collector_that_is_down_does_not_slow_requests() {
         if let Some(endpoint) = otlp {
             env.push(("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint));
         }
-        let mut server = crate::binary::serve(&env).await;
-        let client = crate::binary::client();
+        let mut server = serve(&env).await;
+        let client = client();
         let mut latencies = Vec::new();
         for _ in 0..300 {
             let started = Instant::now();

@@ -1,0 +1,152 @@
+//! The application state: everything a request needs, built once from validated configuration
+//! and shared by all requests.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
+
+use bytes::Bytes;
+use url::Url;
+
+use crate::config::{Config, ConnectionLimits, SourceConfig};
+use crate::domain::ActorId;
+use crate::fairness::CallerLimit;
+use crate::identity::Verifier;
+use crate::rollout::{self, Rollout};
+use crate::summaries::Summaries;
+use crate::telemetry;
+use crate::toggles::Toggles;
+use crate::upstream::UpstreamClient;
+
+/// The contract, as written; served as JSON at `/avs/v0/apidocs`.
+pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
+
+/// Why the service could not start. Each names the part that failed; none holds a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("upstream client: {0}")]
+    Upstream(String),
+    #[error("{0}")]
+    Toggles(String),
+    #[error("rollout report store: {0}")]
+    RolloutStore(String),
+    #[error("openapi.yaml: {0}")]
+    OpenApi(#[from] serde_norway::Error),
+    #[error("fixture upstream: {0}")]
+    FixtureUpstream(String),
+    #[error("{variable} {addr}: {source}")]
+    Bind {
+        variable: &'static str,
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Everything a request needs, shared by all requests. One `Arc`: axum clones the state for
+/// every extractor and middleware, and one reference count (not one per field, each a cache
+/// line the worker threads fight over) keeps that cheap on the hot path.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+pub struct Shared {
+    pub verifier: Arc<Verifier>,
+    pub toggles: Arc<Toggles>,
+    pub summaries: Arc<Summaries>,
+    pub rollout: Arc<Rollout>,
+    pub auth_cookie: Arc<str>,
+    pub request_timeout: Duration,
+    /// Link lookups in flight across the whole service.
+    pub link_slots: Arc<tokio::sync::Semaphore>,
+    pub links_deadline: Duration,
+    /// Requests in flight (bodies read), against `max_in_flight`: past it, shed.
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: usize,
+    /// Requests in flight per caller, so no one caller takes every slot.
+    pub callers: Arc<CallerLimit>,
+    /// What one request may send: head size, target length, body time.
+    pub connections: ConnectionLimits,
+    pub apidocs: Bytes,
+    /// Keys the actor hash in logs and the report: per fleet (from its database) or per
+    /// process, never a fixed key, so a hash can't be looked up elsewhere.
+    actor_hasher: foldhash::quality::FixedState,
+    pub request_metrics: telemetry::RequestMetrics,
+    /// Gate decisions by toggle and result, registered once (see `http::gate`).
+    pub gate_metrics: telemetry::Handles<(&'static str, bool), metrics::Counter>,
+}
+
+impl AppState {
+    /// Builds the state from validated configuration. `upstream_base` is the configured
+    /// upstream URL, or the embedded fixture upstream's when none is configured.
+    pub async fn new(config: &Config, upstream_base: Url) -> Result<AppState, StartupError> {
+        let upstream = UpstreamClient::new(&config.upstream, upstream_base).map_err(StartupError::Upstream)?;
+        let toggles = Toggles::start(&config.toggles.source, config.toggles.refresh)
+            .await
+            .map_err(StartupError::Toggles)?;
+        // With PostgreSQL the report is the fleet's, and the actor-hash seed is the fleet's too
+        // (a user seen by several replicas then counts once); with the file source, this
+        // process's own.
+        let fleet = match &config.toggles.source {
+            SourceConfig::Postgres { url, .. } => {
+                Some(rollout::fleet::Store::new(url).map_err(StartupError::RolloutStore)?)
+            }
+            _ => None,
+        };
+        let seed = match &fleet {
+            Some(store) => match store.seed().await {
+                Ok(seed) => seed,
+                Err(problem) => {
+                    tracing::warn!(%problem, "no fleet seed: unique users are counted per replica until a restart");
+                    fastrand::u64(..)
+                }
+            },
+            None => fastrand::u64(..),
+        };
+        let rollout = Arc::new(Rollout::new(toggles.clone(), config.rollout.clone(), fleet));
+        rollout.keep_flushing();
+        let apidocs: serde_json::Value = serde_norway::from_str(OPENAPI_YAML)?;
+        let listeners = &config.listeners;
+        Ok(AppState(Arc::new(Shared {
+            verifier: Arc::new(Verifier::new(
+                config.auth.keys.clone(),
+                config.auth.issuer.clone(),
+                config.auth.audience.clone(),
+            )),
+            rollout,
+            toggles,
+            summaries: Arc::new(Summaries::new(upstream, &config.cache)),
+            auth_cookie: Arc::from(config.auth.cookie.as_str()),
+            request_timeout: listeners.request_timeout,
+            link_slots: Arc::new(tokio::sync::Semaphore::new(listeners.links_concurrency)),
+            links_deadline: listeners.links_deadline,
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: listeners.max_in_flight,
+            callers: Arc::new(CallerLimit::new(listeners.max_in_flight_per_caller)),
+            connections: listeners.connections,
+            apidocs: Bytes::from(apidocs.to_string()),
+            actor_hasher: foldhash::quality::FixedState::with_seed(seed),
+            request_metrics: telemetry::RequestMetrics::default(),
+            gate_metrics: telemetry::Handles::default(),
+        })))
+    }
+
+    /// A keyed hash of the actor id: lets one count and follow callers without logs or reports
+    /// ever holding an email or account id. Keyed per process.
+    pub fn actor_key(&self, actor: &ActorId) -> u64 {
+        self.actor_hasher.hash_one(actor.as_str())
+    }
+
+    /// The short form of [`AppState::actor_key`] for log lines.
+    pub fn actor_hash(&self, actor: &ActorId) -> String {
+        format!("{:012x}", self.actor_key(actor) & 0xffff_ffff_ffff)
+    }
+}

@@ -1,0 +1,103 @@
+//! The configuration parser held to the settings table, the production refusals and check-config.
+
+use super::*;
+
+fn vars(pairs: &[(&str, &str)]) -> Vars {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn empty_environment_is_the_embedded_default() {
+    let c = Config::from_vars(&Vars::new()).unwrap();
+    assert_eq!(c.env, Environment::Development);
+    assert!(c.upstream.url.is_none());
+    assert_eq!(c.upstream.proxy, ProxySetting::Unset);
+    assert_eq!(c.listeners.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.toggles.source, SourceConfig::File("fixtures/toggles.toml".into()));
+    assert_eq!(c.upstream.max_body_bytes, 16_777_216);
+}
+
+#[test]
+fn production_refusals_name_their_variables() {
+    let err = Config::from_vars(&vars(&[("AVS_ENV", "production")])).unwrap_err();
+    let text = err.to_string();
+    for name in [
+        "AVS_UPSTREAM_URL",
+        "AVS_PROXY_URL",
+        "AVS_JWT_PUBLIC_KEY_FILE",
+        "AVS_TOGGLES",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(name)),
+            "{name} not named in:\n{text}"
+        );
+    }
+    let err = Config::from_vars(&vars(&[
+        ("AVS_ENV", "production"),
+        ("AVS_UPSTREAM_URL", "http://x.example"),
+    ]))
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("AVS_UPSTREAM_URL: must be an https:// URL")
+    );
+}
+
+#[test]
+fn bad_values_are_each_reported() {
+    let err = Config::from_vars(&vars(&[
+        ("AVS_LISTEN", "nowhere"),
+        ("AVS_UPSTREAM_TIMEOUT_MS", "soon"),
+        ("AVS_PROXY_URL", "socks5://x"),
+        ("AVS_TOGGLES", "redis://x"),
+    ]))
+    .unwrap_err();
+    assert_eq!(err.0.len(), 4, "{err}");
+}
+
+/// The settings table is the one list: the parser reads exactly its names, the file layer
+/// accepts them, and `check-config` prints one line for each.
+#[test]
+fn every_setting_is_parsed_checked_and_printed() {
+    let table: std::collections::BTreeSet<&str> = SETTINGS.iter().map(|s| s.name).collect();
+    assert_eq!(table.len(), SETTINGS.len(), "a setting is declared twice");
+    let vars = Vars::new();
+    let mut p = Parser::new(&vars);
+    let config = Config::parse(&mut p).unwrap();
+    assert_eq!(*p.read.borrow(), table, "the parser and the table disagree");
+    let described = config.describe();
+    let printed: std::collections::BTreeSet<&str> = described
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(" = ").next())
+        .collect();
+    assert_eq!(printed, table, "check-config and the table disagree");
+    for name in &table {
+        assert!(is_known(name), "{name} refused by the file layer");
+    }
+}
+
+#[test]
+fn check_config_redacts_secrets_and_url_passwords() {
+    let c = Config::from_vars(&vars(&[
+        ("AVS_UPSTREAM_TOKEN", "very-secret-upstream"),
+        ("AVS_ADMIN_TOKEN", "very-secret-admin"),
+        ("AVS_PROXY_URL", "http://user:proxy-pass@proxy.example:3128"),
+    ]))
+    .unwrap();
+    let text = c.describe();
+    for secret in ["very-secret-upstream", "very-secret-admin", "proxy-pass"] {
+        assert!(!text.contains(secret), "{secret} printed:\n{text}");
+    }
+    assert!(text.contains("AVS_ADMIN_TOKEN = [redacted]"), "{text}");
+    assert!(text.contains("AVS_MAX_CONNECTIONS = 10000 (default)"), "{text}");
+}
+
+#[test]
+fn request_timeout_must_exceed_upstream_timeout() {
+    let err = Config::from_vars(&vars(&[("AVS_UPSTREAM_TIMEOUT_MS", "20000")])).unwrap_err();
+    assert!(err.to_string().starts_with("AVS_REQUEST_TIMEOUT_MS"));
+}

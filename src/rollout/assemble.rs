@@ -1,0 +1,267 @@
+//! Report assembly: this replica's stages, or the fleet's merged from PostgreSQL, judged for
+//! the plan's questions (links share, clean-up) and shaped as the typed report.
+
+use super::report::{
+    self, Cleanup, InstanceRow, Point, Report, StageFigures, StageReport, ToggleReport,
+};
+use super::{Figures, Rollout, describe, fleet, now_secs, rfc3339};
+use crate::toggles::Feature;
+
+/// What the report needs to know of a stage's gates.
+#[derive(Clone, Copy, Debug, Default)]
+struct Judged {
+    fully_on: bool,
+    percentage_of_actors: Option<f64>,
+}
+
+impl Judged {
+    fn of(f: &Feature) -> Judged {
+        Judged {
+            fully_on: f.boolean || f.percentage_of_actors.is_some_and(|p| p.at_least_100()),
+            percentage_of_actors: f.percentage_of_actors.map(|p| p.as_f64()).filter(|p| *p > 0.0),
+        }
+    }
+
+    fn of_key(key: &str) -> Judged {
+        let v: serde_json::Value = serde_json::from_str(key).unwrap_or_default();
+        let pct = v["percentageOfActors"]
+            .as_str()
+            .and_then(|p| p.parse::<f64>().ok());
+        Judged {
+            fully_on: v["boolean"].as_bool().unwrap_or(false) || pct.is_some_and(|p| p >= 100.0),
+            percentage_of_actors: pct.filter(|p| *p > 0.0),
+        }
+    }
+}
+
+
+/// A stage's report with what it is judged on: its gates and when it began (Unix seconds).
+struct JudgedStage {
+    report: StageReport,
+    judged: Judged,
+    started: u64,
+}
+
+impl Rollout {
+    /// The report: the fleet's through PostgreSQL, else this instance's.
+    pub async fn report(&self) -> Report {
+        if self.fleet.is_some() {
+            match self.fleet_report().await {
+                Ok(report) => return report,
+                Err(problem) => tracing::warn!(%problem, "fleet report unavailable; showing this instance"),
+            }
+        }
+        self.local_report()
+    }
+
+    /// The report in Markdown, following the release plan's Results bullets.
+    pub async fn markdown(&self) -> String {
+        self.report().await.markdown()
+    }
+
+    fn timeline(&self, name: &str) -> Vec<Point> {
+        self.lock().get(name).map_or_else(Vec::new, |h| {
+            h.timeline
+                .iter()
+                .map(|(minute, (requests, errors))| Point {
+                    minute: minute * 60,
+                    requests: *requests,
+                    errors: *errors,
+                })
+                .collect()
+        })
+    }
+
+    fn local_report(&self) -> Report {
+        self.open_known();
+        let all = self.lock();
+        let mut names: Vec<&&str> = all.keys().collect();
+        names.sort();
+        let toggles = names
+            .into_iter()
+            .map(|name| {
+                let h = &all[*name];
+                let first = h.opened + 1 - h.stages.len();
+                let stages: Vec<JudgedStage> = h
+                    .stages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let judged = Judged::of(&s.gates);
+                        let figures = || {
+                            StageFigures::from_figures(
+                                &s.figures,
+                                report::expected_links(judged.percentage_of_actors),
+                            )
+                        };
+                        let report = StageReport {
+                            stage: first + i,
+                            setting: describe(&s.gates),
+                            started_at: rfc3339(s.started),
+                            figures: figures(),
+                            instances: vec![InstanceRow {
+                                instance: self.settings.instance.clone(),
+                                live: true,
+                                last_report: rfc3339(now_secs()),
+                                figures: figures(),
+                            }],
+                        };
+                        JudgedStage {
+                            report,
+                            judged,
+                            started: s.started,
+                        }
+                    })
+                    .collect();
+                self.toggle_report(name, stages, Vec::new())
+            })
+            .collect::<Vec<_>>();
+        drop(all);
+        let toggles = toggles
+            .into_iter()
+            .map(|mut t| {
+                t.timeline = self.timeline(&t.toggle);
+                t
+            })
+            .collect();
+        Report {
+            generated_at: rfc3339(now_secs()),
+            scope: "this instance",
+            toggles,
+        }
+    }
+
+    async fn fleet_report(&self) -> Result<Report, String> {
+        let Some(store) = &self.fleet else {
+            return Err("no fleet store".to_owned());
+        };
+        // This replica's freshest figures first.
+        self.flush().await?;
+        let live_within = self.settings.flush.as_secs().max(1) * 3;
+        let mut toggles = Vec::new();
+        for name in store.toggles().await? {
+            let (stages, rows) = store.history(&name, self.settings.max_stages as i64).await?;
+            let stages = stages
+                .iter()
+                .map(|stage| {
+                    let judged = Judged::of_key(&stage.gates);
+                    let expected = report::expected_links(judged.percentage_of_actors);
+                    let mine: Vec<&fleet::StoredFigures> =
+                        rows.iter().filter(|r| r.seq == stage.seq).collect();
+                    let mut merged = Figures::default();
+                    mine.iter().for_each(|r| merged.merge(&r.figures));
+                    let report = StageReport {
+                        stage: stage.seq as usize,
+                        setting: stage.setting.clone(),
+                        started_at: rfc3339(stage.started),
+                        figures: StageFigures::from_figures(&merged, expected),
+                        instances: mine
+                            .iter()
+                            .map(|r| InstanceRow {
+                                instance: r.instance.clone(),
+                                live: r.age_secs <= live_within,
+                                last_report: rfc3339(now_secs().saturating_sub(r.age_secs)),
+                                figures: StageFigures::from_figures(&r.figures, expected),
+                            })
+                            .collect(),
+                    };
+                    JudgedStage {
+                        report,
+                        judged,
+                        started: stage.started,
+                    }
+                })
+                .collect();
+            let timeline = self.timeline(&name);
+            toggles.push(self.toggle_report(&name, stages, timeline));
+        }
+        Ok(Report {
+            generated_at: rfc3339(now_secs()),
+            scope: "fleet",
+            toggles,
+        })
+    }
+
+    fn toggle_report(
+        &self,
+        name: &str,
+        stages: Vec<JudgedStage>,
+        timeline: Vec<Point>,
+    ) -> ToggleReport {
+        let cleanup = self.cleanup(name, stages.last());
+        ToggleReport {
+            toggle: name.to_owned(),
+            stages: stages.into_iter().map(|s| s.report).collect(),
+            timeline,
+            cleanup,
+        }
+    }
+
+    /// The plan's question 5: fully on for everyone for `cleanup_days`, no rollback since (a
+    /// rollback would have started a later stage), error rate under the threshold.
+    fn cleanup(&self, name: &str, current: Option<&JudgedStage>) -> Cleanup {
+        let gate_points = report::GATE_POINTS
+            .iter()
+            .find(|(toggle, _)| *toggle == name)
+            .map_or_else(Vec::new, |(_, points)| points.to_vec());
+        let Some(JudgedStage {
+            report: stage,
+            judged,
+            started,
+        }) = current
+        else {
+            return Cleanup {
+                ready: false,
+                verdict: "no stage yet".to_owned(),
+                fully_on_since: None,
+                gate_points,
+            };
+        };
+        if !judged.fully_on {
+            return Cleanup {
+                ready: false,
+                verdict: "not fully on for everyone".to_owned(),
+                fully_on_since: None,
+                gate_points,
+            };
+        }
+        let days_on = now_secs().saturating_sub(*started) / 86_400;
+        let f = &stage.figures;
+        let error_percent = if f.requests == 0 {
+            0.0
+        } else {
+            f.errors_total() as f64 * 100.0 / f.requests as f64
+        };
+        let (ready, verdict) = if days_on < self.settings.cleanup_days {
+            (
+                false,
+                format!(
+                    "fully on for {days_on} of the {} days asked, with no rollback since",
+                    self.settings.cleanup_days
+                ),
+            )
+        } else if error_percent >= self.settings.cleanup_max_error_percent {
+            (
+                false,
+                format!(
+                    "fully on for {days_on} days, but its error rate is {error_percent:.2} % (at most {} % asked)",
+                    self.settings.cleanup_max_error_percent
+                ),
+            )
+        } else {
+            (
+                true,
+                format!(
+                    "fully on for {days_on} days with no rollback since, error rate {error_percent:.2} %"
+                ),
+            )
+        };
+        Cleanup {
+            ready,
+            verdict,
+            fully_on_since: Some(stage.started_at.clone()),
+            gate_points,
+        }
+    }
+
+}

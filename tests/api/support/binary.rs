@@ -1,0 +1,118 @@
+//! The real executable: run once for its output, or served on loopback ports read from its
+//! own log lines, with the log kept for the test.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::repo;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_avs-api");
+
+/// The binary with a clean environment (PATH only) and the repository as working directory.
+pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .current_dir(repo(""))
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
+}
+
+pub async fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = command(args, env).output().await.unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A running binary; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub admin_addr: String,
+    /// Every line the server wrote to stderr so far.
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+pub async fn serve(env: &[(&str, &str)]) -> Server {
+    let mut env: Vec<(&str, &str)> = env.to_vec();
+    env.extend([
+        ("AVS_LISTEN", "127.0.0.1:0"),
+        ("AVS_ADMIN_LISTEN", "127.0.0.1:0"),
+        ("AVS_LOG_FORMAT", "json"),
+    ]);
+    let mut child = command(&["serve"], &env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let seen = logs.clone();
+    let (addr, admin_addr) = tokio::time::timeout(Duration::from_secs(20), async {
+        let mut admin = None;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.lock().unwrap().push(line.clone());
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if event["message"] == "avs-api admin listening" {
+                admin = event["addr"].as_str().map(str::to_owned);
+            }
+            if event["message"] == "avs-api listening" {
+                let public = event["addr"].as_str().unwrap().to_owned();
+                // The admin line comes right after.
+                while admin.is_none() {
+                    let line = lines.next_line().await.unwrap().expect("admin listener line");
+                    seen.lock().unwrap().push(line.clone());
+                    if let Ok(event) = serde_json::from_str::<Value>(&line)
+                        && event["message"] == "avs-api admin listening"
+                    {
+                        admin = event["addr"].as_str().map(str::to_owned);
+                    }
+                }
+                return (public, admin.unwrap());
+            }
+        }
+        panic!("the server exited before listening");
+    })
+    .await
+    .expect("the server did not listen within 20 s");
+    // Keep draining the log so the server never blocks on a full pipe, and keep it for tests.
+    let sink = logs.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    Server {
+        child,
+        addr,
+        admin_addr,
+        logs,
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
