@@ -88,7 +88,8 @@ impl AppState {
     /// Builds the state from validated configuration. `upstream_base` is the configured
     /// upstream URL, or the embedded fixture upstream's when none is configured.
     pub async fn new(config: &Config, upstream_base: Url) -> Result<AppState, StartupError> {
-        let upstream = UpstreamClient::new(&config.upstream, upstream_base).map_err(StartupError::Upstream)?;
+        let upstream =
+            UpstreamClient::new(&config.upstream, upstream_base).map_err(StartupError::Upstream)?;
         let toggles = Toggles::start(&config.toggles.source, config.toggles.refresh)
             .await
             .map_err(StartupError::Toggles)?;

@@ -86,13 +86,15 @@ fn main() -> ExitCode {
         }
         Command::Serve => {
             let otlp = config
-                .telemetry.otlp_endpoint
+                .telemetry
+                .otlp_endpoint
                 .as_deref()
                 .map(|endpoint| avs_api::telemetry::Otlp {
                     endpoint,
                     service_name: &config.telemetry.service_name,
                 });
-            let telemetry = avs_api::telemetry::init(&config.telemetry.log_filter, config.telemetry.log_format, otlp);
+            let telemetry =
+                avs_api::telemetry::init(&config.telemetry.log_filter, config.telemetry.log_format, otlp);
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(rt) => rt,
                 Err(e) => {

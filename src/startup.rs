@@ -34,7 +34,8 @@ impl Application {
                     .await
                     .map_err(|e| StartupError::FixtureUpstream(e.to_string()))?;
                 tracing::info!(%addr, "embedded fixture upstream (development only) serving fixtures/");
-                Url::parse(&format!("http://{addr}/")).map_err(|e| StartupError::FixtureUpstream(e.to_string()))?
+                Url::parse(&format!("http://{addr}/"))
+                    .map_err(|e| StartupError::FixtureUpstream(e.to_string()))?
             }
         };
         let state = AppState::new(config, upstream_base).await?;
@@ -74,7 +75,10 @@ impl Application {
     /// Serves both listeners until `stop` completes; then requests in flight get the shutdown
     /// grace to finish, idle connections close at once, and half-sent ones by their header
     /// deadline.
-    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
         let (stopping, stopped) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             stop.await;
@@ -141,7 +145,11 @@ pub async fn serve(config: Config) -> Result<(), StartupError> {
 async fn bind(addr: SocketAddr, variable: &'static str) -> Result<TcpListener, StartupError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|source| StartupError::Bind { variable, addr, source })
+        .map_err(|source| StartupError::Bind {
+            variable,
+            addr,
+            source,
+        })
 }
 
 async fn shutdown_signal() {

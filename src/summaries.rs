@@ -270,7 +270,10 @@ impl Summaries {
                 Some(entry) if e.is_failure() && self.lifetimes.servable_stale(&entry) => {
                     self.count_outcome("stale");
                     crate::telemetry::note(|n| n.cache = Some("stale"));
-                    tracing::warn!(reason = e.kind().as_str(), "upstream failed; serving the expired copy");
+                    tracing::warn!(
+                        reason = e.kind().as_str(),
+                        "upstream failed; serving the expired copy"
+                    );
                     Ok(entry.outcome)
                 }
                 _ => Err(e),

@@ -54,31 +54,53 @@ const STATUSES: &[(StatusCode, &str, &str)] = &[
     (StatusCode::UNAUTHORIZED, "unauthorized", "Not authorized"),
     (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
     (StatusCode::NOT_FOUND, "not_found", "Not found"),
-    (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed"),
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+    ),
     (StatusCode::REQUEST_TIMEOUT, "request_timeout", "Request timeout"),
-    (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Payload too large"),
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "Payload too large",
+    ),
     (StatusCode::URI_TOO_LONG, "uri_too_long", "URI too long"),
-    (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable", "Range not satisfiable"),
-    (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", "Too many requests"),
+    (
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "range_not_satisfiable",
+        "Range not satisfiable",
+    ),
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        "Too many requests",
+    ),
     (
         StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         "request_header_fields_too_large",
         "Request header fields too large",
     ),
-    (StatusCode::INTERNAL_SERVER_ERROR, "internal_server_error", "Internal server error"),
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_server_error",
+        "Internal server error",
+    ),
     (StatusCode::BAD_GATEWAY, "bad_gateway", "Bad gateway"),
-    (StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "Service unavailable"),
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "service_unavailable",
+        "Service unavailable",
+    ),
     (StatusCode::GATEWAY_TIMEOUT, "gateway_timeout", "Gateway timeout"),
 ];
 
 /// The symbolic name and the title of `status`.
 fn named(status: StatusCode) -> (&'static str, &'static str) {
-    STATUSES
-        .iter()
-        .find(|(s, _, _)| *s == status)
-        .map_or(("internal_server_error", "Internal server error"), |(_, symbol, title)| {
-            (symbol, title)
-        })
+    STATUSES.iter().find(|(s, _, _)| *s == status).map_or(
+        ("internal_server_error", "Internal server error"),
+        |(_, symbol, title)| (symbol, title),
+    )
 }
 
 impl ApiError {

@@ -10,9 +10,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::auth::Authenticated;
 use super::error::ApiError;
 use super::request_id::RequestId;
-use super::auth::Authenticated;
 use crate::app::AppState;
 use crate::domain::{AppointmentIen, Sid, StationNo, same_patient};
 use crate::encoding::negotiate;
@@ -92,7 +92,10 @@ pub async fn show_summary(
 
 /// `GET /avs/v0/avs/`: an empty sid is a bad sid, answered after authentication and the gate
 /// like any other, rather than an unknown route.
-pub async fn show_empty_sid(State(app): State<AppState>, caller: Authenticated) -> Result<Response, ApiError> {
+pub async fn show_empty_sid(
+    State(app): State<AppState>,
+    caller: Authenticated,
+) -> Result<Response, ApiError> {
     app.require(AVS_ENABLED, &caller)?;
     Err(ApiError::InvalidSid)
 }

@@ -1,9 +1,7 @@
 //! Report assembly: this replica's stages, or the fleet's merged from PostgreSQL, judged for
 //! the plan's questions (links share, clean-up) and shaped as the typed report.
 
-use super::report::{
-    self, Cleanup, InstanceRow, Point, Report, StageFigures, StageReport, ToggleReport,
-};
+use super::report::{self, Cleanup, InstanceRow, Point, Report, StageFigures, StageReport, ToggleReport};
 use super::{Figures, Rollout, describe, fleet, now_secs, rfc3339};
 use crate::toggles::Feature;
 
@@ -33,7 +31,6 @@ impl Judged {
         }
     }
 }
-
 
 /// A stage's report with what it is judged on: its gates and when it began (Unix seconds).
 struct JudgedStage {
@@ -182,12 +179,7 @@ impl Rollout {
         })
     }
 
-    fn toggle_report(
-        &self,
-        name: &str,
-        stages: Vec<JudgedStage>,
-        timeline: Vec<Point>,
-    ) -> ToggleReport {
+    fn toggle_report(&self, name: &str, stages: Vec<JudgedStage>, timeline: Vec<Point>) -> ToggleReport {
         let cleanup = self.cleanup(name, stages.last());
         ToggleReport {
             toggle: name.to_owned(),
@@ -263,5 +255,4 @@ impl Rollout {
             gate_points,
         }
     }
-
 }

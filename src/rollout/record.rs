@@ -72,5 +72,4 @@ impl Rollout {
             f.add_latency(latency);
         }
     }
-
 }

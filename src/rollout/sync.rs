@@ -34,7 +34,7 @@ impl Rollout {
                         .enumerate()
                         .filter(|(_, s)| s.dirty || s.seq.is_none())
                         .map(|(index, s)| PendingStage {
-                            toggle: *name,
+                            toggle: name,
                             index,
                             seq: s.seq,
                             gates: gates_key(&s.gates),
@@ -100,5 +100,4 @@ impl Rollout {
             }
         });
     }
-
 }

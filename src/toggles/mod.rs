@@ -67,7 +67,6 @@ pub enum SourceHealth {
     },
 }
 
-
 enum Source {
     File(FileSource),
     Postgres(Box<PostgresSource>),

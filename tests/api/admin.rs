@@ -5,7 +5,7 @@ use std::time::Duration;
 use avs_api::admin::{AdminState, router};
 use avs_api::toggles::{SourceConfig, Toggles};
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{Method, Request};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -115,7 +115,8 @@ async fn the_features_list_and_create_answer_in_flippers_shapes() {
 #[tokio::test]
 async fn actor_and_percentage_gates_are_set_read_and_cleared() {
     let (app, _, _dir) =
-        file_admin("[features.avs_enabled]\nboolean = false\n[features.new_feature]\nboolean = false\n").await;
+        file_admin("[features.avs_enabled]\nboolean = false\n[features.new_feature]\nboolean = false\n")
+            .await;
     let t = Some(ADMIN_TOKEN);
     use Method as M;
 

@@ -1,13 +1,9 @@
 //! The real executable: configuration refusals, check-config, the embedded default, and the
 //! environment's proxy variables being ignored.
 
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 use crate::support::*;
 

@@ -1,12 +1,9 @@
 //! `openapi.yaml` is the contract: every response a test receives is validated against the
 //! schema for its route, method and status, and the router's routes are the spec's paths.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::BTreeSet;
 
-use axum::http::{Method, StatusCode};
-use jsonschema::Validator;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::support::*;
 

@@ -71,7 +71,7 @@ impl Nginx {
         std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
         let process = std::process::Command::new(program)
             .arg("-p")
-            .arg(&dir.path())
+            .arg(dir.path())
             .args(["-c", "nginx.conf", "-e", "logs/error.log", "-g", "daemon off;"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

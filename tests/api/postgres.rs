@@ -1,6 +1,6 @@
 //! The Postgres toggle source against a real PostgreSQL server (`support::postgres`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use avs_api::admin::{AdminState, router};
 use avs_api::domain::ActorId;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use avs_api::domain::ActorId;
 use avs_api::toggles::{Feature, Percentage, SourceConfig, SourceHealth, Toggles, bucket};

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::repo;
 
 pub struct Contract {
-    spec: Value,
+    pub spec: Value,
     validators: Mutex<HashMap<String, Arc<Validator>>>,
 }
 

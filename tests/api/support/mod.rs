@@ -23,12 +23,12 @@ use axum::http::Method;
 use serde_json::Value;
 
 pub use admin::*;
-pub use tempfile::TempDir;
 pub use app::*;
 pub use binary::*;
 pub use contract::*;
 pub use postgres::*;
 pub use proxy::*;
+pub use tempfile::TempDir;
 pub use tokens::*;
 pub use upstream::*;
 pub use wait::*;
@@ -52,7 +52,10 @@ pub fn get(uri: &str) -> axum::http::request::Builder {
 
 /// A temporary directory, removed when dropped.
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("avs-api-test-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("avs-api-test-")
+        .tempdir()
+        .unwrap()
 }
 
 /// The first of `candidates` that exists. A missing program fails the test under CI

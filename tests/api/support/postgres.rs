@@ -70,7 +70,11 @@ impl Postgres {
     /// Stops the server at once (PostgreSQL's immediate shutdown, SIGQUIT): connections drop as
     /// in a crash. Only for a server of its own ([`Postgres::own`]).
     pub fn stop(&mut self) {
-        assert_eq!(Arc::strong_count(&self.server), 1, "stop only a server of its own");
+        assert_eq!(
+            Arc::strong_count(&self.server),
+            1,
+            "stop only a server of its own"
+        );
         self.server.stop();
     }
 }
@@ -84,8 +88,11 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Er
 impl Server {
     async fn start() -> Option<Server> {
         let bin = bin_dir().or_else(|| {
-            required(&["/usr/lib/postgresql/15/bin/initdb"], "PostgreSQL's server binaries")
-                .and_then(|initdb| initdb.parent().map(PathBuf::from))
+            required(
+                &["/usr/lib/postgresql/15/bin/initdb"],
+                "PostgreSQL's server binaries",
+            )
+            .and_then(|initdb| initdb.parent().map(PathBuf::from))
         })?;
         let dir = temp_dir();
         let data = dir.path().join("data");

@@ -19,7 +19,10 @@ pub async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Du
 pub async fn listening(port: u16, limit: Duration, what: &str) {
     let deadline = Instant::now() + limit;
     while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen within {limit:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen within {limit:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
