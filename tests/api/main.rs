@@ -15,6 +15,7 @@ mod fleet;
 mod flipper;
 mod gate;
 mod hostile;
+mod layout;
 mod links;
 mod manifests;
 mod operations;

@@ -1,0 +1,155 @@
+//! The code's shape, held: every import among the crate's modules points one way (no cycle:
+//! a file's imports are counted for the top-level module it belongs to, so a re-export through
+//! a `mod.rs` cannot hide one), and no file grows past 450 lines. The README's Architecture
+//! section is the map this enforces.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::support::repo;
+
+/// Each `src/` file by its module path (`["http", "edge"]`), with its text before its tests.
+fn modules() -> BTreeMap<Vec<String>, (PathBuf, String)> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let root = repo("src");
+    let mut files = Vec::new();
+    walk(&root, &mut files);
+    files
+        .into_iter()
+        .filter(|f| !f.ends_with("main.rs"))
+        .map(|f| {
+            let rel = f.strip_prefix(&root).unwrap().with_extension("");
+            let mut module: Vec<String> = rel.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+            if matches!(module.last().map(String::as_str), Some("mod" | "lib")) {
+                module.pop();
+            }
+            let text = std::fs::read_to_string(&f).unwrap();
+            // Test modules may reach anywhere.
+            let code = text.split("#[cfg(test)]\nmod ").next().unwrap().to_owned();
+            (module, (f, code))
+        })
+        .collect()
+}
+
+/// The file a path names: its longest prefix that is a module.
+fn resolve<'a>(
+    modules: &'a BTreeMap<Vec<String>, (PathBuf, String)>,
+    path: &[String],
+) -> Option<&'a Vec<String>> {
+    (0..=path.len())
+        .rev()
+        .find_map(|n| modules.get_key_value(&path[..n]).map(|(k, _)| k))
+}
+
+/// Paths a file names through `crate::` and `super::` (one level of braces expanded).
+fn imports(module: &[String], is_dir_module: bool, code: &str) -> Vec<Vec<String>> {
+    let mut found = Vec::new();
+    for (prefix, base) in [
+        ("crate::", Vec::new()),
+        ("super::", {
+            let mut parent = module.to_vec();
+            if !is_dir_module {
+                parent.pop();
+            }
+            parent.pop();
+            parent
+        }),
+    ] {
+        for (at, _) in code.match_indices(prefix) {
+            let preceded = code[..at].chars().next_back();
+            if preceded.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+                continue;
+            }
+            let rest = &code[at + prefix.len()..];
+            let head: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            let head = head.trim_end_matches(':');
+            let mut path = base.clone();
+            path.extend(head.split("::").filter(|s| !s.is_empty()).map(str::to_owned));
+            if let Some(inner) = rest[head.len()..].strip_prefix("::{") {
+                for item in inner.split('}').next().unwrap_or("").split(',') {
+                    let mut item_path = path.clone();
+                    item_path.extend(
+                        item.trim()
+                            .split("::")
+                            .filter(|s| !s.is_empty() && *s != "self")
+                            .map(str::to_owned),
+                    );
+                    found.push(item_path);
+                }
+            }
+            found.push(path);
+        }
+    }
+    found
+}
+
+#[test]
+fn no_import_cycle_among_src_files() {
+    let modules = modules();
+    let mut edges: BTreeMap<&String, BTreeSet<&String>> = BTreeMap::new();
+    for (module, (file, code)) in &modules {
+        let is_dir_module = file.ends_with("mod.rs") || file.ends_with("lib.rs");
+        let Some(top) = module.first() else { continue }; // lib.rs: declarations only
+        for path in imports(module, is_dir_module, code) {
+            if let Some(target) = resolve(&modules, &path)
+                && let Some(target_top) = target.first()
+                && target_top != top
+            {
+                edges.entry(top).or_default().insert(target_top);
+            }
+        }
+    }
+    // Depth-first search for a back edge; the cycle is printed if one is found.
+    fn visit<'a>(
+        node: &'a String,
+        edges: &BTreeMap<&'a String, BTreeSet<&'a String>>,
+        state: &mut BTreeMap<&'a String, u8>,
+        stack: &mut Vec<&'a String>,
+    ) {
+        state.insert(node, 1);
+        stack.push(node);
+        for next in edges.get(node).into_iter().flatten() {
+            match state.get(next) {
+                Some(1) => {
+                    let from = stack.iter().position(|n| n == next).unwrap();
+                    let cycle: Vec<&str> = stack[from..].iter().map(|m| m.as_str()).collect();
+                    panic!("import cycle: {} -> {next}", cycle.join(" -> "));
+                }
+                Some(_) => {}
+                None => visit(next, edges, state, stack),
+            }
+        }
+        stack.pop();
+        state.insert(node, 2);
+    }
+    let mut state = BTreeMap::new();
+    for node in edges.keys() {
+        if !state.contains_key(node) {
+            visit(node, &edges, &mut state, &mut Vec::new());
+        }
+    }
+    assert!(edges.len() > 12, "only {} modules seen: {edges:?}", edges.len());
+}
+
+#[test]
+fn no_src_file_is_over_450_lines() {
+    let long: Vec<String> = modules()
+        .values()
+        .map(|(file, _)| (file, std::fs::read_to_string(file).unwrap().lines().count()))
+        .filter(|(_, lines)| *lines > 450)
+        .map(|(file, lines)| format!("{}: {lines}", file.display()))
+        .collect();
+    assert!(long.is_empty(), "split these: {long:?}");
+}
