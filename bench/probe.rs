@@ -74,9 +74,8 @@ async fn service(upstream_url: &str, extra: &[(&str, &str)]) -> (axum::Router, A
     .collect();
     vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     let config = Config::from_vars(&vars).unwrap();
-    let state = AppState::new(&config, upstream_url.parse().unwrap())
-        .await
-        .unwrap();
+    let upstreams = avs_api::Upstreams::resolve(&config, Some(&upstream_url.parse().unwrap())).unwrap();
+    let state = AppState::new(&config, upstreams).await.unwrap();
     (app(state.clone()), state)
 }
 

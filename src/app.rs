@@ -9,15 +9,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use url::Url;
 
-use crate::config::{Config, ConnectionLimits, SourceConfig};
+use crate::config::{Config, ConnectionLimits, OhSource, SourceConfig};
 use crate::domain::ActorId;
 use crate::fairness::CallerLimit;
 use crate::identity::Verifier;
+use crate::oh_summaries::OhSummaries;
 use crate::rollout::{self, Rollout};
 use crate::summaries::Summaries;
 use crate::telemetry;
 use crate::toggles::Toggles;
 use crate::upstream::UpstreamClient;
+use crate::upstream::oracle::OhClient;
 
 /// The contract, as written; served as JSON at `/avs/v0/apidocs`.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
@@ -43,6 +45,49 @@ pub enum StartupError {
     },
 }
 
+/// Where each clinical source is reached.
+#[derive(Clone, Debug)]
+pub struct Upstreams {
+    /// The VistA source's base URL.
+    pub vista: Url,
+    /// The Oracle Health source's base and login URLs; `None` when it is off.
+    pub oracle: Option<(Url, Url)>,
+}
+
+impl Upstreams {
+    /// The configured URLs, with the embedded fixture upstream (at `fixture`) for whichever
+    /// source is not configured.
+    pub fn resolve(config: &Config, fixture: Option<&Url>) -> Result<Upstreams, StartupError> {
+        let embedded = || {
+            fixture
+                .cloned()
+                .ok_or(StartupError::FixtureUpstream("not started".to_owned()))
+        };
+        let vista = match &config.upstream.url {
+            Some(url) => url.clone(),
+            None => embedded()?,
+        };
+        let oracle = match &config.oracle.source {
+            OhSource::Off => None,
+            OhSource::Url { base, login } => Some((base.clone(), login.clone())),
+            OhSource::Embedded => {
+                let base = embedded()?;
+                let join = |path: &str| {
+                    base.join(path)
+                        .map_err(|e| StartupError::FixtureUpstream(e.to_string()))
+                };
+                Some((join("oh/")?, join("oh/login")?))
+            }
+        };
+        Ok(Upstreams { vista, oracle })
+    }
+
+    /// Whether either source is the embedded fixture upstream.
+    pub fn need_fixture(config: &Config) -> bool {
+        config.upstream.url.is_none() || config.oracle.source == OhSource::Embedded
+    }
+}
+
 /// Everything a request needs, shared by all requests. One `Arc`: axum clones the state for
 /// every extractor and middleware, and one reference count (not one per field, each a cache
 /// line the worker threads fight over) keeps that cheap on the hot path.
@@ -62,6 +107,8 @@ pub struct Shared {
     pub verifier: Arc<Verifier>,
     pub toggles: Arc<Toggles>,
     pub summaries: Arc<Summaries>,
+    /// Oracle Health summaries; `None` when `AVS_OH_UPSTREAM_URL=off`.
+    pub oh: Option<Arc<OhSummaries>>,
     pub rollout: Arc<Rollout>,
     pub auth_cookie: Arc<str>,
     pub request_timeout: Duration,
@@ -85,11 +132,18 @@ pub struct Shared {
 }
 
 impl AppState {
-    /// Builds the state from validated configuration. `upstream_base` is the configured
-    /// upstream URL, or the embedded fixture upstream's when none is configured.
-    pub async fn new(config: &Config, upstream_base: Url) -> Result<AppState, StartupError> {
+    /// Builds the state from validated configuration and where the sources are.
+    pub async fn new(config: &Config, upstreams: Upstreams) -> Result<AppState, StartupError> {
         let upstream =
-            UpstreamClient::new(&config.upstream, upstream_base).map_err(StartupError::Upstream)?;
+            UpstreamClient::new(&config.upstream, upstreams.vista).map_err(StartupError::Upstream)?;
+        let oh = match upstreams.oracle {
+            Some((base, login)) => Some(Arc::new(OhSummaries::new(
+                OhClient::new(&config.upstream, &config.oracle, base, login)
+                    .map_err(StartupError::Upstream)?,
+                &config.oracle,
+            ))),
+            None => None,
+        };
         let toggles = Toggles::start(&config.toggles.source, config.toggles.refresh)
             .await
             .map_err(StartupError::Toggles)?;
@@ -125,6 +179,7 @@ impl AppState {
             rollout,
             toggles,
             summaries: Arc::new(Summaries::new(upstream, &config.cache)),
+            oh,
             auth_cookie: Arc::from(config.auth.cookie.as_str()),
             request_timeout: listeners.request_timeout,
             link_slots: Arc::new(tokio::sync::Semaphore::new(listeners.links_concurrency)),

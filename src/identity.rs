@@ -9,7 +9,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{ActorId, OwnerIcn};
+use crate::domain::{ActorId, OwnerIcn, PatientIcn};
 
 const DEV_PUBLIC_PEM: &str = include_str!("../fixtures/dev-keys/dev-rs256.pub.pem");
 const DEV_PRIVATE_PEM: &str = include_str!("../fixtures/dev-keys/dev-rs256.key.pem");
@@ -163,6 +163,8 @@ struct Claims {
 pub struct Caller {
     pub actor: ActorId,
     pub owner: Option<OwnerIcn>,
+    /// The ICN as sent, for the Oracle Health upstream (which is asked by patient).
+    pub patient: Option<PatientIcn>,
 }
 
 /// Why a token was refused. Logged as a kind only: never the token, and never a claim's value
@@ -316,6 +318,7 @@ impl Verifier {
                     let caller = Caller {
                         actor: ActorId::from_claims(&c.sub, c.email.as_deref()),
                         owner: OwnerIcn::from_icn(c.icn.as_deref()),
+                        patient: PatientIcn::from_icn(c.icn.as_deref()),
                     };
                     return Ok((caller, c.exp));
                 }

@@ -19,6 +19,7 @@ pub mod flights;
 pub mod http;
 pub mod identity;
 pub mod links;
+pub mod oh_summaries;
 #[cfg(test)]
 mod properties;
 pub mod rollout;
@@ -28,6 +29,6 @@ pub mod telemetry;
 pub mod toggles;
 pub mod upstream;
 
-pub use crate::app::{AppState, OPENAPI_YAML, StartupError};
+pub use crate::app::{AppState, OPENAPI_YAML, StartupError, Upstreams};
 pub use crate::http::app;
 pub use crate::startup::{Application, serve};

@@ -8,7 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use url::Url;
 
-use crate::app::{AppState, StartupError};
+use crate::app::{AppState, StartupError, Upstreams};
 use crate::config::{Config, ConnectionLimits, Environment};
 use crate::{admin, http, upstream};
 
@@ -27,18 +27,19 @@ impl Application {
     /// Builds the state (starting the embedded fixture upstream when no upstream is
     /// configured) and binds both listeners. Nothing is served until [`Application::run_until`].
     pub async fn build(config: &Config) -> Result<Application, StartupError> {
-        let upstream_base = match &config.upstream.url {
-            Some(url) => url.clone(),
-            None => {
-                let addr = upstream::fixture::spawn()
-                    .await
-                    .map_err(|e| StartupError::FixtureUpstream(e.to_string()))?;
-                tracing::info!(%addr, "embedded fixture upstream (development only) serving fixtures/");
+        let fixture = if Upstreams::need_fixture(config) {
+            let addr = upstream::fixture::spawn()
+                .await
+                .map_err(|e| StartupError::FixtureUpstream(e.to_string()))?;
+            tracing::info!(%addr, "embedded fixture upstream (development only) serving fixtures/");
+            Some(
                 Url::parse(&format!("http://{addr}/"))
-                    .map_err(|e| StartupError::FixtureUpstream(e.to_string()))?
-            }
+                    .map_err(|e| StartupError::FixtureUpstream(e.to_string()))?,
+            )
+        } else {
+            None
         };
-        let state = AppState::new(config, upstream_base).await?;
+        let state = AppState::new(config, Upstreams::resolve(config, fixture.as_ref())?).await?;
         Ok(Application {
             state,
             public: bind(config.listeners.listen, "AVS_LISTEN").await?,

@@ -11,6 +11,7 @@ mod callers;
 mod describe;
 mod file;
 mod listeners;
+mod oracle;
 mod parser;
 mod rollout;
 mod settings;
@@ -24,6 +25,7 @@ use std::path::Path;
 pub use cache::CacheConfig;
 pub use callers::AuthConfig;
 pub use listeners::{ConnectionLimits, ListenerSettings};
+pub use oracle::{OhSettings, OhSource};
 use parser::Parser;
 pub use rollout::RolloutSettings;
 pub use settings::{SETTINGS, Setting, Shown};
@@ -69,6 +71,8 @@ pub struct Config {
     pub env: Environment,
     pub listeners: ListenerSettings,
     pub upstream: UpstreamConfig,
+    /// The Oracle Health upstream.
+    pub oracle: OhSettings,
     pub auth: AuthConfig,
     pub toggles: ToggleSettings,
     pub rollout: RolloutSettings,
@@ -113,6 +117,7 @@ impl Config {
         let production = env == Environment::Production;
         let listeners = ListenerSettings::parse(p);
         let upstream = UpstreamConfig::parse(p, production);
+        let oracle = OhSettings::parse(p, production);
         let auth = AuthConfig::parse(p, production);
         let toggles = ToggleSettings::parse(p, production);
         let rollout = RolloutSettings::parse(p);
@@ -124,10 +129,17 @@ impl Config {
                 "must be above AVS_UPSTREAM_TIMEOUT_MS so an upstream timeout is answered, not cut off",
             );
         }
+        if listeners.request_timeout <= oracle.timeout {
+            p.problem(
+                "AVS_OH_TIMEOUT_MS",
+                "must be below AVS_REQUEST_TIMEOUT_MS so an upstream timeout is answered, not cut off",
+            );
+        }
         Some(Config {
             env,
             listeners,
             upstream,
+            oracle,
             auth: auth?,
             toggles,
             rollout,

@@ -95,8 +95,8 @@ pub const SETTINGS: &[Setting] = &[
     ),
     plain(
         "AVS_REQUEST_TIMEOUT_MS",
-        Some("15000"),
-        "whole-request deadline (504); above the upstream timeout",
+        Some("25000"),
+        "whole-request deadline (504); above both upstreams' timeouts",
     ),
     plain(
         "AVS_MAX_IN_FLIGHT",
@@ -187,6 +187,57 @@ pub const SETTINGS: &[Setting] = &[
         "AVS_BREAKER_COOLDOWN_SECS",
         Some("10"),
         "how long an open breaker waits before one probe",
+    ),
+    // The Oracle Health upstream (UHD): shares AVS_PROXY_URL, AVS_NO_PROXY and the CA file.
+    url(
+        "AVS_OH_UPSTREAM_URL",
+        None,
+        "base URL of UHD medical records, or `off`; unset: the embedded fixture upstream (not in production)",
+    ),
+    url(
+        "AVS_OH_LOGIN_URL",
+        None,
+        "the UHD security login; unset: the embedded fixture upstream's",
+    ),
+    plain("AVS_OH_APP_ID", Some("1000"), "appId sent with the login"),
+    secret("AVS_OH_APP_TOKEN", "appToken sent with the login"),
+    plain("AVS_OH_APP_TOKEN_FILE", None, "file holding the login's appToken"),
+    secret("AVS_OH_API_KEY", "sent as x-api-key on data calls"),
+    plain("AVS_OH_API_KEY_FILE", None, "file holding the x-api-key"),
+    plain(
+        "AVS_OH_TOKEN_TTL_SECS",
+        Some("600"),
+        "lifetime of a login token that is not a JWT",
+    ),
+    plain(
+        "AVS_OH_TIMEOUT_MS",
+        Some("20000"),
+        "one OH data call; below the request timeout",
+    ),
+    plain(
+        "AVS_OH_LOOKBACK_DAYS",
+        Some("730"),
+        "window of the ownership index (and default start of the list)",
+    ),
+    plain(
+        "AVS_OH_INDEX_TTL_SECS",
+        Some("600"),
+        "lifetime of a caller's ownership index",
+    ),
+    plain(
+        "AVS_OH_INDEX_REFRESH_MIN_SECS",
+        Some("30"),
+        "an unknown document refreshes a caller's index at most this often",
+    ),
+    plain(
+        "AVS_OH_MAX_DOCUMENT_BYTES",
+        Some("10485760"),
+        "larger documents answer 502",
+    ),
+    plain(
+        "AVS_OH_DOC_CACHE_MAX_BYTES",
+        Some("67108864"),
+        "byte budget of decoded documents, cached and loading; 0: no cache",
     ),
     // Callers.
     plain(

@@ -99,6 +99,29 @@ impl fmt::Debug for OwnerIcn {
     }
 }
 
+/// The patient's ICN exactly as the token gave it: what the Oracle Health upstream is asked
+/// about (`patientId`). Like [`OwnerIcn`], no `Display` and a redacted `Debug`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PatientIcn(Arc<str>);
+
+impl PatientIcn {
+    /// `None` for a missing or empty ICN: such a caller owns nothing.
+    pub fn from_icn(icn: Option<&str>) -> Option<PatientIcn> {
+        icn.filter(|i| !i.is_empty()).map(|i| PatientIcn(Arc::from(i)))
+    }
+
+    /// The ICN, for the upstream call only (never a log line or a response).
+    pub fn for_upstream(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PatientIcn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PatientIcn(<redacted>)")
+    }
+}
+
 /// Strips a trailing `V` followed by exactly six ASCII digits; anything else is left as is.
 fn strip_checksum(icn: &str) -> &str {
     let bytes = icn.as_bytes();

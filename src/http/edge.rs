@@ -94,7 +94,10 @@ where
             app.rollout.record(&notes, status, latency);
             let headers = response.headers_mut();
             headers.insert(request_id::X_REQUEST_ID, request_id);
-            headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            // A route may say more (documents: `private, no-store`); never less.
+            headers
+                .entry(CACHE_CONTROL)
+                .or_insert(HeaderValue::from_static("no-store"));
             headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
             Ok(response)
         })
@@ -190,7 +193,8 @@ where
     F: Future<Output = Result<R, Infallible>>,
     R: IntoResponse,
 {
-    let started = Instant::now();
+    // tokio's clock, like every other deadline: a test that moves it moves this too.
+    let deadline = tokio::time::Instant::now() + app.request_timeout;
     let _slot = if sheddable {
         let Some(slot) = Slot::take(&app.in_flight, app.max_in_flight) else {
             metrics::counter!("avs_requests_shed_total").increment(1);
@@ -200,7 +204,6 @@ where
     } else {
         None
     };
-    let deadline = tokio::time::Instant::from_std(started + app.request_timeout);
     match tokio::time::timeout_at(deadline, handled).await {
         Ok(Ok(response)) => response.into_response(),
         Ok(Err(never)) => match never {},

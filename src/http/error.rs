@@ -44,6 +44,14 @@ pub enum ApiError {
     BodyTimeout,
     UriTooLong,
     HeadersTooLarge,
+    /// An Oracle Health route's input is not valid; says what is wrong.
+    InvalidOh(String),
+    /// A caller whose token has no `icn` owns no Oracle Health summary.
+    NoPatient,
+    /// No such Oracle Health appointment or document for the caller (or not theirs).
+    OhNotFound,
+    /// A `Range` outside a document of this many bytes.
+    RangeNotSatisfiable(usize),
     Internal,
 }
 
@@ -107,10 +115,11 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            InvalidSid | InvalidSearch | InvalidLinks(_) => StatusCode::BAD_REQUEST,
+            InvalidSid | InvalidSearch | InvalidLinks(_) | InvalidOh(_) => StatusCode::BAD_REQUEST,
             Unauthenticated | NotYourSummary | NotYourAppointment => StatusCode::UNAUTHORIZED,
-            ToggleStoreReadOnly | ForgedForm | BearerRequired => StatusCode::FORBIDDEN,
-            NoRoute | SummaryNotFound(_) => StatusCode::NOT_FOUND,
+            ToggleStoreReadOnly | ForgedForm | BearerRequired | NoPatient => StatusCode::FORBIDDEN,
+            NoRoute | SummaryNotFound(_) | OhNotFound => StatusCode::NOT_FOUND,
+            RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -128,7 +137,9 @@ impl ApiError {
     fn title(&self) -> &'static str {
         match self {
             ApiError::InvalidSid => "Invalid AVS id",
-            ApiError::InvalidSearch | ApiError::InvalidLinks(_) => "Invalid parameters",
+            ApiError::InvalidSearch | ApiError::InvalidLinks(_) | ApiError::InvalidOh(_) => {
+                "Invalid parameters"
+            }
             other => named(other.status()).1,
         }
     }
@@ -138,7 +149,10 @@ impl ApiError {
         Cow::Borrowed(match self {
             InvalidSid => "AVS id does not match accepted format.",
             InvalidSearch => "Station number and Appointment IEN must be present and valid.",
-            InvalidLinks(detail) => return Cow::Owned(detail.clone()),
+            InvalidLinks(detail) | InvalidOh(detail) => return Cow::Owned(detail.clone()),
+            NoPatient => "The caller has no patient identity, so owns no summary",
+            OhNotFound => "No Oracle Health summary found",
+            RangeNotSatisfiable(_) => "The requested range is not within the document",
             PayloadTooLarge(limit) => return Cow::Owned(format!("Request body over {limit} bytes")),
             Unauthenticated => "Not authorized",
             NotYourSummary => "User may not view this AVS.",
@@ -188,6 +202,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let ApiError::RangeNotSatisfiable(len) = self
+            && let Ok(v) = HeaderValue::try_from(format!("bytes */{len}"))
+        {
+            response.headers_mut().insert(header::CONTENT_RANGE, v);
         }
         if status == StatusCode::UNAUTHORIZED {
             response

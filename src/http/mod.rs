@@ -6,6 +6,8 @@ pub mod error;
 mod gate;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod handlers;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod oracle;
 pub mod request_id;
 pub mod server;
 
@@ -35,6 +37,25 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         ),
         (Method::GET, "/avs/v0/avs/{sid}", get(handlers::show_summary)),
         (Method::GET, "/avs/v0/avs/", get(handlers::show_empty_sid)),
+        (Method::GET, "/avs/v0/oh/summaries", get(oracle::summaries)),
+        (
+            Method::GET,
+            "/avs/v0/oh/appointments/{apptId}",
+            get(oracle::appointment),
+        ),
+        (
+            Method::GET,
+            "/avs/v0/oh/appointments/{apptId}/binaries",
+            get(oracle::binaries),
+        ),
+        (Method::GET, "/avs/v0/oh/documents/{docId}", get(oracle::document)),
+        // Served by the GET route above (axum answers HEAD with GET's headers and no body);
+        // listed so the table and openapi.yaml name the same operations.
+        (
+            Method::HEAD,
+            "/avs/v0/oh/documents/{docId}",
+            get(oracle::document),
+        ),
         (Method::GET, "/avs/v0/apidocs", get(handlers::apidocs)),
         (Method::GET, "/healthz", get(handlers::healthz)),
         (Method::GET, "/readyz", get(handlers::readyz)),
@@ -44,7 +65,10 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
 /// The public API. Pure: everything it needs is in `state`.
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
-    for (_, path, method_router) in routes() {
+    for (method, path, method_router) in routes() {
+        if method == Method::HEAD {
+            continue; // the GET route answers it
+        }
         router = router.route(path, method_router);
     }
     let edge_state = state.clone();

@@ -9,7 +9,7 @@ use askama::Template;
 use serde::Serialize;
 
 use super::figures::Figures;
-use crate::toggles::{AVS_ENABLED, LINKS_ENABLED};
+use crate::toggles::{AVS_ENABLED, LINKS_ENABLED, OH_AVS};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -141,6 +141,13 @@ pub const GATE_POINTS: &[(&str, &[&str])] = &[
         LINKS_ENABLED,
         &[
             "src/http/handlers.rs: links (`app.gate(LINKS_ENABLED)`, `meta.linksEnabled`)",
+            "fixtures/toggles.toml and the toggle stores (the feature's rows)",
+        ],
+    ),
+    (
+        OH_AVS,
+        &[
+            "src/http/oracle.rs: every Oracle Health route (`open`, `app.require(OH_AVS)`)",
             "fixtures/toggles.toml and the toggle stores (the feature's rows)",
         ],
     ),

@@ -28,6 +28,9 @@ use postgres::PostgresSource;
 pub const AVS_ENABLED: &str = "avs_enabled";
 /// The toggle that offers appointment links to a caller.
 pub const LINKS_ENABLED: &str = "va_online_scheduling_after_visit_summary";
+/// The toggle that opens the Oracle Health summaries to a caller (VA.gov's name for it; not
+/// `avs_enabled`, so the VistA rollout never takes OH summaries away).
+pub const OH_AVS: &str = "va_online_scheduling_add_OH_avs";
 
 /// The file is re-read this often: a change is in force well within 2 s, however it was made
 /// (in place, by rename, deleted and recreated), with no platform file-watching API to trust.

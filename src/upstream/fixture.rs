@@ -84,6 +84,113 @@ pub fn router(data: Arc<FixtureData>) -> Router {
         .route("/avs/{sid}", get(summary))
         .route("/avs-by-appointment/{station}/{ien}", get(search))
         .with_state(data)
+        .merge(oracle::router())
+}
+
+/// The Oracle Health half (UHD): the login and the two data calls under `/oh/`, answering for
+/// the development patient from `fixtures/oracle/` (synthetic PDFs written by
+/// `fixtures/oracle/make.py`, a plain-text note, and a "PDF" that is not one).
+mod oracle {
+    use axum::Router;
+    use axum::extract::{Path, Query};
+    use axum::http::{HeaderMap, StatusCode, header};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{get, post};
+    use base64::Engine;
+    use serde_json::{Value, json};
+
+    /// The development token's patient (README), the only one with OH summaries here.
+    const DEV_PATIENT: &str = "1012345678V123456";
+    const METADATA: &str = include_str!("../../fixtures/oracle/metadata.json");
+    /// id → (content type, bytes, inline in the attachment rather than a sibling Binary).
+    const DOCUMENTS: [(&str, &str, &[u8], bool); 4] = [
+        (
+            "15249638961",
+            "application/pdf",
+            include_bytes!("../../fixtures/oracle/visit-summary.pdf"),
+            false,
+        ),
+        (
+            "15249638962",
+            "application/pdf",
+            include_bytes!("../../fixtures/oracle/long-summary.pdf"),
+            false,
+        ),
+        (
+            "15249638963",
+            "text/plain",
+            include_bytes!("../../fixtures/oracle/discharge-note.txt"),
+            true,
+        ),
+        (
+            "15249638964",
+            "application/pdf",
+            include_bytes!("../../fixtures/oracle/not-a-pdf.bin"),
+            false,
+        ),
+    ];
+
+    pub fn router() -> Router {
+        Router::new()
+            .route("/oh/login", post(login))
+            .route("/oh/avs/oracle-health", get(metadata))
+            .route("/oh/document-reference/oracle-health/{id}", get(document))
+    }
+
+    async fn login() -> Response {
+        (
+            [(header::AUTHORIZATION, "Bearer fixture-uhd-token")],
+            axum::Json(json!({"status": "ok"})),
+        )
+            .into_response()
+    }
+
+    fn authorized(headers: &HeaderMap) -> bool {
+        headers
+            .get(header::AUTHORIZATION)
+            .is_some_and(|v| v == "Bearer fixture-uhd-token")
+    }
+
+    async fn metadata(
+        headers: HeaderMap,
+        Query(q): Query<std::collections::HashMap<String, String>>,
+    ) -> Response {
+        if !authorized(&headers) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        if q.get("patientId").map(String::as_str) == Some(DEV_PATIENT) {
+            ([(header::CONTENT_TYPE, "application/json")], METADATA).into_response()
+        } else {
+            axum::Json(json!({"resourceType": "Bundle", "type": "searchset", "entry": []})).into_response()
+        }
+    }
+
+    async fn document(headers: HeaderMap, Path(id): Path<String>) -> Response {
+        if !authorized(&headers) {
+            return StatusCode::UNAUTHORIZED.into_response();
+        }
+        let Some((_, content_type, bytes, inline)) = DOCUMENTS.iter().find(|d| d.0 == id) else {
+            return StatusCode::NOT_FOUND.into_response();
+        };
+        let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let mut attachment =
+            json!({"contentType": content_type, "url": format!("https://uhd.example/Binary/XR-{id}")});
+        let mut entries = Vec::new();
+        if *inline {
+            attachment["data"] = Value::String(data);
+        } else {
+            entries.push(
+                json!({"resource": {"resourceType": "Binary", "id": format!("XR-{id}"),
+                                             "contentType": content_type, "data": data}}),
+            );
+        }
+        let doc = json!({"resourceType": "DocumentReference", "id": id,
+            "subject": {"reference": "Patient/dev-oh-1"},
+            "content": [{"attachment": {"contentType": "application/xml", "url": format!("https://uhd.example/Binary/XML-{id}")}},
+                        {"attachment": attachment}]});
+        entries.insert(0, json!({"resource": doc}));
+        axum::Json(json!({"resourceType": "Bundle", "type": "collection", "entry": entries})).into_response()
+    }
 }
 
 async fn summary(State(data): State<Arc<FixtureData>>, Path(sid): Path<String>) -> Response {

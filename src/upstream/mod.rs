@@ -3,6 +3,7 @@
 
 mod breaker;
 pub mod fixture;
+pub mod oracle;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,7 +65,7 @@ impl UpstreamError {
 
     /// What the call says of the upstream's health: only timeouts, connection failures and
     /// 5xx are its ill health; an answer about one document (404, bad shape) is not.
-    fn health(result: &Result<Value, UpstreamError>) -> Health {
+    pub(crate) fn health<T>(result: &Result<T, UpstreamError>) -> Health {
         match result {
             Err(UpstreamError::Timeout | UpstreamError::Unavailable(_) | UpstreamError::ServerError(_)) => {
                 Health::Failed
@@ -95,34 +96,7 @@ pub struct UpstreamClient {
 impl UpstreamClient {
     /// Builds the client. `base` is the configured URL or the embedded fixture upstream's.
     pub fn new(config: &UpstreamConfig, base: Url) -> Result<UpstreamClient, String> {
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-        let mut builder = Client::builder()
-            .user_agent(concat!("avs-api/", env!("CARGO_PKG_VERSION")))
-            .default_headers(headers)
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
-            .pool_idle_timeout(config.pool_idle)
-            .redirect(reqwest::redirect::Policy::none());
-        // Always an explicit choice: reqwest would otherwise honour HTTP(S)_PROXY from the
-        // environment, and a missing forward proxy must never be papered over by one.
-        builder = match &config.proxy {
-            ProxySetting::Unset | ProxySetting::Direct => builder.no_proxy(),
-            ProxySetting::Via(url) => {
-                // reqwest takes `user:pass@` credentials from the proxy URL itself.
-                let proxy = Proxy::all(url.as_str())
-                    .map_err(|e| format!("AVS_PROXY_URL: {e}"))?
-                    .no_proxy(config.no_proxy.as_deref().and_then(NoProxy::from_string));
-                builder.no_proxy().proxy(proxy)
-            }
-        };
-        if let Some(path) = &config.ca_file {
-            let pem = std::fs::read(path).map_err(|e| format!("AVS_UPSTREAM_CA_FILE: {e}"))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("AVS_UPSTREAM_CA_FILE: {e}"))?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        let client = builder.build().map_err(|e| format!("upstream client: {e}"))?;
+        let client = http_client(config, config.timeout)?;
         let token = match &config.token {
             Some(t) => {
                 let mut v = HeaderValue::try_from(format!("Bearer {t}"))
@@ -269,7 +243,7 @@ impl UpstreamClient {
         // proxy drops idle ones; measured through tinyproxy: 6-8 % of misses failed before),
         // it is sent once more, on a fresh connection.
         let retry = request.try_clone();
-        let mut response = match request.send().await {
+        let response = match request.send().await {
             Ok(response) => response,
             Err(e) if stale_connection(&e) && retry.is_some() => {
                 tracing::debug!("upstream connection was closed; sending once more");
@@ -288,20 +262,59 @@ impl UpstreamClient {
             status if status.is_server_error() => return Err(UpstreamError::ServerError(status.as_u16())),
             status => return Err(UpstreamError::BadGateway(format!("status {}", status.as_u16()))),
         }
-        let limit = self.max_body_bytes;
-        if response.content_length().is_some_and(|n| n > limit as u64) {
+        read_limited(response, self.max_body_bytes).await
+    }
+}
+
+/// An HTTP client for an upstream: the forward proxy (or none, declared), the CA file, the
+/// connect and whole-call timeouts, no redirects, JSON accepted. Both upstreams use it.
+pub(crate) fn http_client(config: &UpstreamConfig, timeout: Duration) -> Result<Client, String> {
+    let mut headers = HeaderMap::new();
+    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    let mut builder = Client::builder()
+        .user_agent(concat!("avs-api/", env!("CARGO_PKG_VERSION")))
+        .default_headers(headers)
+        .connect_timeout(config.connect_timeout)
+        .timeout(timeout)
+        .pool_idle_timeout(config.pool_idle)
+        .redirect(reqwest::redirect::Policy::none());
+    // Always an explicit choice: reqwest would otherwise honour HTTP(S)_PROXY from the
+    // environment, and a missing forward proxy must never be papered over by one.
+    builder = match &config.proxy {
+        ProxySetting::Unset | ProxySetting::Direct => builder.no_proxy(),
+        ProxySetting::Via(url) => {
+            // reqwest takes `user:pass@` credentials from the proxy URL itself.
+            let proxy = Proxy::all(url.as_str())
+                .map_err(|e| format!("AVS_PROXY_URL: {e}"))?
+                .no_proxy(config.no_proxy.as_deref().and_then(NoProxy::from_string));
+            builder.no_proxy().proxy(proxy)
+        }
+    };
+    if let Some(path) = &config.ca_file {
+        let pem = std::fs::read(path).map_err(|e| format!("AVS_UPSTREAM_CA_FILE: {e}"))?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("AVS_UPSTREAM_CA_FILE: {e}"))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    builder.build().map_err(|e| format!("upstream client: {e}"))
+}
+
+/// Reads a body chunk by chunk, so one without Content-Length is cut off at the limit too.
+pub(crate) async fn read_limited(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Bytes, UpstreamError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(UpstreamError::BadGateway(format!("body over {limit} bytes")));
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(classify)? {
+        if body.len() + chunk.len() > limit {
             return Err(UpstreamError::BadGateway(format!("body over {limit} bytes")));
         }
-        // Read chunk by chunk so a body without Content-Length is cut off at the limit too.
-        let mut body = BytesMut::new();
-        while let Some(chunk) = response.chunk().await.map_err(classify)? {
-            if body.len() + chunk.len() > limit {
-                return Err(UpstreamError::BadGateway(format!("body over {limit} bytes")));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body.freeze())
+        body.extend_from_slice(&chunk);
     }
+    Ok(body.freeze())
 }
 
 fn call_template(call: &str) -> &'static str {
@@ -312,7 +325,7 @@ fn call_template(call: &str) -> &'static str {
 }
 
 /// The breaker's name for what a call asked for: a hash of its path segments.
-fn key_of(segments: &[&str]) -> u64 {
+pub(crate) fn key_of(segments: &[&str]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     segments.hash(&mut hasher);
@@ -321,11 +334,11 @@ fn key_of(segments: &[&str]) -> u64 {
 
 /// A request that failed on its connection before any answer came, other than by connecting
 /// or timing out: a pooled connection the peer had already closed.
-fn stale_connection(e: &reqwest::Error) -> bool {
+pub(crate) fn stale_connection(e: &reqwest::Error) -> bool {
     e.is_request() && !e.is_connect() && !e.is_timeout()
 }
 
-fn classify(e: reqwest::Error) -> UpstreamError {
+pub(crate) fn classify(e: reqwest::Error) -> UpstreamError {
     // A connect timeout means unreachable, not slow: check connect first.
     if e.is_connect() {
         UpstreamError::Unavailable("connect failed".to_owned())

@@ -19,6 +19,7 @@ mod layout;
 mod links;
 mod manifests;
 mod operations;
+mod oracle;
 mod ownership;
 mod postgres;
 mod rendering;

@@ -122,6 +122,34 @@ impl Contract {
         );
     }
 
+    /// Panics unless the spec documents this status for the request, with `content_type`
+    /// among its media types (`None`: a response without a body, such as a 304 or a HEAD).
+    pub fn check_raw(&self, method: &Method, path: &str, status: StatusCode, content_type: Option<&str>) {
+        let template = self
+            .template_for(path)
+            .unwrap_or_else(|| panic!("{path} is not in the spec"));
+        let operation = &self.spec["paths"][&template][method.as_str().to_lowercase()];
+        let response = operation["responses"]
+            .get(status.as_str())
+            .unwrap_or_else(|| panic!("{method} {template}: status {status} is not documented"));
+        let response = self.resolve(response);
+        if method == Method::HEAD || status == StatusCode::NOT_MODIFIED {
+            return; // headers only, whatever the GET would carry
+        }
+        if let Some(content_type) = content_type {
+            let essence = content_type.split(';').next().unwrap().trim();
+            assert!(
+                response["content"].get(essence).is_some(),
+                "{method} {template} {status}: {essence} is not documented"
+            );
+        } else {
+            assert!(
+                method == Method::HEAD || response.get("content").is_none(),
+                "{method} {template} {status}: a body is documented"
+            );
+        }
+    }
+
     /// (method, path) of every operation in the spec.
     pub fn operations(&self) -> BTreeSet<(String, String)> {
         spec_operations(&self.spec)

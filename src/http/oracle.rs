@@ -1,0 +1,417 @@
+//! Oracle Health routes: the caller's summaries by appointment, one appointment's, the document
+//! itself (raw bytes, ranges, validators), and VA.gov's second step (`avs_binaries`) for the
+//! clients that still read base64 inside JSON. Checks in the spec's order: authenticate, gate,
+//! validate, a patient identity, then the ownership index.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RANGE, REFERRER_POLICY,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use base64::Engine;
+use serde_json::{Value, json};
+use time::Date;
+
+use super::auth::Authenticated;
+use super::error::ApiError;
+use super::request_id::RequestId;
+use crate::app::AppState;
+use crate::domain::PatientIcn;
+use crate::domain::oracle::{ApptId, DocId, IndexedDoc, format_date, parse_date};
+use crate::oh_summaries::{DocError, Document, Index, OhSummaries};
+use crate::toggles::OH_AVS;
+use crate::upstream::RequestContext;
+
+/// At most this many ids in one compatibility request (after removing duplicates).
+pub const MAX_DOC_IDS: usize = 5;
+/// Documents fetched at once for one compatibility request.
+const COMPAT_CONCURRENCY: usize = 4;
+/// Decoded bytes in one compatibility answer; items past it get the retrieval error.
+const COMPAT_MAX_BYTES: usize = 20 * 1024 * 1024;
+/// The longest list window a caller may ask for.
+const MAX_SPAN_DAYS: i64 = 731;
+
+const EMPTY: &str = "Retrieved empty AVS binary";
+const FAILED: &str = "Error retrieving AVS binary";
+
+fn context(request_id: &RequestId) -> RequestContext {
+    RequestContext {
+        request_id: Some(request_id.0.clone()),
+    }
+}
+
+/// Steps 2 to 4 of every OH route after authentication: the service (404 when OH is off), the
+/// gate (404), the checks of the caller's input (400, by `validate`), and a patient (403).
+fn open<'a, T>(
+    app: &'a AppState,
+    caller: &Authenticated,
+    validate: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<(&'a Arc<OhSummaries>, T, PatientIcn), ApiError> {
+    let oh = app.oh.as_ref().ok_or(ApiError::NoRoute)?;
+    app.require(OH_AVS, caller)?;
+    let input = validate()?;
+    let patient = caller.patient.clone().ok_or(ApiError::NoPatient)?;
+    Ok((oh, input, patient))
+}
+
+/// The query's pairs; a repeated name is ambiguous, so invalid. Unknown names are ignored.
+fn query(raw: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
+        .map_err(|_| ApiError::InvalidOh("The query string could not be read".to_owned()))?;
+    let mut map = BTreeMap::new();
+    for (name, value) in pairs {
+        if map.insert(name.clone(), value).is_some() {
+            return Err(ApiError::InvalidOh(format!("{name} is given more than once")));
+        }
+    }
+    Ok(map)
+}
+
+/// `startDate` and `endDate`: real dates, in order, at most 731 days apart; `endDate` defaults
+/// to today (UTC) and `startDate` to the lookback window before it.
+fn window(oh: &OhSummaries, raw: Option<&str>) -> Result<(Date, Date), ApiError> {
+    let q = query(raw)?;
+    let date = |name: &str| -> Result<Option<Date>, ApiError> {
+        q.get(name)
+            .map(|v| {
+                parse_date(v)
+                    .ok_or_else(|| ApiError::InvalidOh(format!("{name} must be a real date as YYYY-MM-DD")))
+            })
+            .transpose()
+    };
+    let (default_start, today) = oh.window();
+    let end = date("endDate")?.unwrap_or(today);
+    let start = match date("startDate")? {
+        Some(start) => start,
+        None => end - (today - default_start),
+    };
+    if start > end {
+        return Err(ApiError::InvalidOh(
+            "startDate must not be after endDate".to_owned(),
+        ));
+    }
+    if (end - start).whole_days() > MAX_SPAN_DAYS {
+        return Err(ApiError::InvalidOh(format!(
+            "the dates may span at most {MAX_SPAN_DAYS} days"
+        )));
+    }
+    Ok((start, end))
+}
+
+fn appt_id(raw: Result<Path<String>, PathRejection>) -> Result<ApptId, ApiError> {
+    raw.ok()
+        .and_then(|Path(raw)| ApptId::parse(&raw))
+        .ok_or_else(|| ApiError::InvalidOh("apptId must be 1 to 64 letters, digits or hyphens".to_owned()))
+}
+
+fn doc_id(raw: Result<Path<String>, PathRejection>) -> Result<DocId, ApiError> {
+    raw.ok()
+        .and_then(|Path(raw)| DocId::parse(&raw))
+        .ok_or_else(|| ApiError::InvalidOh("docId must be 1 to 64 letters, digits or hyphens".to_owned()))
+}
+
+/// The appointments of `docs` that `keep` lets through, newest first, each with its documents
+/// newest first: the list's `data`.
+fn appointments<'a>(docs: impl Iterator<Item = &'a IndexedDoc>, only: Option<&ApptId>) -> Vec<Value> {
+    let mut by_appt: BTreeMap<&ApptId, Vec<&IndexedDoc>> = BTreeMap::new();
+    for doc in docs {
+        for appt in doc.appointments.iter().filter(|a| only.is_none_or(|o| o == *a)) {
+            by_appt.entry(appt).or_default().push(doc);
+        }
+    }
+    let mut groups: Vec<(&ApptId, Vec<&IndexedDoc>)> = by_appt.into_iter().collect();
+    for (_, docs) in &mut groups {
+        docs.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| a.id.cmp(&b.id)));
+    }
+    groups.sort_by(|(a, da), (b, db)| db[0].date.cmp(&da[0].date).then_with(|| a.cmp(b)));
+    groups
+        .into_iter()
+        .map(|(appt, docs)| {
+            let items: Vec<_> = docs.iter().map(|d| d.item(appt)).collect();
+            json!({"id": appt.as_str(), "type": "avs_oh_appointment",
+                   "attributes": {"apptId": appt.as_str(), "date": format_date(docs[0].date), "avsPdf": items}})
+        })
+        .collect()
+}
+
+/// `GET /avs/v0/oh/summaries?startDate&endDate`
+pub async fn summaries(
+    State(app): State<AppState>,
+    caller: Authenticated,
+    Extension(request_id): Extension<RequestId>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let oh = app.oh.clone().ok_or(ApiError::NoRoute)?;
+    let (oh, (start, end), patient) = open(&app, &caller, || window(&oh, raw.as_deref()))?;
+    let index = oh.index(&patient, &context(&request_id)).await?;
+    let data = appointments(
+        index.docs.values().filter(|d| (start..=end).contains(&d.date)),
+        None,
+    );
+    let meta = json!({"count": data.len(), "startDate": format_date(start), "endDate": format_date(end)});
+    Ok(Json(json!({"data": data, "meta": meta})).into_response())
+}
+
+/// `GET /avs/v0/oh/appointments/{apptId}`
+pub async fn appointment(
+    State(app): State<AppState>,
+    caller: Authenticated,
+    Extension(request_id): Extension<RequestId>,
+    appt: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let (oh, appt, patient) = open(&app, &caller, || appt_id(appt))?;
+    let index = oh.index(&patient, &context(&request_id)).await?;
+    let mut data = appointments(index.docs.values(), Some(&appt));
+    let one = data.pop().ok_or(ApiError::OhNotFound)?;
+    Ok(Json(json!({"data": one})).into_response())
+}
+
+/// `GET|HEAD /avs/v0/oh/documents/{docId}[?download=1]`: the bytes, with validators and ranges.
+pub async fn document(
+    State(app): State<AppState>,
+    caller: Authenticated,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let (oh, (id, download), patient) = open(&app, &caller, || {
+        let download = query(raw.as_deref())?
+            .get("download")
+            .is_some_and(|v| v == "1" || v == "true");
+        Ok((doc_id(id)?, download))
+    })?;
+    let doc = oh
+        .document(&patient, &id, &context(&request_id))
+        .await
+        .map_err(ApiError::from)?;
+    Ok(serve_document(&id, &doc, download, &headers))
+}
+
+fn serve_document(id: &DocId, doc: &Document, download: bool, request: &HeaderMap) -> Response {
+    let len = doc.bytes.len();
+    let mut headers = HeaderMap::new();
+    let disposition = if download { "attachment" } else { "inline" };
+    let filename = format!(
+        "{disposition}; filename=\"after-visit-summary-{}.{}\"",
+        id.as_str(),
+        doc.kind.extension()
+    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(doc.kind.header()));
+    if let Ok(v) = HeaderValue::try_from(filename) {
+        headers.insert(CONTENT_DISPOSITION, v);
+    }
+    if let Ok(v) = HeaderValue::try_from(doc.etag.as_str()) {
+        headers.insert(ETAG, v);
+    }
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    headers.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-site"),
+    );
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if doc.kind == crate::domain::oracle::DocKind::Text {
+        // Not on a PDF: browsers' PDF viewers refuse to run in a sandboxed document; the checked
+        // `%PDF-` magic and nosniff keep a PDF from being read as anything else.
+        headers.insert(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("sandbox; default-src 'none'"),
+        );
+    }
+    let matches = request
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim() == "*"
+                || v.split(',')
+                    .any(|t| t.trim().trim_start_matches("W/") == doc.etag)
+        });
+    if matches {
+        // No body, so nothing to type or name: the validators and caching rules only.
+        headers.remove(CONTENT_TYPE);
+        headers.remove(CONTENT_DISPOSITION);
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    match request
+        .get(RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|r| byte_range(r, len))
+    {
+        Some(Some(Ok((first, last)))) => {
+            if let Ok(v) = HeaderValue::try_from(format!("bytes {first}-{last}/{len}")) {
+                headers.insert(CONTENT_RANGE, v);
+            }
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(last - first + 1));
+            (
+                StatusCode::PARTIAL_CONTENT,
+                headers,
+                doc.bytes.slice(first..=last),
+            )
+                .into_response()
+        }
+        Some(Some(Err(()))) => ApiError::RangeNotSatisfiable(len).into_response(),
+        // No Range, or one this service does not honour (several ranges, another unit): the
+        // whole document, as RFC 9110 allows.
+        _ => {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            (StatusCode::OK, headers, doc.bytes.clone()).into_response()
+        }
+    }
+}
+
+/// A single `bytes=` range over `len` bytes: `None` when not one this service serves (ignored),
+/// `Err` when unsatisfiable (416).
+fn byte_range(header: &str, len: usize) -> Option<Result<(usize, usize), ()>> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let number = |s: &str| -> Option<usize> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    Some(match (first.trim(), last.trim()) {
+        ("", suffix) => match number(suffix)? {
+            0 => Err(()),
+            _ if len == 0 => Err(()),
+            n => Ok((len.saturating_sub(n), len - 1)),
+        },
+        (first, "") => match number(first)? {
+            f if f < len => Ok((f, len - 1)),
+            _ => Err(()),
+        },
+        (first, last) => {
+            let (f, l) = (number(first)?, number(last)?);
+            if f > l {
+                return None;
+            }
+            if f >= len {
+                Err(())
+            } else {
+                Ok((f, l.min(len - 1)))
+            }
+        }
+    })
+}
+
+/// `GET /avs/v0/oh/appointments/{apptId}/binaries?doc_ids=a,b`: VA.gov's `avs_binaries`, so its
+/// web and mobile apps can be pointed here unchanged. Always 200 once the checks pass; each
+/// item carries its document or one of the two strings the apps tell apart.
+pub async fn binaries(
+    State(app): State<AppState>,
+    caller: Authenticated,
+    Extension(request_id): Extension<RequestId>,
+    RawQuery(raw): RawQuery,
+    appt: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let (oh, (appt, ids), patient) = open(&app, &caller, || {
+        let appt = appt_id(appt)?;
+        let q = query(raw.as_deref())?;
+        let list = match (q.get("doc_ids"), q.get("docIds")) {
+            (Some(ids), None) | (None, Some(ids)) => ids,
+            (Some(_), Some(_)) => {
+                return Err(ApiError::InvalidOh("give doc_ids or docIds, not both".to_owned()));
+            }
+            (None, None) => return Err(ApiError::InvalidOh("doc_ids is required".to_owned())),
+        };
+        let mut ids: Vec<DocId> = Vec::new();
+        for raw in list.split(',') {
+            let id = DocId::parse(raw.trim()).ok_or_else(|| {
+                ApiError::InvalidOh(
+                    "each doc_ids entry must be 1 to 64 letters, digits or hyphens".to_owned(),
+                )
+            })?;
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        if ids.len() > MAX_DOC_IDS {
+            return Err(ApiError::InvalidOh(format!(
+                "doc_ids may name at most {MAX_DOC_IDS} documents"
+            )));
+        }
+        Ok((appt, ids))
+    })?;
+    // Recorded, not an ownership factor: callers pass the OH or the VA.gov appointment id.
+    tracing::Span::current().record("oh.appt_id", appt.as_str());
+    let ctx = context(&request_id);
+    // The index first: when it can't be built, every item fails, and the answer is still 200.
+    let indexed: Result<Arc<Index>, _> = oh.index(&patient, &ctx).await;
+    let results: Vec<Result<Arc<Document>, DocError>> = match indexed {
+        Err(e) => ids.iter().map(|_| Err(DocError::Upstream(e.clone()))).collect(),
+        Ok(_) => {
+            // Concurrent, at most COMPAT_CONCURRENCY at a time, answered in request order.
+            let turns = tokio::sync::Semaphore::new(COMPAT_CONCURRENCY);
+            let mut fetches = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let (turns, patient, ctx) = (&turns, &patient, &ctx);
+                fetches.push(async move {
+                    let _turn = turns.acquire().await;
+                    oh.document(patient, id, ctx).await
+                });
+            }
+            futures_util::future::join_all(fetches).await
+        }
+    };
+    let mut total = 0usize;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let data: Vec<Value> = ids
+        .iter()
+        .zip(results)
+        .map(|(id, result)| {
+            let attribute = match result {
+                Ok(doc) if total + doc.bytes.len() <= COMPAT_MAX_BYTES => {
+                    total += doc.bytes.len();
+                    json!({"docId": id.as_str(), "binary": b64.encode(&doc.bytes)})
+                }
+                Ok(_) => json!({"docId": id.as_str(), "error": FAILED}),
+                Err(DocError::NotFound | DocError::NoUsableContent) => {
+                    json!({"docId": id.as_str(), "error": EMPTY})
+                }
+                Err(_) => json!({"docId": id.as_str(), "error": FAILED}),
+            };
+            json!({"id": id.as_str(), "type": "avs_binary", "attributes": attribute})
+        })
+        .collect();
+    Ok(Json(json!({"data": data})).into_response())
+}
+
+impl From<DocError> for ApiError {
+    fn from(e: DocError) -> ApiError {
+        match e {
+            DocError::NotFound => ApiError::OhNotFound,
+            DocError::Unusable | DocError::NoUsableContent => ApiError::BadGateway,
+            DocError::Busy => ApiError::Busy,
+            DocError::Upstream(e) => e.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(byte_range("bytes=0-9", 100), Some(Ok((0, 9))));
+        assert_eq!(byte_range("bytes=90-200", 100), Some(Ok((90, 99))));
+        assert_eq!(byte_range("bytes=90-", 100), Some(Ok((90, 99))));
+        assert_eq!(byte_range("bytes=-10", 100), Some(Ok((90, 99))));
+        assert_eq!(byte_range("bytes=-200", 100), Some(Ok((0, 99))));
+        assert_eq!(byte_range("bytes=100-", 100), Some(Err(())));
+        assert_eq!(byte_range("bytes=-0", 100), Some(Err(())));
+        assert_eq!(byte_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(byte_range("items=0-1", 100), None);
+        assert_eq!(byte_range("bytes=5-1", 100), None);
+    }
+}
