@@ -101,6 +101,41 @@ fn check_config_redacts_secrets_and_url_passwords() {
 
 #[test]
 fn request_timeout_must_exceed_upstream_timeout() {
-    let err = Config::from_vars(&vars(&[("AVS_UPSTREAM_TIMEOUT_MS", "20000")])).unwrap_err();
+    let err = Config::from_vars(&vars(&[("AVS_UPSTREAM_TIMEOUT_MS", "30000")])).unwrap_err();
     assert!(err.to_string().starts_with("AVS_REQUEST_TIMEOUT_MS"));
+    let err = Config::from_vars(&vars(&[("AVS_OH_TIMEOUT_MS", "30000")])).unwrap_err();
+    assert!(err.to_string().starts_with("AVS_OH_TIMEOUT_MS"), "{err}");
+}
+
+#[test]
+fn oracle_health_production_refusals_and_off() {
+    let err = Config::from_vars(&vars(&[("AVS_ENV", "production")])).unwrap_err();
+    assert!(
+        err.0
+            .iter()
+            .any(|l| l.starts_with("AVS_OH_UPSTREAM_URL: is required in production")),
+        "{err}"
+    );
+    let err = Config::from_vars(&vars(&[
+        ("AVS_ENV", "production"),
+        ("AVS_OH_UPSTREAM_URL", "http://uhd.example/"),
+    ]))
+    .unwrap_err();
+    let text = err.to_string();
+    for refusal in [
+        "AVS_OH_UPSTREAM_URL: must be an https:// URL in production",
+        "AVS_OH_LOGIN_URL: is required",
+        "AVS_OH_APP_TOKEN: is required in production",
+    ] {
+        assert!(text.contains(refusal), "{refusal} not in:\n{text}");
+    }
+    let off = Config::from_vars(&vars(&[("AVS_OH_UPSTREAM_URL", "off")])).unwrap();
+    assert_eq!(off.oracle.source, OhSource::Off);
+    let embedded = Config::from_vars(&Vars::new()).unwrap();
+    assert_eq!(embedded.oracle.source, OhSource::Embedded);
+    assert_eq!(embedded.oracle.timeout.as_millis(), 20_000);
+    let text = Config::from_vars(&vars(&[("AVS_OH_APP_TOKEN", "uhd-secret-value")]))
+        .unwrap()
+        .describe();
+    assert!(!text.contains("uhd-secret-value"), "{text}");
 }

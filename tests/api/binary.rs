@@ -19,6 +19,9 @@ fn production(toggles: &std::path::Path) -> Vec<(&'static str, String)> {
         ),
         ("AVS_TOGGLES", format!("file:{}", toggles.display())),
         ("AVS_UPSTREAM_TOKEN", "upstream-secret-value".into()),
+        ("AVS_OH_UPSTREAM_URL", "https://uhd.example/".into()),
+        ("AVS_OH_LOGIN_URL", "https://uhd.example/login".into()),
+        ("AVS_OH_APP_TOKEN", "uhd-app-secret-value".into()),
     ]
 }
 
@@ -44,7 +47,9 @@ async fn production_refusals_exit_2_naming_the_variable() {
     let (code, stdout, _) = run(&["check-config"], &without(&ok, "")).await;
     assert_eq!(code, 0, "the base production configuration must pass");
     assert!(
-        !stdout.contains("upstream-secret-value") && stdout.contains("[redacted]"),
+        !stdout.contains("upstream-secret-value")
+            && !stdout.contains("uhd-app-secret-value")
+            && stdout.contains("[redacted]"),
         "{stdout}"
     );
 
@@ -67,6 +72,13 @@ async fn production_refusals_exit_2_naming_the_variable() {
         ),
         (with(&ok, "AVS_JWKS_FILE", &dev_jwks), "AVS_JWKS_FILE"),
         (without(&ok, "AVS_TOGGLES"), "AVS_TOGGLES"),
+        (without(&ok, "AVS_OH_UPSTREAM_URL"), "AVS_OH_UPSTREAM_URL"),
+        (
+            with(&ok, "AVS_OH_UPSTREAM_URL", "http://uhd.example/"),
+            "AVS_OH_UPSTREAM_URL",
+        ),
+        (without(&ok, "AVS_OH_LOGIN_URL"), "AVS_OH_LOGIN_URL"),
+        (without(&ok, "AVS_OH_APP_TOKEN"), "AVS_OH_APP_TOKEN"),
         (
             with(&ok, "AVS_TOGGLES", "file:fixtures/toggles.toml"),
             "AVS_TOGGLES",

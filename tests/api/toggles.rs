@@ -152,7 +152,14 @@ fn the_development_toggle_file_is_as_shipped() {
     let snapshot = avs_api::toggles::parse_toml(&text).unwrap();
     let mut names: Vec<&String> = snapshot.features.keys().collect();
     names.sort();
-    assert_eq!(names, ["avs_enabled", "va_online_scheduling_after_visit_summary"]);
+    assert_eq!(
+        names,
+        [
+            "avs_enabled",
+            "va_online_scheduling_add_OH_avs",
+            "va_online_scheduling_after_visit_summary"
+        ]
+    );
     assert!(
         snapshot
             .features
