@@ -272,3 +272,54 @@ async fn the_admin_listener_serves_metrics_and_the_rollout_report() {
     let refused = client().get(admin("/admin/rollout")).send().await.unwrap();
     assert_eq!(refused.status(), 401);
 }
+
+/// What the README shows a newcomer: the development patient's Oracle Health summaries listed,
+/// and one saved as a PDF, from the embedded default; the OH upstream calls in the metrics and
+/// the OH toggle in the report.
+#[tokio::test]
+async fn the_embedded_default_serves_oracle_health_summaries_and_counts_them() {
+    let token = "an-admin-token-of-at-least-32-characters";
+    let server = serve(&[("AVS_ADMIN_TOKEN", token)]).await;
+    let dev = dev_token(DEV_ICN, None);
+    let (status, list) = get_json(&server, "/avs/v0/oh/summaries", &dev).await;
+    assert_eq!(status, 200, "{list}");
+    let first = &list["data"][0]["attributes"]["avsPdf"][0];
+    assert_eq!(first["contentType"], "application/pdf", "{list}");
+    let id = first["id"].as_str().unwrap();
+    let pdf = client()
+        .get(format!("http://{}/avs/v0/oh/documents/{id}?download=1", server.addr))
+        .bearer_auth(&dev)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pdf.status(), 200);
+    assert!(pdf.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    let bytes = pdf.bytes().await.unwrap();
+    assert!(bytes.starts_with(b"%PDF-1.4") && bytes.ends_with(b"%%EOF\n"));
+    let shipped = std::fs::read(repo("fixtures/oracle/visit-summary.pdf")).unwrap();
+    let long = std::fs::read(repo("fixtures/oracle/long-summary.pdf")).unwrap();
+    assert!(bytes[..] == shipped[..] || bytes[..] == long[..]);
+    // The fixture that is not a PDF is refused, not served.
+    let (status, _) = get_json(&server, "/avs/v0/oh/documents/15249638964", &dev).await;
+    assert_eq!(status, 502);
+
+    let admin = |path: &str| format!("http://{}{path}", server.admin_addr);
+    let text = client().get(admin("/metrics")).send().await.unwrap().text().await.unwrap();
+    for line in [
+        r#"avs_oh_upstream_requests_total{call="metadata",outcome="ok"} 1"#,
+        r#"avs_oh_upstream_requests_total{call="login",outcome="ok"} 1"#,
+        r#"avs_oh_upstream_requests_total{call="document",outcome="ok"} 2"#,
+    ] {
+        assert!(text.contains(line), "{line} not in:\n{text}");
+    }
+    let md = client()
+        .get(admin("/admin/rollout.md"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(md.contains("## va_online_scheduling_add_OH_avs"), "{md}");
+}

@@ -235,3 +235,69 @@ async fn the_rollout_page_drives_the_gate_in_a_real_browser() {
         .call("DELETE", &format!("/session/{}", driver.session), Value::Null)
         .await;
 }
+
+/// An Oracle Health document opened inline in Chromium with the auth cookie (a PDF viewer runs:
+/// no sandbox header stops it), and VA.gov web's own flow on the compatibility route: base64
+/// from JSON, decoded into a Blob that holds the very bytes of the raw route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oracle_health_pdf_opens_inline_and_the_compat_flow_yields_the_same_bytes() {
+    let (Some(chromedriver), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "chromium and chromedriver are required under CI"
+        );
+        eprintln!("SKIPPED: install Debian's chromium and chromium-driver to run the browser test");
+        return;
+    };
+    // The embedded fixture upstream serves the development patient's Oracle Health summaries.
+    let upstream = FakeUpstream::start().await;
+    let toggles = format!("{TOGGLES_ON}[features.va_online_scheduling_add_OH_avs]\nboolean = true\n");
+    let app = Listening::start(upstream, &toggles, &[]).await;
+    let token = owner_token();
+    let doc = "15249638962"; // the long one, several pages
+    let driver = Driver::start(&chromedriver, &chromium).await;
+    driver.open(&app.url("/healthz")).await;
+    driver
+        .session(
+            "POST",
+            "/cookie",
+            json!({"cookie": {"name": "vagov_access_token", "value": token, "path": "/"}}),
+        )
+        .await;
+    driver.open(&app.url(&format!("/avs/v0/oh/documents/{doc}"))).await;
+    let opened = driver
+        .session("POST", "/execute/sync", json!({"script": "return document.contentType", "args": []}))
+        .await;
+    assert_eq!(opened, "application/pdf", "the browser shows the PDF inline");
+    driver.screenshot("oh-document-inline.png").await;
+
+    driver.open(&app.url("/healthz")).await;
+    let script = r#"
+        const done = arguments[arguments.length - 1];
+        const doc = arguments[0];
+        (async () => {
+            const raw = new Uint8Array(await (await fetch(`/avs/v0/oh/documents/${doc}`)).arrayBuffer());
+            const answer = await (await fetch(`/avs/v0/oh/appointments/4818609/binaries?doc_ids=${doc}`)).json();
+            // VA.gov web: atob, a byte array, a Blob of type application/pdf, an object URL.
+            const text = atob(answer.data[0].attributes.binary);
+            const bytes = new Uint8Array(text.length);
+            for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+            const blob = new Blob([bytes], { type: 'application/pdf' });
+            const url = URL.createObjectURL(blob);
+            const back = new Uint8Array(await (await fetch(url)).arrayBuffer());
+            done({ rawLength: raw.length, blobLength: back.length, type: blob.type,
+                   same: back.length === raw.length && back.every((v, i) => v === raw[i]),
+                   magic: String.fromCharCode(...back.slice(0, 5)) });
+        })().catch(e => done({ error: String(e) }));
+    "#;
+    let result = driver
+        .session("POST", "/execute/async", json!({"script": script, "args": [doc]}))
+        .await;
+    let shipped = std::fs::read(repo("fixtures/oracle/long-summary.pdf")).unwrap();
+    assert_eq!(result["rawLength"], shipped.len(), "{result}");
+    assert_eq!(result["same"], true, "{result}");
+    assert_eq!((result["type"].as_str(), result["magic"].as_str()), (Some("application/pdf"), Some("%PDF-")));
+    driver
+        .call("DELETE", &format!("/session/{}", driver.session), Value::Null)
+        .await;
+}
