@@ -50,6 +50,9 @@ pub async fn serve(
     // edge with the JSON error shape; only a head past these gets hyper's bare 431.
     http.max_buf_size((limits.max_header_bytes * 4).max(64 * 1024))
         .max_headers(limits.max_headers * 2)
+        // Bodies are handed to the socket as they are (vectored writes), never copied into
+        // hyper's buffer first: an Oracle Health document is hundreds of KB.
+        .writev(true)
         .header_read_timeout(None);
     loop {
         let accepted = tokio::select! {

@@ -287,13 +287,21 @@ async fn the_embedded_default_serves_oracle_health_summaries_and_counts_them() {
     assert_eq!(first["contentType"], "application/pdf", "{list}");
     let id = first["id"].as_str().unwrap();
     let pdf = client()
-        .get(format!("http://{}/avs/v0/oh/documents/{id}?download=1", server.addr))
+        .get(format!(
+            "http://{}/avs/v0/oh/documents/{id}?download=1",
+            server.addr
+        ))
         .bearer_auth(&dev)
         .send()
         .await
         .unwrap();
     assert_eq!(pdf.status(), 200);
-    assert!(pdf.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
+    assert!(
+        pdf.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
     let bytes = pdf.bytes().await.unwrap();
     assert!(bytes.starts_with(b"%PDF-1.4") && bytes.ends_with(b"%%EOF\n"));
     let shipped = std::fs::read(repo("fixtures/oracle/visit-summary.pdf")).unwrap();
@@ -304,7 +312,14 @@ async fn the_embedded_default_serves_oracle_health_summaries_and_counts_them() {
     assert_eq!(status, 502);
 
     let admin = |path: &str| format!("http://{}{path}", server.admin_addr);
-    let text = client().get(admin("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = client()
+        .get(admin("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for line in [
         r#"avs_oh_upstream_requests_total{call="metadata",outcome="ok"} 1"#,
         r#"avs_oh_upstream_requests_total{call="login",outcome="ok"} 1"#,

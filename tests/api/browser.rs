@@ -264,9 +264,15 @@ async fn an_oracle_health_pdf_opens_inline_and_the_compat_flow_yields_the_same_b
             json!({"cookie": {"name": "vagov_access_token", "value": token, "path": "/"}}),
         )
         .await;
-    driver.open(&app.url(&format!("/avs/v0/oh/documents/{doc}"))).await;
+    driver
+        .open(&app.url(&format!("/avs/v0/oh/documents/{doc}")))
+        .await;
     let opened = driver
-        .session("POST", "/execute/sync", json!({"script": "return document.contentType", "args": []}))
+        .session(
+            "POST",
+            "/execute/sync",
+            json!({"script": "return document.contentType", "args": []}),
+        )
         .await;
     assert_eq!(opened, "application/pdf", "the browser shows the PDF inline");
     driver.screenshot("oh-document-inline.png").await;
@@ -296,7 +302,10 @@ async fn an_oracle_health_pdf_opens_inline_and_the_compat_flow_yields_the_same_b
     let shipped = std::fs::read(repo("fixtures/oracle/long-summary.pdf")).unwrap();
     assert_eq!(result["rawLength"], shipped.len(), "{result}");
     assert_eq!(result["same"], true, "{result}");
-    assert_eq!((result["type"].as_str(), result["magic"].as_str()), (Some("application/pdf"), Some("%PDF-")));
+    assert_eq!(
+        (result["type"].as_str(), result["magic"].as_str()),
+        (Some("application/pdf"), Some("%PDF-"))
+    );
     driver
         .call("DELETE", &format!("/session/{}", driver.session), Value::Null)
         .await;

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Oracle Health benchmarks (not tests), in one run on the release build:
+#  (a) a cached raw document hit (the 443 KB, 8-page fixture PDF; token and index cached)
+#      against nginx serving the same file from disk with sendfile: req/s and server CPU per
+#      request, alternating rounds, wrk with one thread and 64 connections;
+#  (b) the compatibility route against the raw route on the same document: bytes on the wire
+#      and server CPU per request;
+#  (c) bench/oh_probe.rs: 64 concurrent cold downloads of a 10 MiB document (peak RSS, upstream
+#      bytes calls), and four documents at 0.5 s upstream latency in one compatibility answer.
+# Usage: bench/oh.sh [seconds per wrk run, default 5] [rounds, default 3]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-5}"
+rounds="${2:-3}"
+command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "nginx is required: apt-get install nginx" >&2; exit 1; }
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet --bin avs-api --example oh_probe
+out="${CARGO_TARGET_DIR:-target}/release"
+bin="$out/avs-api"
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+doc=15249638962
+AVS_LISTEN=127.0.0.1:18080 AVS_ADMIN_LISTEN=127.0.0.1:19090 AVS_MAX_IN_FLIGHT_PER_CALLER=1000 \
+  RUST_LOG=warn "$bin" >/dev/null 2>&1 &
+pids+=($!)
+token=$("$bin" dev-token --icn 1012345678V123456)
+for _ in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:18080/healthz && break; sleep 0.1; done
+
+mkdir -p "$work/html" "$work/logs"
+cp fixtures/oracle/long-summary.pdf "$work/html/doc.pdf"
+cat > "$work/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log stderr error;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  client_body_temp_path $work/tmp; proxy_temp_path $work/tmp; fastcgi_temp_path $work/tmp;
+  uwsgi_temp_path $work/tmp; scgi_temp_path $work/tmp;
+  types { application/pdf pdf; }
+  server { listen 127.0.0.1:18082; root $work/html; }
+}
+CONF
+mkdir -p "$work/tmp"
+"$nginx_bin" -p "$work" -c "$work/nginx.conf" -e stderr &
+pids+=($!)
+for _ in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:18082/doc.pdf && break; sleep 0.1; done
+
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# Usage: measure URL PID -> "rps cpu_us_per_req"
+measure() {
+  local before after
+  before=$(ticks "$2")
+  wrk -t1 -c64 -d"${secs}s" -H "Authorization: Bearer $token" "$1" > "$work/wrk"
+  after=$(ticks "$2")
+  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+    /Requests\/sec/ { rps = $2 } / requests in / { n = $1 } /Non-2xx/ { bad = $NF }
+    END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
+          printf "%.0f %.1f\n", rps, ticks / hz * 1e6 / n }' "$work/wrk"
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+raw="http://127.0.0.1:18080/avs/v0/oh/documents/$doc"
+compat="http://127.0.0.1:18080/avs/v0/oh/appointments/4818609/binaries?doc_ids=$doc"
+nginx_url="http://127.0.0.1:18082/doc.pdf"
+service_pid=${pids[0]}
+nginx_pid=${pids[1]}
+cmp <(curl -sf -H "Authorization: Bearer $token" "$raw") "$work/html/doc.pdf" # warm, and the same bytes
+for url in "$nginx_url" "$raw" "$compat"; do
+  wrk -t1 -c64 -d1s -H "Authorization: Bearer $token" "$url" >/dev/null
+done
+: > "$work/rounds"
+for round in $(seq "$rounds"); do
+  n=$(measure "$nginx_url" "$nginx_pid") || exit 1
+  r=$(measure "$raw" "$service_pid") || exit 1
+  c=$(measure "$compat" "$service_pid") || exit 1
+  echo "round $round  nginx $n  raw $r  compat $c  (rps cpu_us/req)"
+  echo "$n $r $c" >> "$work/rounds"
+done
+col() { awk -v c="$1" '{ print $c }' "$work/rounds" | median; }
+echo "date $(date -u +%Y-%m-%dT%H:%MZ)"
+echo "machine $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -m)"
+echo "nginx_sendfile_rps $(col 1)  cpu_us_per_req $(col 2)"
+echo "oh_raw_hit_rps $(col 3)  cpu_us_per_req $(col 4)  rps_ratio_to_nginx $(awk '{ print $3 / $1 }' "$work/rounds" | median)"
+echo "oh_compat_hit_rps $(col 5)  cpu_us_per_req $(col 6)"
+raw_bytes=$(curl -s -o /dev/null -w '%{size_download}' -H "Authorization: Bearer $token" "$raw")
+compat_bytes=$(curl -s -o /dev/null -w '%{size_download}' -H "Authorization: Bearer $token" "$compat")
+echo "bytes_on_wire raw $raw_bytes compat $compat_bytes ratio $(awk -v a="$compat_bytes" -v b="$raw_bytes" 'BEGIN { printf "%.3f", a / b }')"
+"$out/examples/oh_probe"
