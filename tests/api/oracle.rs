@@ -596,12 +596,7 @@ async fn concurrent_requests_make_one_metadata_and_one_bytes_call() {
 async fn the_compat_route_fetches_concurrently_and_caps_the_answer() {
     let app = oh_app(&[]).await;
     let ids = ["c1", "c2", "c3", "c4"];
-    let docs: Vec<Doc> = ids
-        .iter()
-        .map(|id| Doc(id, "A-5", "2026-11-01", "application/pdf", &[]))
-        .collect();
-    let _ = docs;
-    let mut meta = metadata(
+    let meta = metadata(
         &[
             Doc("c1", "A-5", &day(-3), "application/pdf", &[]),
             Doc("c2", "A-5", &day(-3), "application/pdf", &[]),
@@ -610,7 +605,6 @@ async fn the_compat_route_fetches_concurrently_and_caps_the_answer() {
         ],
         SUBJECT,
     );
-    meta["entry"].as_array_mut().unwrap().shrink_to_fit();
     app.upstream
         .script(&format!("{METADATA}#patientId={DEV_ICN}"), Scripted::json(&meta));
     for id in ids {
