@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use avs_api::config::{Config, Environment};
+use avs_api::http::descriptors::Budget;
 use avs_api::identity::{DevToken, dev_token};
 use clap::{Parser, Subcommand};
 
@@ -58,6 +59,8 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => {
             print!("{}", config.describe());
+            let connections = config.listeners.connections.max_connections;
+            println!("# {}", Budget::planned(connections).describe());
             ExitCode::SUCCESS
         }
         Command::DevToken { icn, email, sub, ttl } => {

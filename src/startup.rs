@@ -10,6 +10,7 @@ use url::Url;
 
 use crate::app::{AppState, StartupError, Upstreams};
 use crate::config::{Config, ConnectionLimits, Environment};
+use crate::http::descriptors::Budget;
 use crate::{admin, http, upstream};
 
 /// The service, bound and built, not yet serving.
@@ -20,6 +21,7 @@ pub struct Application {
     admin_token: Option<String>,
     metrics: Option<PrometheusHandle>,
     limits: ConnectionLimits,
+    admin_limits: ConnectionLimits,
     grace: Duration,
 }
 
@@ -40,13 +42,29 @@ impl Application {
             None
         };
         let state = AppState::new(config, Upstreams::resolve(config, fixture.as_ref())?).await?;
+        let limits = config.listeners.connections;
+        let budget = Budget::raise(limits.max_connections);
+        tracing::info!(
+            open_files = budget.open_files,
+            public = budget.public,
+            admin = budget.admin,
+            limited_by_open_files = budget.limited,
+            "connection caps"
+        );
         Ok(Application {
             state,
             public: bind(config.listeners.listen, "AVS_LISTEN").await?,
             admin: bind(config.listeners.admin_listen, "AVS_ADMIN_LISTEN").await?,
             admin_token: config.toggles.admin_token.clone(),
             metrics: None,
-            limits: config.listeners.connections,
+            limits: ConnectionLimits {
+                max_connections: budget.public,
+                ..limits
+            },
+            admin_limits: ConnectionLimits {
+                max_connections: budget.admin,
+                ..limits
+            },
             grace: config.listeners.shutdown_grace,
         })
     }
@@ -74,8 +92,8 @@ impl Application {
     }
 
     /// Serves both listeners until `stop` completes; then requests in flight get the shutdown
-    /// grace to finish, idle connections close at once, and half-sent ones by their header
-    /// deadline.
+    /// grace to finish, and connections without one (idle, or a head still arriving) close at
+    /// once.
     pub async fn run_until(
         self,
         stop: impl Future<Output = ()> + Send + 'static,
@@ -93,7 +111,7 @@ impl Application {
         let admin = tokio::spawn(http::server::serve(
             self.admin,
             admin_router,
-            self.limits,
+            self.admin_limits,
             stopped.clone(),
             self.grace,
             "admin",

@@ -3,11 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// A summary id: 30 to 40 ASCII hex digits, accepted in either case and kept in one canonical
-/// spelling, upper case, for the cache key and the upstream call alike. Were the caller's
-/// spelling sent upstream, another user could ask for an owner's sid in lower case, have a
-/// case-sensitive upstream answer 404, and so poison the owner's cache entry for the negative
-/// TTL. (api.md says "sent upstream unchanged"; the upstream's own sids are upper case.)
+/// A summary id: 30 to 40 ASCII hex digits in either case, kept exactly as the caller sent it.
+/// It goes upstream byte for byte, as VA.gov's Ruby API sends it, and the clinical source
+/// decides whether another spelling names a summary; the cache is keyed by the same exact
+/// spelling, so no spelling can stand for, or poison the negative cache of, another (#20).
 ///
 /// Checked byte by byte rather than with a regex, so there is no anchor or `\d` subtlety:
 /// a newline, a non-ASCII digit or a 41st character is simply not a hex digit in range.
@@ -18,18 +17,15 @@ impl Sid {
     pub fn parse(raw: impl AsRef<str> + Into<String>) -> Option<Sid> {
         let text = raw.as_ref();
         let ok = (30..=40).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit());
-        ok.then(|| {
-            let mut sid: String = raw.into();
-            sid.make_ascii_uppercase();
-            Sid(sid)
-        })
+        ok.then(|| Sid(raw.into()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    /// Upstream ids may differ in case from the requested one and still name the same summary.
+    /// Whether a document's own sid names this one: the upstream decides spellings, so one that
+    /// answers a lower-case request with its upper-case sid is answering this request.
     pub fn same_summary(&self, other: &str) -> bool {
         self.0.eq_ignore_ascii_case(other)
     }
@@ -195,6 +191,12 @@ mod tests {
         assert!(Sid::parse("a".repeat(30)).is_some());
         assert!(Sid::parse("F".repeat(40)).is_some());
         assert!(Sid::parse("9A7AF40B2BC2471EA116891839113252").is_some());
+        let lower = "9a7af40b2bc2471ea116891839113252";
+        assert_eq!(
+            Sid::parse(lower).map(|s| s.to_string()).as_deref(),
+            Some(lower),
+            "kept as sent"
+        );
         for bad in [
             "a".repeat(29),
             "a".repeat(41),

@@ -1,6 +1,7 @@
 //! The edge: routes, middleware, the caller extractor and the error shape.
 
 mod auth;
+pub mod descriptors;
 mod edge;
 pub mod error;
 mod gate;

@@ -2,7 +2,7 @@
 //! the plan's questions (links share, clean-up) and shaped as the typed report.
 
 use super::report::{self, Cleanup, InstanceRow, Point, Report, StageFigures, StageReport, ToggleReport};
-use super::{Figures, Rollout, describe, fleet, now_secs, rfc3339};
+use super::{Figures, Rollout, describe, describe_key, fleet, now_secs, rfc3339};
 use crate::toggles::Feature;
 
 /// What the report needs to know of a stage's gates.
@@ -132,8 +132,7 @@ impl Rollout {
         let Some(store) = &self.fleet else {
             return Err("no fleet store".to_owned());
         };
-        // This replica's freshest figures first.
-        self.flush().await?;
+        // A read only: every replica (this one too) writes its figures every flush period.
         let live_within = self.settings.flush.as_secs().max(1) * 3;
         let mut toggles = Vec::new();
         for name in store.toggles().await? {
@@ -149,7 +148,7 @@ impl Rollout {
                     mine.iter().for_each(|r| merged.merge(&r.figures));
                     let report = StageReport {
                         stage: stage.seq as usize,
-                        setting: stage.setting.clone(),
+                        setting: describe_key(&stage.gates),
                         started_at: rfc3339(stage.started),
                         figures: StageFigures::from_figures(&merged, expected),
                         instances: mine

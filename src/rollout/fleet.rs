@@ -1,7 +1,13 @@
 //! The fleet's rollout report, through the PostgreSQL that holds the toggles.
 //!
-//! - `avs_rollout_stages`: one row per stage of a toggle, written once, by the first replica to
-//!   see the gate change in the store. Its `started_at` is the stage boundary for every replica.
+//! - `avs_rollout_stages`: one row per stage of a toggle: per change of its gates as they stand
+//!   in Flipper's tables. A stage is recorded from those tables, never from what one replica
+//!   happens to have loaded: by the replica whose admin API made the change, right after it,
+//!   and by every replica's flush (a change Flipper itself wrote), each under one advisory
+//!   lock and only when the gates differ from the latest stage's. So a change is written once,
+//!   whoever sees it first, and a replica that loaded an older state never appends it again
+//!   (#20: 1,000 rapid changes had left three replicas listing 50, 5 and 4 stages). Its
+//!   `started_at` is the stage boundary for every replica.
 //! - `avs_rollout_figures`: one row per (toggle, stage, instance), each replica's own figures
 //!   for that stage in mergeable form (counters, error counts, a fixed-bucket histogram, and
 //!   HyperLogLog sketches), rewritten by its replica every `AVS_ROLLOUT_FLUSH_SECS`.
@@ -37,6 +43,41 @@ CREATE TABLE IF NOT EXISTS avs_rollout_figures (
     FOREIGN KEY (toggle, seq) REFERENCES avs_rollout_stages (toggle, seq) ON DELETE CASCADE
 );
 ";
+
+/// A toggle's gates as its stage history keys them, computed from Flipper's rows: what
+/// [`super::gates_key`] computes from a loaded feature, compared as `jsonb`. Actor ids are
+/// only counted and digested (MD5 of the ids in byte order, one per line), never stored.
+macro_rules! gates_now {
+    () => {
+        "SELECT jsonb_build_object(
+    'boolean', COALESCE(bool_or(key = 'boolean' AND value IN ('true', '1')), false),
+    'actors', count(*) FILTER (WHERE key = 'actors'),
+    'actorsDigest', md5(COALESCE(string_agg(COALESCE(value, ''), E'\\n' ORDER BY COALESCE(value, '') COLLATE \"C\")
+                        FILTER (WHERE key = 'actors'), '')),
+    'percentageOfActors', max(value) FILTER (WHERE key = 'percentage_of_actors'),
+    'percentageOfTime', max(value) FILTER (WHERE key = 'percentage_of_time'),
+    'groups', count(*) FILTER (WHERE key = 'groups')) AS gates
+FROM flipper_gates WHERE feature_key = $1::varchar"
+    };
+}
+
+/// Toggle `$1`'s gates now, as [`gates_now`] keys them (for the test that holds the two keys
+/// together).
+pub const GATES_NOW: &str = gates_now!();
+
+/// The next stage of toggle `$1`, from its gates now, when they differ from its latest stage's.
+/// `setting` is derived from `gates` when read.
+const RECORD_STAGE: &str = concat!(
+    "WITH current AS (",
+    gates_now!(),
+    ")
+INSERT INTO avs_rollout_stages (toggle, seq, gates, setting)
+SELECT $1::varchar, COALESCE((SELECT MAX(seq) FROM avs_rollout_stages WHERE toggle = $1::varchar), 0) + 1,
+       current.gates::text, ''
+FROM current
+WHERE current.gates IS DISTINCT FROM
+      (SELECT gates::jsonb FROM avs_rollout_stages WHERE toggle = $1::varchar ORDER BY seq DESC LIMIT 1)"
+);
 
 /// A stage as stored.
 #[derive(Clone, Debug)]
@@ -87,30 +128,39 @@ impl Store {
             .await
     }
 
-    /// The stage in force for `toggle` with these gates: the latest stored one when its gates
-    /// are these, else a new one starting now. Replicas that notice one change at different
-    /// moments agree on its row: the first insert wins, the others read it back.
-    pub async fn stage_for(&self, toggle: &str, gates: &str, setting: &str) -> Result<StoredStage, String> {
+    /// Records `toggle`'s gates, as they stand in Flipper's tables now, as its next stage,
+    /// unless they are its latest stage's. Returns whether a stage was added.
+    pub async fn record_stage(&self, toggle: &str) -> Result<bool, String> {
         self.db
             .with_client(async |c| {
-                c.execute(
-                    "INSERT INTO avs_rollout_stages (toggle, seq, gates, setting)
-                     SELECT $1::varchar, COALESCE(MAX(seq), 0) + 1, $2::text, $3::text
-                     FROM avs_rollout_stages WHERE toggle = $1::varchar
-                     HAVING (SELECT gates FROM avs_rollout_stages WHERE toggle = $1::varchar
-                             ORDER BY seq DESC LIMIT 1) IS DISTINCT FROM $2::text
-                     ON CONFLICT (toggle, seq) DO NOTHING",
-                    &[&toggle, &gates, &setting],
+                let tx = c.transaction().await?;
+                // One recorder at a time per toggle, so two never number a stage alike.
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('avs_rollout_stages'), hashtext($1))",
+                    &[&toggle],
                 )
                 .await?;
+                let added = tx.execute(RECORD_STAGE, &[&toggle]).await?;
+                tx.commit().await?;
+                Ok(added > 0)
+            })
+            .await
+    }
+
+    /// The latest stage of `toggle` whose gates are `gates` (a replica's loaded state), if
+    /// one was recorded.
+    pub async fn stage_matching(&self, toggle: &str, gates: &str) -> Result<Option<StoredStage>, String> {
+        self.db
+            .with_client(async |c| {
                 let row = c
-                    .query_one(
+                    .query_opt(
                         "SELECT seq, gates, setting, EXTRACT(EPOCH FROM started_at)::bigint
-                         FROM avs_rollout_stages WHERE toggle = $1 ORDER BY seq DESC LIMIT 1",
-                        &[&toggle],
+                         FROM avs_rollout_stages WHERE toggle = $1 AND gates::jsonb = $2::text::jsonb
+                         ORDER BY seq DESC LIMIT 1",
+                        &[&toggle, &gates],
                     )
                     .await?;
-                Ok(stored_stage(&row))
+                Ok(row.as_ref().map(stored_stage))
             })
             .await
     }
@@ -126,8 +176,11 @@ impl Store {
         let json = serde_json::to_string(figures).map_err(|e| e.to_string())?;
         self.db
             .with_client(async |c| {
+                // A stage retention removed takes no figures (rather than failing the flush).
                 c.execute(
-                    "INSERT INTO avs_rollout_figures (toggle, seq, instance, figures) VALUES ($1, $2, $3, $4)
+                    "INSERT INTO avs_rollout_figures (toggle, seq, instance, figures)
+                     SELECT $1, $2, $3, $4 WHERE EXISTS
+                       (SELECT 1 FROM avs_rollout_stages WHERE toggle = $1 AND seq = $2)
                      ON CONFLICT (toggle, seq, instance) DO UPDATE SET figures = $4, updated_at = now()",
                     &[&toggle, &seq, &instance, &json],
                 )

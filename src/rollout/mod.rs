@@ -21,7 +21,6 @@ pub mod report;
 mod sync;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -74,13 +73,17 @@ fn now_secs() -> u64 {
 const KNOWN: [&str; 3] = [AVS_ENABLED, LINKS_ENABLED, OH_AVS];
 
 /// A stage's gates as stored in the fleet's table: enough to tell two settings apart and to
-/// judge the stage, without the actor ids themselves (their count and a digest).
-fn gates_key(f: &Feature) -> String {
-    let digest = foldhash::fast::FixedState::with_seed(0).hash_one(&f.actors);
+/// judge and describe the stage, without the actor ids themselves (their count and a digest).
+/// `fleet::GATES_NOW` computes the same from Flipper's rows (a test holds the two together).
+pub fn gates_key(f: &Feature) -> String {
+    use md5::Digest as _;
+    let actors: Vec<&str> = f.actors.iter().map(String::as_str).collect();
+    let digest = md5::Md5::digest(actors.join("\n").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     json!({
         "boolean": f.boolean,
         "actors": f.actors.len(),
-        "actorsDigest": format!("{digest:016x}"),
+        "actorsDigest": hex,
         "percentageOfActors": f.percentage_of_actors.map(|p| p.to_string()),
         "percentageOfTime": f.percentage_of_time.map(|p| p.to_string()),
         "groups": f.groups.len(),
@@ -154,19 +157,31 @@ impl Rollout {
     }
 }
 
-/// A stage's gate setting in words: "percentage_of_actors 10 %, actors 1".
+/// A stage's gate setting in words: "fully on (boolean), 1 named actor(s)".
 pub fn describe(f: &Feature) -> String {
+    describe_key(&gates_key(f))
+}
+
+/// The words for a stage from its stored gates (see [`gates_key`]).
+pub fn describe_key(gates: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(gates).unwrap_or_default();
+    let positive = |field: &str| {
+        v[field]
+            .as_str()
+            .filter(|p| p.parse::<f64>().is_ok_and(|p| p > 0.0))
+            .map(str::to_owned)
+    };
     let mut parts = Vec::new();
-    if f.boolean {
+    if v["boolean"].as_bool() == Some(true) {
         parts.push("fully on (boolean)".to_owned());
     }
-    if !f.actors.is_empty() {
-        parts.push(format!("{} named actor(s)", f.actors.len()));
+    if let Some(actors) = v["actors"].as_u64().filter(|n| *n > 0) {
+        parts.push(format!("{actors} named actor(s)"));
     }
-    if let Some(p) = f.percentage_of_actors.filter(|p| p.is_positive()) {
+    if let Some(p) = positive("percentageOfActors") {
         parts.push(format!("{p} % of actors"));
     }
-    if let Some(p) = f.percentage_of_time.filter(|p| p.is_positive()) {
+    if let Some(p) = positive("percentageOfTime") {
         parts.push(format!("{p} % of time"));
     }
     if parts.is_empty() {

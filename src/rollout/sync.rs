@@ -1,9 +1,10 @@
-//! Fleet sync: this replica's figures written to the fleet's tables, stage boundaries resolved
-//! there once, on a timer.
+//! Fleet sync: stages recorded from the toggle store and this replica's figures written to
+//! the fleet's tables, on a timer; retention on the same timer, so reading the report only
+//! reads.
 
 use std::sync::Arc;
 
-use super::{Figures, Rollout, describe, gates_key};
+use super::{Figures, Rollout, gates_key};
 
 /// A stage to write to the fleet's table, taken under the lock and written without it.
 struct PendingStage {
@@ -13,17 +14,30 @@ struct PendingStage {
     /// Its number in the fleet's table, once resolved.
     seq: Option<i64>,
     gates: String,
-    setting: String,
     /// Its figures, if counted since the last write.
     figures: Option<Figures>,
 }
 
 impl Rollout {
-    /// Writes this replica's figures to the fleet's table, recording new stage boundaries
-    /// first and applying retention. Does nothing with the file source.
+    /// Records a change made through this replica's admin API as a stage, right after it (the
+    /// flush would find it too, a flush period later).
+    pub async fn note_change(&self, toggle: &str) {
+        let Some(store) = &self.fleet else { return };
+        if let Err(problem) = store.record_stage(toggle).await {
+            tracing::warn!(%problem, "stage not recorded; the next flush records it");
+        }
+    }
+
+    /// Records each toggle's gates as they stand in the store as a stage (when they changed),
+    /// then writes this replica's figures for the stages it counted. Does nothing with the file
+    /// source.
     pub async fn flush(&self) -> Result<(), String> {
         let Some(store) = &self.fleet else { return Ok(()) };
         self.open_known();
+        let names: Vec<&'static str> = self.lock().keys().copied().collect();
+        for name in names {
+            store.record_stage(name).await?;
+        }
         // What to resolve and write, taken under the lock; the database is asked without it.
         let pending: Vec<PendingStage> = {
             let all = self.lock();
@@ -38,7 +52,6 @@ impl Rollout {
                             index,
                             seq: s.seq,
                             gates: gates_key(&s.gates),
-                            setting: describe(&s.gates),
                             figures: s.dirty.then(|| s.figures.clone()),
                         })
                 })
@@ -49,16 +62,17 @@ impl Rollout {
             index,
             seq,
             gates,
-            setting,
             figures,
         } in pending
         {
             let (seq, started) = match seq {
                 Some(seq) => (seq, None),
-                None => {
-                    let stage = store.stage_for(name, &gates, &setting).await?;
-                    (stage.seq, Some(stage.started))
-                }
+                // The stage recorded for the gates this replica counted under. None: a state
+                // the store held too briefly to be recorded; its figures wait, unwritten.
+                None => match store.stage_matching(name, &gates).await? {
+                    Some(stage) => (stage.seq, Some(stage.started)),
+                    None => continue,
+                },
             };
             if let Some(figures) = &figures {
                 store.save(name, seq, &self.settings.instance, figures).await?;
@@ -74,16 +88,22 @@ impl Rollout {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Keeps each toggle's last `AVS_ROLLOUT_MAX_STAGES` stages, none older than the retention.
+    pub async fn retain(&self) -> Result<u64, String> {
+        let Some(store) = &self.fleet else { return Ok(0) };
         store
             .retain(
                 self.settings.max_stages as i64,
                 self.settings.retention_days as i64,
             )
-            .await?;
-        Ok(())
+            .await
     }
 
-    /// Flushes every `AVS_ROLLOUT_FLUSH_SECS` until the last reference goes (fleet mode only).
+    /// Flushes, and applies retention, at once and then every `AVS_ROLLOUT_FLUSH_SECS` until
+    /// the last reference goes (fleet mode only).
     pub fn keep_flushing(self: &Arc<Self>) {
         if self.fleet.is_none() {
             return;
@@ -91,11 +111,16 @@ impl Rollout {
         let rollout = Arc::downgrade(self);
         let period = self.settings.flush;
         tokio::spawn(async move {
+            let mut every = tokio::time::interval(period);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::time::sleep(period).await;
+                every.tick().await;
                 let Some(rollout) = rollout.upgrade() else { return };
                 if let Err(problem) = rollout.flush().await {
                     tracing::warn!(%problem, "rollout figures not written; retrying");
+                }
+                if let Err(problem) = rollout.retain().await {
+                    tracing::warn!(%problem, "rollout retention not applied; retrying");
                 }
             }
         });

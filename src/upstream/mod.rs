@@ -2,6 +2,7 @@
 //! upstream that the development default reaches through that same client.
 
 mod breaker;
+mod client;
 pub mod fixture;
 pub mod oracle;
 
@@ -9,14 +10,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use breaker::{Breaker, BreakerState, Health};
+pub(crate) use client::{HttpClient, read_limited};
 
-use bytes::{Bytes, BytesMut};
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, HeaderValue};
-use reqwest::{Client, NoProxy, Proxy, StatusCode};
+use bytes::Bytes;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use serde_json::Value;
 use url::Url;
 
-use crate::config::{ProxySetting, UpstreamConfig};
+use crate::config::UpstreamConfig;
 use crate::domain::{AppointmentIen, Sid, StationNo};
 use crate::telemetry::UpstreamErrorKind;
 
@@ -83,7 +85,7 @@ pub struct RequestContext {
 
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client,
+    client: HttpClient,
     base: Url,
     token: Option<HeaderValue>,
     max_body_bytes: usize,
@@ -96,7 +98,7 @@ pub struct UpstreamClient {
 impl UpstreamClient {
     /// Builds the client. `base` is the configured URL or the embedded fixture upstream's.
     pub fn new(config: &UpstreamConfig, base: Url) -> Result<UpstreamClient, String> {
-        let client = http_client(config, config.timeout)?;
+        let client = HttpClient::new(config, config.timeout)?;
         let token = match &config.token {
             Some(t) => {
                 let mut v = HeaderValue::try_from(format!("Bearer {t}"))
@@ -238,23 +240,10 @@ impl UpstreamClient {
         }
         let mut trace_headers = HeaderMap::new();
         crate::telemetry::inject_current(&mut trace_headers);
-        let request = request.headers(trace_headers);
-        // A GET is idempotent: when a pooled connection turns out to be closed (a forward
-        // proxy drops idle ones; measured through tinyproxy: 6-8 % of misses failed before),
-        // it is sent once more, on a fresh connection.
-        let retry = request.try_clone();
-        let response = match request.send().await {
-            Ok(response) => response,
-            Err(e) if stale_connection(&e) && retry.is_some() => {
-                tracing::debug!("upstream connection was closed; sending once more");
-                metrics::counter!("avs_upstream_retries_total").increment(1);
-                match retry {
-                    Some(retry) => retry.send().await.map_err(classify)?,
-                    None => return Err(classify(e)),
-                }
-            }
-            Err(e) => return Err(classify(e)),
-        };
+        let response = self
+            .client
+            .send_idempotent(request.headers(trace_headers))
+            .await?;
         tracing::Span::current().record("http.response.status_code", response.status().as_u16());
         match response.status() {
             StatusCode::OK => {}
@@ -264,57 +253,6 @@ impl UpstreamClient {
         }
         read_limited(response, self.max_body_bytes).await
     }
-}
-
-/// An HTTP client for an upstream: the forward proxy (or none, declared), the CA file, the
-/// connect and whole-call timeouts, no redirects, JSON accepted. Both upstreams use it.
-pub(crate) fn http_client(config: &UpstreamConfig, timeout: Duration) -> Result<Client, String> {
-    let mut headers = HeaderMap::new();
-    headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-    let mut builder = Client::builder()
-        .user_agent(concat!("avs-api/", env!("CARGO_PKG_VERSION")))
-        .default_headers(headers)
-        .connect_timeout(config.connect_timeout)
-        .timeout(timeout)
-        .pool_idle_timeout(config.pool_idle)
-        .redirect(reqwest::redirect::Policy::none());
-    // Always an explicit choice: reqwest would otherwise honour HTTP(S)_PROXY from the
-    // environment, and a missing forward proxy must never be papered over by one.
-    builder = match &config.proxy {
-        ProxySetting::Unset | ProxySetting::Direct => builder.no_proxy(),
-        ProxySetting::Via(url) => {
-            // reqwest takes `user:pass@` credentials from the proxy URL itself.
-            let proxy = Proxy::all(url.as_str())
-                .map_err(|e| format!("AVS_PROXY_URL: {e}"))?
-                .no_proxy(config.no_proxy.as_deref().and_then(NoProxy::from_string));
-            builder.no_proxy().proxy(proxy)
-        }
-    };
-    if let Some(path) = &config.ca_file {
-        let pem = std::fs::read(path).map_err(|e| format!("AVS_UPSTREAM_CA_FILE: {e}"))?;
-        let certs =
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("AVS_UPSTREAM_CA_FILE: {e}"))?;
-        builder = builder.tls_certs_merge(certs);
-    }
-    builder.build().map_err(|e| format!("upstream client: {e}"))
-}
-
-/// Reads a body chunk by chunk, so one without Content-Length is cut off at the limit too.
-pub(crate) async fn read_limited(
-    mut response: reqwest::Response,
-    limit: usize,
-) -> Result<Bytes, UpstreamError> {
-    if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(UpstreamError::BadGateway(format!("body over {limit} bytes")));
-    }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(classify)? {
-        if body.len() + chunk.len() > limit {
-            return Err(UpstreamError::BadGateway(format!("body over {limit} bytes")));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }
 
 fn call_template(call: &str) -> &'static str {
@@ -330,23 +268,4 @@ pub(crate) fn key_of(segments: &[&str]) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     segments.hash(&mut hasher);
     hasher.finish()
-}
-
-/// A request that failed on its connection before any answer came, other than by connecting
-/// or timing out: a pooled connection the peer had already closed.
-pub(crate) fn stale_connection(e: &reqwest::Error) -> bool {
-    e.is_request() && !e.is_connect() && !e.is_timeout()
-}
-
-pub(crate) fn classify(e: reqwest::Error) -> UpstreamError {
-    // A connect timeout means unreachable, not slow: check connect first.
-    if e.is_connect() {
-        UpstreamError::Unavailable("connect failed".to_owned())
-    } else if e.is_timeout() {
-        UpstreamError::Timeout
-    } else if e.is_body() || e.is_decode() {
-        UpstreamError::BadGateway("body could not be read".to_owned())
-    } else {
-        UpstreamError::Unavailable("request failed".to_owned())
-    }
 }

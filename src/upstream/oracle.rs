@@ -12,15 +12,15 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
+use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
-use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use time::Date;
 use tokio::time::Instant;
 use url::Url;
 
 use super::breaker::Breaker;
-use super::{RequestContext, UpstreamError, classify, http_client, key_of, read_limited, stale_connection};
+use super::{HttpClient, RequestContext, UpstreamError, key_of, read_limited};
 use crate::config::{OhSettings, UpstreamConfig};
 use crate::domain::PatientIcn;
 use crate::domain::oracle::{DocId, format_date};
@@ -34,7 +34,7 @@ struct Token {
 }
 
 pub struct OhClient {
-    client: Client,
+    client: HttpClient,
     base: Url,
     login: Url,
     app_id: u64,
@@ -75,7 +75,7 @@ impl OhClient {
             None => None,
         };
         Ok(OhClient {
-            client: http_client(upstream, settings.timeout)?,
+            client: HttpClient::new(upstream, settings.timeout)?,
             base,
             login,
             app_id: settings.app_id,
@@ -226,20 +226,10 @@ impl OhClient {
             headers.insert("x-request-id", id.clone());
         }
         telemetry::inject_current(&mut headers);
-        let request = self.client.get(url.clone()).headers(headers);
-        let retry = request.try_clone();
-        let response = match request.send().await {
-            Ok(response) => response,
-            // A GET on a pooled connection the proxy had closed: once more, on a fresh one.
-            Err(e) if stale_connection(&e) => match retry {
-                Some(retry) => {
-                    metrics::counter!("avs_upstream_retries_total").increment(1);
-                    retry.send().await.map_err(classify)?
-                }
-                None => return Err(classify(e)),
-            },
-            Err(e) => return Err(classify(e)),
-        };
+        let response = self
+            .client
+            .send_idempotent(self.client.get(url.clone()).headers(headers))
+            .await?;
         match response.status() {
             StatusCode::OK => Ok(Answer::Body(read_limited(response, self.max_body_bytes).await?)),
             StatusCode::UNAUTHORIZED => Ok(Answer::Unauthorized),
@@ -272,14 +262,13 @@ impl OhClient {
 
     async fn log_in(&self) -> Result<Token, UpstreamError> {
         let body = json!({"appId": self.app_id, "appToken": self.app_token, "subject": "avs-api", "userType": "SYSTEM"});
-        let response = self
+        // Logging in twice only issues a second token: safe to send once more.
+        let login = self
             .client
             .post(self.login.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(classify)?;
+            .body(body.to_string());
+        let response = self.client.send_idempotent(login).await?;
         match response.status() {
             StatusCode::OK => {}
             s if s.is_server_error() => return Err(UpstreamError::ServerError(s.as_u16())),

@@ -228,15 +228,8 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_0() {
             .unwrap();
         response.status().as_u16()
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let pid = server.child.id().unwrap().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    within(Duration::from_secs(5), async || upstream.hits() == 1).await; // in flight now
+    terminate(&server);
     assert_eq!(in_flight.await.unwrap(), 200, "the slow request completed");
     let status = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
         .await
@@ -337,4 +330,98 @@ async fn the_embedded_default_serves_oracle_health_summaries_and_counts_them() {
         .await
         .unwrap();
     assert!(md.contains("## va_online_scheduling_add_OH_avs"), "{md}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_a_soft_limit_of_1024_open_files_1100_half_sent_requests_leave_it_serving() {
+    let mut server = serve_limited(&[], Some(1024)).await;
+    let caps: Value = server
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|event| event["message"] == "connection caps")
+        .expect("the effective caps are logged");
+    assert!(
+        caps["open_files"].as_u64().unwrap() > 1024,
+        "the soft limit was raised to the hard one ({}): {caps}",
+        rlimit_hard()
+    );
+    let mut held = Vec::new();
+    for _ in 0..1100 {
+        let mut stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /healthz HTTP/1.1\r\nX: ")
+            .await
+            .unwrap();
+        held.push(stream);
+    }
+    let health = client()
+        .get(format!("http://{}/healthz", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        health.status(),
+        200,
+        "/healthz answers past 1,024 open connections"
+    );
+    let (_, token, _) = run(&["dev-token", "--icn", DEV_ICN], &[]).await;
+    let (status, _) = get_json(&server, &format!("/avs/v0/avs/{FULL_SID}"), token.trim()).await;
+    assert_eq!(status, 200, "and so does a real request");
+
+    // SIGTERM with nothing in flight: the half-sent requests are closed at once, not after the
+    // header timeout, and the process exits 0 well within 3 s.
+    let started = std::time::Instant::now();
+    terminate(&server);
+    let status = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "exit took {took:?}");
+    assert_eq!(status.code(), Some(0));
+    eprintln!("1,100 half-sent requests open: exit {took:?} after SIGTERM");
+}
+
+#[tokio::test]
+async fn check_config_says_how_many_connections_the_open_file_limit_allows() {
+    let (code, out, _) = run(&["check-config"], &[]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("# connections: at most 10000 public"), "{out}");
+    // Under a hard limit of 1,024, the cap is what the limit leaves after the reserve.
+    let out = tokio::process::Command::new("sh")
+        .args(["-c", "ulimit -n 1024 && exec \"$0\" check-config", BIN])
+        .current_dir(repo(""))
+        .env_clear()
+        .output()
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.contains(
+            "# connections: at most 768 public (AVS_MAX_CONNECTIONS is lowered by the open-file limit 1024"
+        ),
+        "{out}"
+    );
+}
+
+fn rlimit_hard() -> String {
+    std::fs::read_to_string("/proc/self/limits")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn terminate(server: &Server) {
+    let pid = server.child.id().unwrap().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
 }

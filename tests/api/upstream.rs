@@ -1,5 +1,8 @@
 //! The upstream client: forward proxy, headers, body limit, outcome mapping.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use axum::body::Body;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -137,4 +140,51 @@ async fn a_base_url_with_a_path_prefix_is_kept() {
     let base = format!("http://{}/clinical/v1", upstream.addr);
     let app = TestApp::against(upstream, TOGGLES_ON, &[("AVS_UPSTREAM_URL", &base)]).await;
     assert_eq!(app.get(&summary_uri(), &owner_token()).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_get_a_kept_connection_drops_unanswered_is_sent_once_more_on_a_fresh_one() {
+    // An upstream that keeps its first connection open after one answer, then closes it on
+    // the next request without a byte: what a forward proxy does to a connection it dropped.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let connections = Arc::new(AtomicUsize::new(0));
+    let seen = connections.clone();
+    tokio::spawn(async move {
+        let body = fixture("full").to_string();
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let first = seen.fetch_add(1, Ordering::SeqCst) == 0;
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut answered = 0;
+                while socket.read(&mut buf).await.unwrap_or(0) > 0 {
+                    if first && answered == 1 {
+                        return; // the second request on the kept connection: dropped unanswered
+                    }
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                    answered += 1;
+                }
+            });
+        }
+    });
+    let app = TestApp::with(TOGGLES_ON, &[("AVS_UPSTREAM_URL", &url)]).await;
+    let retries = metric_sum("avs_upstream_retries_total");
+    let other = fixture("full")["sid"].as_str().unwrap().to_ascii_lowercase();
+    assert_eq!(app.get(&summary_uri(), &owner_token()).await.status, 200);
+    let again = app.get(&format!("/avs/v0/avs/{other}"), &owner_token()).await;
+    assert_eq!(again.status, 200, "not a 503: {}", again.json);
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        2,
+        "the retry opened a fresh connection"
+    );
+    assert!(
+        metric_sum("avs_upstream_retries_total") >= retries + 1.0,
+        "the retry is counted"
+    );
 }

@@ -15,7 +15,11 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_avs-api");
 
 /// The binary with a clean environment (PATH only) and the repository as working directory.
 pub fn command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
+    launched(BIN, args, env)
+}
+
+fn launched(program: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(program);
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -45,17 +49,25 @@ pub struct Server {
 }
 
 pub async fn serve(env: &[(&str, &str)]) -> Server {
+    serve_limited(env, None).await
+}
+
+/// The binary started under `ulimit -Sn <open_files>` (the soft open-file limit), when given.
+pub async fn serve_limited(env: &[(&str, &str)], open_files: Option<u32>) -> Server {
     let mut env: Vec<(&str, &str)> = env.to_vec();
     env.extend([
         ("AVS_LISTEN", "127.0.0.1:0"),
         ("AVS_ADMIN_LISTEN", "127.0.0.1:0"),
         ("AVS_LOG_FORMAT", "json"),
     ]);
-    let mut child = command(&["serve"], &env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut cmd = match open_files {
+        Some(limit) => {
+            let script = format!("ulimit -Sn {limit} && exec \"$0\" serve");
+            launched("sh", &["-c", &script, BIN], &env)
+        }
+        None => command(&["serve"], &env),
+    };
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let logs = Arc::new(Mutex::new(Vec::new()));
     let seen = logs.clone();

@@ -83,3 +83,16 @@ pub fn fixture(name: &str) -> Value {
         .or_insert_with(|| read_json(&format!("fixtures/summaries/{name}.json")))
         .clone()
 }
+
+/// The sum of a metric's series in this process's recorder (every in-process app shares it;
+/// the first call installs it, so call it before the requests it is to count).
+pub fn metric_sum(name: &str) -> f64 {
+    let text = avs_api::telemetry::metrics().unwrap().render();
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        })
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}

@@ -103,10 +103,10 @@ impl FakeUpstream {
         self
     }
 
-    /// Serves a summary document under its own sid, in the canonical (upper-case) spelling
-    /// the service asks for.
+    /// Serves a summary document under its own sid, exactly as spelt there: like a
+    /// case-sensitive clinical source, it knows no other spelling.
     pub fn summary(&self, doc: &Value) -> &FakeUpstream {
-        let sid = doc["sid"].as_str().unwrap().to_ascii_uppercase();
+        let sid = doc["sid"].as_str().unwrap();
         self.script(&format!("/avs/{sid}"), Scripted::json(doc))
     }
 
