@@ -87,7 +87,7 @@ pub fn percentage(raw: Option<&str>) -> Result<Percentage, FlipperError> {
 }
 
 async fn write(state: &AdminState, name: &str, change: Change) -> Response {
-    match state.apply(name, change).await {
+    match state.toggles.apply(name, change).await {
         Ok(()) => show_feature(state, name),
         Err(e) => ApiError::from(e).into_response(),
     }

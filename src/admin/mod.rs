@@ -26,7 +26,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::http::ApiError;
 use crate::rollout::Rollout;
-use crate::toggles::{Change, Toggles, WriteError};
+use crate::toggles::Toggles;
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -56,15 +56,6 @@ impl AdminState {
     pub fn with_rollout(mut self, rollout: Arc<Rollout>) -> AdminState {
         self.rollout = Some(rollout);
         self
-    }
-
-    /// Applies a change to the toggle store, and records it in the fleet's stage history.
-    pub async fn apply(&self, name: &str, change: Change) -> Result<(), WriteError> {
-        self.toggles.apply(name, change).await?;
-        if let Some(rollout) = &self.rollout {
-            rollout.note_change(name).await;
-        }
-        Ok(())
     }
 
     /// Serves the process's metrics at `/metrics`.

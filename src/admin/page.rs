@@ -204,7 +204,7 @@ async fn add_feature(
     let Some(name) = form.name.as_deref().map(str::trim).filter(|n| !n.is_empty()) else {
         return Redirect::to("/flipper").into_response();
     };
-    match state.apply(name, Change::AddFeature).await {
+    match state.toggles.apply(name, Change::AddFeature).await {
         Ok(()) => Redirect::to(&format!("/flipper/features/{}", path_segment(name))).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -244,7 +244,7 @@ async fn act(
         "enable" => Change::EnableBoolean,
         _ => return ApiError::NoRoute.into_response(),
     };
-    match state.apply(&name, change).await {
+    match state.toggles.apply(&name, change).await {
         Ok(()) => back,
         Err(e) => ApiError::from(e).into_response(),
     }

@@ -278,7 +278,7 @@ pub const SETTINGS: &[Setting] = &[
     plain(
         "AVS_ROLLOUT_FLUSH_SECS",
         Some("5"),
-        "how often a replica writes its report figures to PostgreSQL",
+        "how often a replica records the store's changes as stages, writes its report figures to PostgreSQL, and applies retention",
     ),
     plain(
         "AVS_ROLLOUT_MAX_STAGES",

@@ -2,12 +2,12 @@
 //!
 //! - `avs_rollout_stages`: one row per stage of a toggle: per change of its gates as they stand
 //!   in Flipper's tables. A stage is recorded from those tables, never from what one replica
-//!   happens to have loaded: by the replica whose admin API made the change, right after it,
-//!   and by every replica's flush (a change Flipper itself wrote), each under one advisory
+//!   happens to have loaded: in the transaction of a change made through any replica's admin
+//!   API, and by every replica's flush (a change Flipper itself wrote), each under one advisory
 //!   lock and only when the gates differ from the latest stage's. So a change is written once,
-//!   whoever sees it first, and a replica that loaded an older state never appends it again
-//!   (#20: 1,000 rapid changes had left three replicas listing 50, 5 and 4 stages). Its
-//!   `started_at` is the stage boundary for every replica.
+//!   in commit order, and a replica that loaded an older state never appends it again (#20:
+//!   1,000 rapid changes had left three replicas listing 50, 5 and 4 stages). Its `started_at`
+//!   is the stage boundary for every replica.
 //! - `avs_rollout_figures`: one row per (toggle, stage, instance), each replica's own figures
 //!   for that stage in mergeable form (counters, error counts, a fixed-bucket histogram, and
 //!   HyperLogLog sketches), rewritten by its replica every `AVS_ROLLOUT_FLUSH_SECS`.
@@ -64,6 +64,13 @@ FROM flipper_gates WHERE feature_key = $1::varchar"
 /// Toggle `$1`'s gates now, as [`gates_now`] keys them (for the test that holds the two keys
 /// together).
 pub const GATES_NOW: &str = gates_now!();
+
+/// One recorder of toggle `$1`'s stages at a time (held to the end of the transaction), so two
+/// never number a stage alike and each sees the other's.
+const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('avs_rollout_stages'), hashtext($1::text))";
+
+/// What records toggle `$1`'s gates as a stage, in a change's transaction or a flush's.
+pub const RECORD: &[&str] = &[LOCK, RECORD_STAGE];
 
 /// The next stage of toggle `$1`, from its gates now, when they differ from its latest stage's.
 /// `setting` is derived from `gates` when read.
@@ -134,13 +141,10 @@ impl Store {
         self.db
             .with_client(async |c| {
                 let tx = c.transaction().await?;
-                // One recorder at a time per toggle, so two never number a stage alike.
-                tx.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext('avs_rollout_stages'), hashtext($1))",
-                    &[&toggle],
-                )
-                .await?;
-                let added = tx.execute(RECORD_STAGE, &[&toggle]).await?;
+                let mut added = 0;
+                for statement in RECORD {
+                    added = tx.execute(*statement, &[&toggle]).await?;
+                }
                 tx.commit().await?;
                 Ok(added > 0)
             })
@@ -179,9 +183,9 @@ impl Store {
                 // A stage retention removed takes no figures (rather than failing the flush).
                 c.execute(
                     "INSERT INTO avs_rollout_figures (toggle, seq, instance, figures)
-                     SELECT $1, $2, $3, $4 WHERE EXISTS
-                       (SELECT 1 FROM avs_rollout_stages WHERE toggle = $1 AND seq = $2)
-                     ON CONFLICT (toggle, seq, instance) DO UPDATE SET figures = $4, updated_at = now()",
+                     SELECT $1::varchar, $2::bigint, $3::varchar, $4::text WHERE EXISTS
+                       (SELECT 1 FROM avs_rollout_stages WHERE toggle = $1::varchar AND seq = $2::bigint)
+                     ON CONFLICT (toggle, seq, instance) DO UPDATE SET figures = $4::text, updated_at = now()",
                     &[&toggle, &seq, &instance, &json],
                 )
                 .await

@@ -93,6 +93,11 @@ pub fn gates_key(f: &Feature) -> String {
 
 impl Rollout {
     pub fn new(toggles: Arc<Toggles>, settings: RolloutSettings, fleet: Option<fleet::Store>) -> Rollout {
+        if fleet.is_some() {
+            // Each change written through this process is recorded as a stage as it commits
+            // (start-up has made the fleet's tables: `Store::seed` ran first).
+            toggles.log_changes_with(fleet::RECORD);
+        }
         Rollout {
             toggles,
             history: Mutex::new(HashMap::new()),

@@ -19,15 +19,6 @@ struct PendingStage {
 }
 
 impl Rollout {
-    /// Records a change made through this replica's admin API as a stage, right after it (the
-    /// flush would find it too, a flush period later).
-    pub async fn note_change(&self, toggle: &str) {
-        let Some(store) = &self.fleet else { return };
-        if let Err(problem) = store.record_stage(toggle).await {
-            tracing::warn!(%problem, "stage not recorded; the next flush records it");
-        }
-    }
-
     /// Records each toggle's gates as they stand in the store as a stage (when they changed),
     /// then writes this replica's figures for the stages it counted. Does nothing with the file
     /// source.

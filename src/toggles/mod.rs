@@ -212,6 +212,14 @@ impl Toggles {
         self.snapshot.load_full()
     }
 
+    /// Runs `statements` (the feature's name as `$1`) in the transaction of every change
+    /// written to a PostgreSQL store; nothing with other sources.
+    pub fn log_changes_with(&self, statements: &'static [&'static str]) {
+        if let Source::Postgres(pg) = &self.source {
+            pg.log_changes_with(statements);
+        }
+    }
+
     /// When `feature`'s gates last changed in this process (Unix seconds).
     pub fn changed_at(&self, feature: &str) -> Option<u64> {
         self.changed_at

@@ -31,6 +31,10 @@ CREATE UNIQUE INDEX IF NOT EXISTS index_flipper_gates_on_feature_key_and_key_and
 pub struct PostgresSource {
     db: Database,
     read_only: bool,
+    /// Statements run in each change's own transaction, with the feature's name as `$1`,
+    /// after its rows are written: the rollout records the change as a stage there, so a
+    /// change is recorded once, by whoever made it, in commit order.
+    change_log: std::sync::OnceLock<&'static [&'static str]>,
 }
 
 impl PostgresSource {
@@ -40,11 +44,17 @@ impl PostgresSource {
         Ok(PostgresSource {
             db: Database::new(url, schema, "AVS_TOGGLES")?,
             read_only,
+            change_log: std::sync::OnceLock::new(),
         })
     }
 
     pub fn read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// Runs `statements` in every later change's transaction (see `change_log`); once.
+    pub fn log_changes_with(&self, statements: &'static [&'static str]) {
+        let _ = self.change_log.set(statements);
     }
 
     async fn with_client<T>(
@@ -101,6 +111,7 @@ impl PostgresSource {
         }
         let feature = feature.to_owned();
         let change = change.clone();
+        let change_log = self.change_log.get().copied().unwrap_or_default();
         self.with_client(async move |c| {
             let tx = c.transaction().await?;
             tx.execute(
@@ -141,6 +152,9 @@ impl PostgresSource {
                     )
                     .await?;
                 }
+            }
+            for statement in change_log {
+                tx.execute(*statement, &[&feature]).await?;
             }
             tx.commit().await
         })

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// Whether Ruby, Flipper, its ActiveRecord adapter and pg are here (a failure under CI).
-fn flipper_available() -> bool {
+pub(crate) fn flipper_available() -> bool {
     let ok = Command::new("ruby")
         .args([
             "-e",
@@ -39,7 +39,7 @@ fn flipper_available() -> bool {
 }
 
 /// Runs the Ruby side on `database`.
-fn flipper(database: &str, command: &str, input: &Value) -> Value {
+pub(crate) fn flipper(database: &str, command: &str, input: &Value) -> Value {
     let mut child = Command::new("ruby")
         .arg(repo("tests/flipper/flipper.rb"))
         .arg(command)

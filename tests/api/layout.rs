@@ -153,3 +153,57 @@ fn no_src_file_is_over_450_lines() {
         .collect();
     assert!(long.is_empty(), "split these: {long:?}");
 }
+
+/// The README's settings table: (names in the row, the default cell).
+fn readme_settings() -> Vec<(Vec<String>, String)> {
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let table = readme
+        .split("| variable | default | meaning |\n|---|---|---|\n")
+        .nth(1)
+        .expect("the README has the settings table");
+    table
+        .lines()
+        .take_while(|line| line.starts_with('|'))
+        .map(|line| {
+            let cells: Vec<&str> = line.split(" | ").collect();
+            let names = cells[0]
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect();
+            (names, cells[1].to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn the_readmes_settings_table_is_the_settings_table() {
+    let rows = readme_settings();
+    let listed: BTreeSet<&str> = rows
+        .iter()
+        .flat_map(|(names, _)| names.iter().map(String::as_str))
+        .collect();
+    // A secret's `_FILE` twin and `RUST_LOG` are read beside the table's settings.
+    let declared: BTreeSet<&str> = avs_api::config::SETTINGS.iter().map(|s| s.name).collect();
+    let missing: Vec<&&str> = declared.difference(&listed).collect();
+    assert!(
+        missing.is_empty(),
+        "settings the README does not list: {missing:?}"
+    );
+    let unknown: Vec<&&str> = listed
+        .difference(&declared)
+        .filter(|name| !name.ends_with("_FILE") && **name != "RUST_LOG")
+        .collect();
+    assert!(unknown.is_empty(), "README rows for no setting: {unknown:?}");
+    // Where a row names one setting with a default, the README gives that default.
+    for (names, default) in &rows {
+        let [name] = &names[..] else { continue };
+        let Some(setting) = avs_api::config::SETTINGS.iter().find(|s| s.name == name) else {
+            continue;
+        };
+        if let Some(value) = setting.default {
+            assert_eq!(default, &format!("`{value}`"), "{name}'s default");
+        }
+    }
+}

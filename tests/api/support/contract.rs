@@ -40,7 +40,9 @@ impl Contract {
             let mut literal = 0;
             let fits = parts.iter().zip(&segments).all(|(t, s)| {
                 if t.starts_with('{') {
-                    !s.is_empty()
+                    // An empty segment is the parameter, empty: `/avs/v0/avs/` is the summary
+                    // operation with an empty sid (400), not an operation of its own.
+                    true
                 } else {
                     literal += 1;
                     t == s
