@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# Benchmarks (not tests): builds in release mode and, in one run, measures
-#  (a) a baseline axum server answering the identity bytes of the full summary with no logic,
-#  (b) cached hits on the full service with a valid token: identity, br and gzip,
-#  all with wrk at 64 connections in alternating rounds, with the server's CPU per request and
-#  each ratio to the baseline; the bytes on the wire per encoding; then the cold stampede, the
-#  miss overhead (full and 1 MB summaries), the compression levels and resident memory
-#  (bench/probe.rs).
-# Usage: bench/run.sh [seconds per wrk run, default 5] [rounds, default 5]
+# Benchmarks (not tests): builds in release mode and, in one run, measures cached hits of the
+# same 31,699-byte summary on
+#  (a) bare axum answering those bytes from memory with no logic (bench/baseline.rs),
+#  (b) nginx's proxy_cache answering them from its cache (what an operator could put in front),
+#  (c) this service: a cached hit with a valid token, identity, br and gzip,
+# with wrk at one thread and 64 connections, so the server keeps a core of its own on a 2-core
+# machine (two client threads starve it and every target turns client-bound). The headline is
+# the server's CPU per request (user + system, from /proc), and its ratio to bare axum's; req/s
+# beside it. Targets alternate round by round and medians are taken (the machine is shared).
+# Then the bytes on the wire per encoding, the cold stampede, the miss overhead, the
+# compression levels and resident memory (bench/probe.rs).
+# Usage: bench/run.sh [seconds per wrk run, default 5] [rounds, default 3]
+#        WRK_THREADS=2 bench/run.sh  (the older, client-bound way)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
-rounds="${2:-5}"
+rounds="${2:-3}"
+threads="${WRK_THREADS:-1}"
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "nginx is required: apt-get install nginx" >&2; exit 1; }
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
 cargo build --release --quiet --bin avs-api --example baseline --example probe
 out="${CARGO_TARGET_DIR:-target}/release"
@@ -31,6 +39,41 @@ curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:18080/avs/v0/avs/$s
 pids+=($!)
 for _ in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:18081/ && break; sleep 0.1; done
 
+# nginx with proxy_cache in front of the baseline: after the first request every answer is a
+# cache hit from nginx's own memory and page cache (one worker, as the service has one process).
+mkdir -p "$work/cache" "$work/tmp"
+cat > "$work/nginx.conf" <<CONF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log stderr error;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 100000;
+  client_body_temp_path $work/tmp; proxy_temp_path $work/tmp; fastcgi_temp_path $work/tmp;
+  uwsgi_temp_path $work/tmp; scgi_temp_path $work/tmp;
+  proxy_cache_path $work/cache keys_zone=hits:1m;
+  upstream bare { server 127.0.0.1:18081; keepalive 8; }
+  server {
+    listen 127.0.0.1:18082;
+    location / {
+      proxy_pass http://bare;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache hits;
+      proxy_cache_valid 200 1h;
+      proxy_ignore_headers Cache-Control Expires Set-Cookie;
+      proxy_cache_key \$uri;
+    }
+  }
+}
+CONF
+"$nginx_bin" -p "$work" -c "$work/nginx.conf" -e stderr &
+pids+=($!)
+for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:18082/avs/v0/avs/$sid" && break; sleep 0.1; done
+
 # The server's CPU time so far, in clock ticks (user + system).
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
@@ -40,7 +83,7 @@ ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 measure() {
   local before after
   before=$(ticks "$2")
-  wrk -t2 -c64 -d"${secs}s" --latency -H "Authorization: Bearer $token" ${3:+-H "Accept-Encoding: $3"} "$1" > "$work/wrk"
+  wrk -t"$threads" -c64 -d"${secs}s" --latency -H "Authorization: Bearer $token" ${3:+-H "Accept-Encoding: $3"} "$1" > "$work/wrk"
   after=$(ticks "$2")
   awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
@@ -56,35 +99,41 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 
 # The machine is shared and noisy: alternate the targets over several rounds and take medians,
 # so a burst of someone else's load lands on all of them rather than on one.
-for port in 18080 18081; do # warm both up (connections, caches, allocator)
-  wrk -t2 -c64 -d1s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/avs/v0/avs/$sid" >/dev/null
+for port in 18080 18081 18082; do # warm all up (connections, caches, allocator)
+  wrk -t"$threads" -c64 -d1s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/avs/v0/avs/$sid" >/dev/null
 done
 service_pid=${pids[0]}
 baseline_pid=${pids[1]}
+nginx_pid=${pids[2]}
 : > "$work/rounds"
 for round in $(seq "$rounds"); do
   # Only 200s count: a gated-off or refused request is cheap and would flatter the service.
   b=$(measure "http://127.0.0.1:18081/avs/v0/avs/$sid" "$baseline_pid") || exit 1
+  n=$(measure "http://127.0.0.1:18082/avs/v0/avs/$sid" "$nginx_pid") || exit 1
   i=$(measure "http://127.0.0.1:18080/avs/v0/avs/$sid" "$service_pid") || exit 1
   r=$(measure "http://127.0.0.1:18080/avs/v0/avs/$sid" "$service_pid" "gzip, deflate, br") || exit 1
   g=$(measure "http://127.0.0.1:18080/avs/v0/avs/$sid" "$service_pid" "gzip, deflate") || exit 1
-  echo "round $round  baseline $b  identity $i  br $r  gzip $g  (rps p50_ms p99_ms cpu_us/req)"
-  echo "$b $i $r $g" >> "$work/rounds"
+  echo "round $round  bare $b  nginx $n  identity $i  br $r  gzip $g  (rps p50_ms p99_ms cpu_us/req)"
+  echo "$b $n $i $r $g" >> "$work/rounds"
 done
 col() { awk -v c="$1" '{ print $c }' "$work/rounds" | median; }
-ratio() { awk -v c="$1" '{ print $c / $1 }' "$work/rounds" | median; }
+# Ratios to bare axum, per round (both measured side by side), then the median.
+ratio() { awk -v c="$1" -v b="$2" '{ print $c / $b }' "$work/rounds" | median; }
 
 echo "date $(date -u +%Y-%m-%dT%H:%MZ)"
-echo "machine $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -m)"
+echo "machine $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -m); wrk -t$threads -c64"
 echo "rounds $rounds of ${secs} s each (medians below)"
-for target in "baseline 1" "identity 5" "br 9" "gzip 13"; do
+printf "%-9s %8s %8s %8s %12s %12s %10s\n" target req/s p50_ms p99_ms cpu_us/req cpu_vs_bare rps_vs_bare
+for target in "bare 1" "nginx 5" "identity 9" "br 13" "gzip 17"; do
   set -- $target
-  echo "$1_rps $(col "$2")  $1_p50_ms $(col $(($2 + 1)))  $1_p99_ms $(col $(($2 + 2)))  $1_cpu_us_per_req $(col $(($2 + 3)))  ratio_to_baseline $(ratio "$2")"
+  printf "%-9s %8s %8s %8s %12s %12.2f %10.2f\n" "$1" "$(col "$2")" "$(col $(($2 + 1)))" "$(col $(($2 + 2)))" \
+    "$(col $(($2 + 3)))" "$(ratio $(($2 + 3)) 4)" "$(ratio "$2" 1)"
 done
 for enc in identity br gzip; do
   case $enc in identity) h="identity";; br) h="gzip, deflate, br";; gzip) h="gzip, deflate";; esac
   bytes=$(curl -s -o /dev/null -w '%{size_download}' -H "Authorization: Bearer $token" -H "Accept-Encoding: $h" "http://127.0.0.1:18080/avs/v0/avs/$sid")
   echo "bytes_on_wire_$enc $bytes"
 done
+[ "${PROBE:-1}" = 0 ] && exit 0
 "$out/examples/probe"
 "$out/examples/probe" levels

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 /// Requests in flight by caller (the keyed hash of the actor id; never the id).
 pub struct CallerLimit {
     max: usize,
-    in_flight: Mutex<HashMap<u64, usize>>,
+    /// Keyed by a keyed hash already: foldhash, not SipHash, on every request.
+    in_flight: Mutex<HashMap<u64, usize, foldhash::fast::FixedState>>,
 }
 
 /// One of a caller's in-flight slots, given back when the request ends or is cancelled.
@@ -27,7 +28,7 @@ impl CallerLimit {
     pub fn new(max: usize) -> CallerLimit {
         CallerLimit {
             max: max.max(1),
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::default()),
         }
     }
 

@@ -199,7 +199,8 @@ const TOKEN_CACHE_MAX_LIFETIME: Duration = Duration::from_secs(300);
 
 #[derive(Clone)]
 struct Verified {
-    caller: Caller,
+    /// Shared: a hit hands out a reference count, not copies of the caller's ids.
+    caller: Arc<Caller>,
     /// `exp` as Unix seconds: a hit past it is a miss, whatever the cache's own clock says.
     exp: u64,
     lifetime: Duration,
@@ -245,7 +246,7 @@ impl Verifier {
     }
 
     /// [`Verifier::verify`], remembered per token until its `exp`.
-    pub async fn verify_cached(&self, token: &str) -> Result<Caller, TokenError> {
+    pub async fn verify_cached(&self, token: &str) -> Result<Arc<Caller>, TokenError> {
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(hit) = self.verified.get(token)
             && hit.exp > now
@@ -253,6 +254,7 @@ impl Verifier {
             return Ok(hit.caller);
         }
         let (caller, exp) = self.verify_with_exp(token)?;
+        let caller = Arc::new(caller);
         let lifetime = Duration::from_secs(exp.saturating_sub(now)).min(TOKEN_CACHE_MAX_LIFETIME);
         if !lifetime.is_zero() {
             self.verified.insert(

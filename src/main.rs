@@ -44,6 +44,12 @@ enum Command {
     },
 }
 
+/// mimalloc rather than glibc's allocator: a cached hit allocates a few dozen small blocks across
+/// the runtime's threads, and glibc's malloc/free were a tenth of the service's CPU under load
+/// (perf, 2026-12-02; bench/README.md has the figures).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Configuration problems exit with 2, one line each, before anything listens.
 const EXIT_CONFIG: u8 = 2;
 

@@ -2,7 +2,7 @@
 //! or summary content.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
 use std::hash::Hash;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -205,6 +205,9 @@ fn describe_metrics() {
     );
 }
 
+/// The maps read on every request: foldhash, not SipHash (the keys are ours, not a caller's).
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::FixedState>;
+
 /// Metric handles registered once per label set and then kept. The `counter!` family hashes
 /// its key into the recorder's registry on every call (and allocates, with owned labels), which
 /// showed in the profile of a cache hit. Label sets are few (routes, statuses, toggles), so a
@@ -213,7 +216,7 @@ pub struct Handles<K, H>(ArcSwap<HashMap<K, H>>);
 
 impl<K, H> Default for Handles<K, H> {
     fn default() -> Self {
-        Handles(ArcSwap::from_pointee(HashMap::new()))
+        Handles(ArcSwap::from_pointee(HashMap::default()))
     }
 }
 
@@ -304,7 +307,8 @@ impl UpstreamErrorKind {
 pub struct Notes {
     /// Keyed hash of the actor id (never the id).
     pub actor: Option<u64>,
-    pub gates: Vec<(&'static str, bool)>,
+    /// Inline: a request passes one or two gates, and a `Vec` would allocate for each.
+    pub gates: smallvec::SmallVec<[(&'static str, bool); 4]>,
     pub cache: Option<&'static str>,
     pub upstream_calls: u32,
     pub upstream_failures: u32,

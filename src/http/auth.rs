@@ -13,7 +13,7 @@ use crate::identity::Caller;
 /// An authenticated caller with one of its in-flight slots: the slot goes back when the
 /// handler ends (or is cancelled) and drops this.
 pub struct Authenticated {
-    pub caller: Caller,
+    pub caller: std::sync::Arc<Caller>,
     _slot: CallerSlot,
 }
 

@@ -75,7 +75,10 @@ where
                     },
                 }
             };
-            let (mut response, notes) = telemetry::with_notes(served.instrument(span.clone())).await;
+            // Boxed once here: the combinators around it would otherwise each move the whole
+            // request and handler state into themselves (callgrind: 15 memcpys of it per hit).
+            let served = Box::pin(served.instrument(span.clone()));
+            let (mut response, notes) = telemetry::with_notes(served).await;
             let latency = started.elapsed();
             let status = response.status().as_u16();
             span.record("http.response.status_code", status);
@@ -204,10 +207,23 @@ where
     } else {
         None
     };
+    // A cache hit is answered on its first poll: only a request that waits gets a timer, so a
+    // hit neither inserts one into the runtime's timer wheel nor takes it out again.
+    let mut handled = std::pin::pin!(handled);
+    let first = std::future::poll_fn(|cx| Poll::Ready(handled.as_mut().poll(cx).map(answer))).await;
+    if let Poll::Ready(response) = first {
+        return response;
+    }
     match tokio::time::timeout_at(deadline, handled).await {
-        Ok(Ok(response)) => response.into_response(),
-        Ok(Err(never)) => match never {},
+        Ok(answered) => answer(answered),
         Err(_) => ApiError::GatewayTimeout.into_response(),
+    }
+}
+
+fn answer<R: IntoResponse>(answered: Result<R, Infallible>) -> Response {
+    match answered {
+        Ok(response) => response.into_response(),
+        Err(never) => match never {},
     }
 }
 

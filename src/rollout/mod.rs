@@ -56,9 +56,12 @@ struct ToggleHistory {
     timeline: BTreeMap<u64, (u64, u64)>,
 }
 
+/// Each toggle's history; looked up on every request, so foldhash rather than SipHash.
+type Histories = HashMap<&'static str, ToggleHistory, foldhash::fast::FixedState>;
+
 pub struct Rollout {
     toggles: Arc<Toggles>,
-    history: Mutex<HashMap<&'static str, ToggleHistory>>,
+    history: Mutex<Histories>,
     settings: RolloutSettings,
     fleet: Option<fleet::Store>,
 }
@@ -100,13 +103,13 @@ impl Rollout {
         }
         Rollout {
             toggles,
-            history: Mutex::new(HashMap::new()),
+            history: Mutex::new(Histories::default()),
             settings,
             fleet,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, ToggleHistory>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Histories> {
         self.history.lock().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -68,7 +68,7 @@ pub fn parse_toml(text: &str) -> Result<Snapshot, String> {
         ),
         None => "does not parse as a toggle file".to_owned(),
     })?;
-    let mut features = HashMap::with_capacity(doc.features.len());
+    let mut features = super::Features::with_capacity_and_hasher(doc.features.len(), Default::default());
     for (name, f) in doc.features {
         for group in &f.groups {
             super::note_group(&name, group);

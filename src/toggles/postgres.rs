@@ -1,8 +1,6 @@
 //! The Postgres source: the tables Flipper's ActiveRecord adapter uses, so this service reads
 //! the very toggles VA.gov's Flipper UI edits, and replicas share one store.
 
-use std::collections::HashMap;
-
 use super::{Change, Feature, Percentage, Snapshot};
 use crate::database::Database;
 
@@ -74,7 +72,7 @@ impl PostgresSource {
                 Ok((features, gates))
             })
             .await?;
-        let mut snapshot: HashMap<String, Feature> = features
+        let mut snapshot: super::Features = features
             .iter()
             .map(|row| (row.get::<_, String>(0), Feature::default()))
             .collect();

@@ -509,7 +509,7 @@ async fn a_thousand_gate_changes_leave_memory_and_tables_bounded() {
             .unwrap();
         let notes = Notes {
             actor: Some(change as u64),
-            gates: vec![("avs_enabled", true)],
+            gates: [("avs_enabled", true)].into_iter().collect(),
             ..Notes::default()
         };
         rollout.record(&notes, 200, Duration::from_millis(3));
