@@ -391,6 +391,14 @@ fn first_hit(rows: Value) -> Result<SearchHit, &'static str> {
     Ok(SearchHit::Found { sid, owner })
 }
 
+/// Notes the outcome on the lookup's span. Finding the current span costs a lookup in the
+/// subscriber's registry on every hit, so only when spans at this level are recorded at all.
+fn record_outcome(outcome: &'static str) {
+    if tracing::enabled!(tracing::Level::INFO) {
+        tracing::Span::current().record("cache.outcome", outcome);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,13 +425,5 @@ mod tests {
         assert!(first_hit(json!([1])).is_err());
         assert!(first_hit(json!([{"sid": "nothex"}])).is_err());
         assert!(first_hit(json!([{"sid": "9A7AF40B2BC2471EA116891839113252", "icn": 5}])).is_err());
-    }
-}
-
-/// Notes the outcome on the lookup's span. Finding the current span costs a lookup in the
-/// subscriber's registry on every hit, so only when spans at this level are recorded at all.
-fn record_outcome(outcome: &'static str) {
-    if tracing::enabled!(tracing::Level::INFO) {
-        tracing::Span::current().record("cache.outcome", outcome);
     }
 }
