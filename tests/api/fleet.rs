@@ -734,3 +734,46 @@ async fn three_replicas_list_one_stage_history_after_a_thousand_rapid_changes() 
         eprintln!("a change written by Flipper: the three replicas agreed {took:?} after it");
     }
 }
+
+#[tokio::test]
+async fn reading_the_report_deletes_nothing_and_retention_runs_on_its_timer() {
+    use avs_api::rollout::{Rollout, RolloutSettings, fleet::Store};
+    use avs_api::toggles::{Change, Percentage, SourceConfig, Toggles};
+    let Some(pg) = Postgres::start().await else { return };
+    let url = pg.database("retention_timer", None).await;
+    let source = SourceConfig::Postgres {
+        url: url.clone(),
+        read_only: false,
+    };
+    let toggles = Toggles::start(&source, Duration::from_secs(3600)).await.unwrap();
+    let store = Store::new(&url).unwrap();
+    store.seed().await.unwrap();
+    let settings = RolloutSettings {
+        max_stages: 5,
+        ..RolloutSettings::default()
+    };
+    let rollout = Rollout::new(toggles.clone(), settings, Some(store));
+    for pct in 1..=20 {
+        toggles
+            .apply(
+                "avs_enabled",
+                Change::PercentageOfActors(Percentage::Integer(pct)),
+            )
+            .await
+            .unwrap();
+    }
+    let (stages, _) = rollout.fleet().unwrap().rows().await.unwrap();
+    assert_eq!(stages, 20, "each change recorded as it committed");
+    for _ in 0..3 {
+        let report = serde_json::to_value(rollout.report().await).unwrap();
+        assert_eq!(
+            toggle(&report, "avs_enabled")["stages"].as_array().unwrap().len(),
+            5
+        );
+    }
+    let (stages, _) = rollout.fleet().unwrap().rows().await.unwrap();
+    assert_eq!(stages, 20, "reading the report is a read: no retention DELETE");
+    rollout.retain().await.unwrap(); // what the flush timer runs
+    let (stages, _) = rollout.fleet().unwrap().rows().await.unwrap();
+    assert_eq!(stages, 5, "the timer's retention keeps AVS_ROLLOUT_MAX_STAGES");
+}
