@@ -208,8 +208,8 @@ struct Verified {
 
 struct UntilExp;
 
-impl moka::Expiry<Arc<str>, Verified> for UntilExp {
-    fn expire_after_create(&self, _: &Arc<str>, v: &Verified, _: std::time::Instant) -> Option<Duration> {
+impl moka::Expiry<Arc<[u8]>, Verified> for UntilExp {
+    fn expire_after_create(&self, _: &Arc<[u8]>, v: &Verified, _: std::time::Instant) -> Option<Duration> {
         Some(v.lifetime)
     }
 }
@@ -218,7 +218,9 @@ pub struct Verifier {
     keys: KeySet,
     issuer: Option<String>,
     audience: Option<String>,
-    verified: moka::sync::Cache<Arc<str>, Verified, foldhash::fast::RandomState>,
+    /// Keyed by the token's bytes: a hit needs no UTF-8 check of ~500 bytes (callgrind: as
+    /// much as the lookup itself); only a token to verify is read as text.
+    verified: moka::sync::Cache<Arc<[u8]>, Verified, foldhash::fast::RandomState>,
     signature_checks: AtomicU64,
 }
 
@@ -226,7 +228,7 @@ impl Verifier {
     pub fn new(keys: KeySet, issuer: Option<String>, audience: Option<String>) -> Verifier {
         let verified = moka::sync::Cache::builder()
             .max_capacity(TOKEN_CACHE_BYTES)
-            .weigher(|token: &Arc<str>, _: &Verified| {
+            .weigher(|token: &Arc<[u8]>, _: &Verified| {
                 u32::try_from(token.len() + TOKEN_ENTRY_OVERHEAD).unwrap_or(u32::MAX)
             })
             .expire_after(UntilExp)
@@ -246,14 +248,15 @@ impl Verifier {
     }
 
     /// [`Verifier::verify`], remembered per token until its `exp`.
-    pub async fn verify_cached(&self, token: &str) -> Result<Arc<Caller>, TokenError> {
+    pub async fn verify_cached(&self, token: &[u8]) -> Result<Arc<Caller>, TokenError> {
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(hit) = self.verified.get(token)
             && hit.exp > now
         {
             return Ok(hit.caller);
         }
-        let (caller, exp) = self.verify_with_exp(token)?;
+        let text = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
+        let (caller, exp) = self.verify_with_exp(text)?;
         let caller = Arc::new(caller);
         let lifetime = Duration::from_secs(exp.saturating_sub(now)).min(TOKEN_CACHE_MAX_LIFETIME);
         if !lifetime.is_zero() {

@@ -52,6 +52,8 @@ struct ToggleHistory {
     stages: VecDeque<LocalStage>,
     /// Stages ever opened here, so numbers go on when old ones are dropped.
     opened: usize,
+    /// The toggles' generation the last stage was checked against (0: never).
+    checked: u64,
     /// Unix minute → (requests, errors).
     timeline: BTreeMap<u64, (u64, u64)>,
 }
@@ -116,6 +118,15 @@ impl Rollout {
     /// The toggle's current stage, opening a new one if its gates changed since; old stages
     /// beyond the limit are dropped (their figures stay in the fleet's table until retention).
     fn current<'a>(&self, history: &'a mut ToggleHistory, name: &str) -> &'a mut LocalStage {
+        // The same snapshot as last time: the same stage, without comparing the gates again.
+        let generation = self.toggles.generation();
+        if history.checked == generation && generation != 0 && !history.stages.is_empty() {
+            let Some(last) = history.stages.back_mut() else {
+                unreachable!("not empty")
+            };
+            return last;
+        }
+        history.checked = generation;
         let snapshot = self.toggles.snapshot();
         let off = Feature::default();
         let feature = snapshot.features.get(name).unwrap_or(&off);

@@ -91,6 +91,9 @@ pub enum WriteError {
 
 pub struct Toggles {
     snapshot: ArcSwap<Snapshot>,
+    /// Bumped after every new snapshot: a reader that saw this number has nothing new to
+    /// compare (the rollout's per-request stage check).
+    generation: std::sync::atomic::AtomicU64,
     health: ArcSwap<SourceHealth>,
     source: Source,
     /// The file bytes last loaded, so the poll only re-parses on change.
@@ -106,6 +109,7 @@ impl Toggles {
     fn with_source(source: Source, refresh: Duration) -> Toggles {
         Toggles {
             snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            generation: std::sync::atomic::AtomicU64::new(0),
             health: ArcSwap::from_pointee(SourceHealth::NeverLoaded {
                 problem: "not loaded yet".into(),
             }),
@@ -158,6 +162,7 @@ impl Toggles {
         }
         metrics::gauge!("avs_toggle_source_last_load_timestamp_seconds").set(now as f64);
         self.snapshot.store(Arc::new(snapshot));
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         self.health.store(Arc::new(SourceHealth::Loaded {
             at: SystemTime::now(),
         }));
@@ -214,6 +219,11 @@ impl Toggles {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// Which snapshot is in force, as a number that grows with each new one.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Runs `statements` (the feature's name as `$1`) in the transaction of every change
