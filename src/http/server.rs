@@ -7,7 +7,10 @@
 //!   first head within `header_timeout` of the accept), so half-sent requests are closed;
 //! - a keep-alive connection with nothing in flight is closed after `idle_timeout` without
 //!   traffic;
-//! - past `max_connections` open on this listener, a new connection is closed at once.
+//! - past `max_connections` open on this listener, a new connection is closed at once (the cap
+//!   is lowered to what the open-file limit allows: `descriptors`);
+//! - at shutdown, a connection with no request being served (idle, or a head still arriving)
+//!   closes at once; one with a request in flight finishes it within the grace.
 //!
 //! hyper's own `header_read_timeout` is not used: it also runs while a keep-alive connection
 //! waits idle for its next request, so it cannot tell a slow head from a quiet client.
