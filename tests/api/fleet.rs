@@ -165,6 +165,50 @@ fn current_stage<'a>(report: &'a Value, name: &str) -> &'a Value {
     toggle(report, name)["stages"].as_array().unwrap().last().unwrap()
 }
 
+/// Three replicas of the binary on one toggle store, refreshing and flushing every second.
+async fn replicas(toggles: &str, extra: &[(&str, &str)]) -> Vec<Server> {
+    let mut replicas = Vec::new();
+    for n in 1..=3 {
+        let instance = format!("replica-{n}");
+        let mut env = vec![
+            ("AVS_ENV", "test"),
+            ("AVS_TOGGLES", toggles),
+            ("AVS_TOGGLES_REFRESH_SECS", "1"),
+            ("AVS_ROLLOUT_FLUSH_SECS", "1"),
+            ("AVS_ADMIN_TOKEN", ADMIN),
+            ("AVS_INSTANCE", &instance),
+        ];
+        env.extend_from_slice(extra);
+        replicas.push(serve(&env).await);
+    }
+    replicas
+}
+
+/// A rollout over a PostgreSQL toggle store of its own database, as start-up builds it (the
+/// fleet's tables made first), keeping `max_stages`.
+async fn fleet_rollout(
+    pg: &Postgres,
+    database: &str,
+    max_stages: usize,
+) -> (Arc<avs_api::toggles::Toggles>, avs_api::rollout::Rollout) {
+    use avs_api::rollout::{Rollout, RolloutSettings, fleet::Store};
+    use avs_api::toggles::{SourceConfig, Toggles};
+    let url = pg.database(database, None).await;
+    let source = SourceConfig::Postgres {
+        url: url.clone(),
+        read_only: false,
+    };
+    let toggles = Toggles::start(&source, Duration::from_secs(3600)).await.unwrap();
+    let store = Store::new(&url).unwrap();
+    store.seed().await.unwrap();
+    let settings = RolloutSettings {
+        max_stages,
+        ..RolloutSettings::default()
+    };
+    let rollout = Rollout::new(toggles.clone(), settings, Some(store));
+    (toggles, rollout)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_behind_nginx_act_as_one() {
     let Some(pg) = Postgres::start().await else { return };
@@ -194,23 +238,11 @@ async fn three_replicas_behind_nginx_act_as_one() {
         );
     }
     let url = upstream.url();
-    let mut replicas = Vec::new();
-    for n in 1..=3 {
-        let instance = format!("replica-{n}");
-        replicas.push(
-            serve(&[
-                ("AVS_ENV", "test"),
-                ("AVS_UPSTREAM_URL", &url),
-                ("AVS_PROXY_URL", "direct"),
-                ("AVS_TOGGLES", &pg.url),
-                ("AVS_TOGGLES_REFRESH_SECS", "1"),
-                ("AVS_ROLLOUT_FLUSH_SECS", "1"),
-                ("AVS_ADMIN_TOKEN", ADMIN),
-                ("AVS_INSTANCE", &instance),
-            ])
-            .await,
-        );
-    }
+    let mut replicas = replicas(
+        &pg.url,
+        &[("AVS_UPSTREAM_URL", &url), ("AVS_PROXY_URL", "direct")],
+    )
+    .await;
     let [r1, r2, r3] = &mut replicas[..] else {
         unreachable!()
     };
@@ -482,25 +514,10 @@ impl TextLossy for reqwest::Response {
 
 #[tokio::test]
 async fn a_thousand_gate_changes_leave_memory_and_tables_bounded() {
-    use avs_api::rollout::{Rollout, RolloutSettings, fleet::Store};
     use avs_api::telemetry::Notes;
-    use avs_api::toggles::{Change, Percentage, SourceConfig, Toggles};
+    use avs_api::toggles::{Change, Percentage};
     let Some(pg) = Postgres::start().await else { return };
-    let source = SourceConfig::Postgres {
-        url: pg.database("bounded", None).await,
-        read_only: false,
-    };
-    let toggles = Toggles::start(&source, Duration::from_secs(3600)).await.unwrap();
-    let settings = RolloutSettings {
-        max_stages: 50,
-        ..RolloutSettings::default()
-    };
-    let SourceConfig::Postgres { url, .. } = &source else {
-        unreachable!()
-    };
-    let store = Store::new(url).unwrap();
-    store.seed().await.unwrap(); // as start-up does: the fleet's tables exist
-    let rollout = Rollout::new(toggles.clone(), settings, Some(store));
+    let (toggles, rollout) = fleet_rollout(&pg, "bounded", 50).await;
     for change in 0..1_000 {
         let pct = Percentage::Integer(1 + change % 99);
         toggles
@@ -626,21 +643,7 @@ async fn settled(replicas: &[Server], name: &str, last: &str, limit: Duration) -
 async fn three_replicas_list_one_stage_history_after_a_thousand_rapid_changes() {
     let Some(pg) = Postgres::start().await else { return };
     let url = pg.database("one_history", None).await;
-    let mut replicas = Vec::new();
-    for n in 1..=3 {
-        let instance = format!("replica-{n}");
-        replicas.push(
-            serve(&[
-                ("AVS_ENV", "test"),
-                ("AVS_TOGGLES", &url),
-                ("AVS_TOGGLES_REFRESH_SECS", "1"),
-                ("AVS_ROLLOUT_FLUSH_SECS", "1"),
-                ("AVS_ADMIN_TOKEN", ADMIN),
-                ("AVS_INSTANCE", &instance),
-            ])
-            .await,
-        );
-    }
+    let replicas = replicas(&url, &[]).await;
     let feature = "/flipper/api/features/avs_enabled";
     assert_eq!(
         admin_post(&replicas[0], &format!("{feature}/boolean"), "").await,
@@ -737,22 +740,9 @@ async fn three_replicas_list_one_stage_history_after_a_thousand_rapid_changes() 
 
 #[tokio::test]
 async fn reading_the_report_deletes_nothing_and_retention_runs_on_its_timer() {
-    use avs_api::rollout::{Rollout, RolloutSettings, fleet::Store};
-    use avs_api::toggles::{Change, Percentage, SourceConfig, Toggles};
+    use avs_api::toggles::{Change, Percentage};
     let Some(pg) = Postgres::start().await else { return };
-    let url = pg.database("retention_timer", None).await;
-    let source = SourceConfig::Postgres {
-        url: url.clone(),
-        read_only: false,
-    };
-    let toggles = Toggles::start(&source, Duration::from_secs(3600)).await.unwrap();
-    let store = Store::new(&url).unwrap();
-    store.seed().await.unwrap();
-    let settings = RolloutSettings {
-        max_stages: 5,
-        ..RolloutSettings::default()
-    };
-    let rollout = Rollout::new(toggles.clone(), settings, Some(store));
+    let (toggles, rollout) = fleet_rollout(&pg, "retention_timer", 5).await;
     for pct in 1..=20 {
         toggles
             .apply(
