@@ -12,51 +12,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
 rounds="${2:-3}"
-command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "nginx is required: apt-get install nginx" >&2; exit 1; }
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-
 cargo build --release --quiet --bin avs-api --example oh_probe
-out="${CARGO_TARGET_DIR:-target}/release"
-bin="$out/avs-api"
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+. bench/common.sh
 
 doc=15249638962
-AVS_LISTEN=127.0.0.1:18080 AVS_ADMIN_LISTEN=127.0.0.1:19090 AVS_MAX_IN_FLIGHT_PER_CALLER=1000 \
-  RUST_LOG=warn "$bin" >/dev/null 2>&1 &
-pids+=($!)
-token=$("$bin" dev-token --icn 1012345678V123456)
-for _ in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:18080/healthz && break; sleep 0.1; done
-
-mkdir -p "$work/html" "$work/logs"
+start_service AVS_MAX_IN_FLIGHT_PER_CALLER=1000
+mkdir -p "$work/html"
 cp fixtures/oracle/long-summary.pdf "$work/html/doc.pdf"
-cat > "$work/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $work/nginx.pid;
-error_log stderr error;
-events { worker_connections 1024; }
-http {
-  access_log off;
+start_nginx "
   sendfile on;
   tcp_nopush on;
-  keepalive_requests 100000;
-  client_body_temp_path $work/tmp; proxy_temp_path $work/tmp; fastcgi_temp_path $work/tmp;
-  uwsgi_temp_path $work/tmp; scgi_temp_path $work/tmp;
   types { application/pdf pdf; }
-  server { listen 127.0.0.1:18082; root $work/html; }
-}
-CONF
-mkdir -p "$work/tmp"
-"$nginx_bin" -p "$work" -c "$work/nginx.conf" -e stderr &
-pids+=($!)
-for _ in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:18082/doc.pdf && break; sleep 0.1; done
+  server { listen 127.0.0.1:18082; root $work/html; }"
+await_url http://127.0.0.1:18082/doc.pdf
 
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # Usage: measure URL PID -> "rps cpu_us_per_req"
 measure() {
   local before after
@@ -68,7 +37,6 @@ measure() {
     END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
           printf "%.0f %.1f\n", rps, ticks / hz * 1e6 / n }' "$work/wrk"
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 raw="http://127.0.0.1:18080/avs/v0/oh/documents/$doc"
 compat="http://127.0.0.1:18080/avs/v0/oh/appointments/4818609/binaries?doc_ids=$doc"

@@ -17,48 +17,25 @@ cd "$(dirname "$0")/.."
 secs="${1:-5}"
 rounds="${2:-3}"
 threads="${WRK_THREADS:-1}"
-command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "nginx is required: apt-get install nginx" >&2; exit 1; }
-nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
-
 cargo build --release --quiet --bin avs-api --example baseline --example probe
-out="${CARGO_TARGET_DIR:-target}/release"
-bin="$out/avs-api"
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+. bench/common.sh
 
 sid=9A7AF40B2BC2471EA116891839113252
-AVS_LISTEN=127.0.0.1:18080 AVS_ADMIN_LISTEN=127.0.0.1:19090 RUST_LOG=warn "$bin" >/dev/null 2>&1 &
-pids+=($!)
-token=$("$bin" dev-token --icn 1012345678V123456)
-for _ in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:18080/healthz && break; sleep 0.1; done
+start_service
 curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:18080/avs/v0/avs/$sid" -o "$work/body.json"
 "$out/examples/baseline" 127.0.0.1:18081 "$work/body.json" &
 pids+=($!)
-for _ in $(seq 50); do curl -sf -o /dev/null http://127.0.0.1:18081/ && break; sleep 0.1; done
+await_url http://127.0.0.1:18081/
 
 # nginx with proxy_cache in front of the baseline: after the first request every answer is a
-# cache hit from nginx's own memory and page cache (one worker, as the service has one process).
-mkdir -p "$work/cache" "$work/tmp"
-cat > "$work/nginx.conf" <<CONF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $work/nginx.pid;
-error_log stderr error;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 100000;
+# cache hit from nginx's own memory and page cache.
+mkdir -p "$work/cache"
+start_nginx "
   # A cache hit at its cheapest: the cached file's descriptor kept open, sent with sendfile.
   sendfile on;
   tcp_nopush on;
   open_file_cache max=64 inactive=1h;
   open_file_cache_valid 1h;
-  client_body_temp_path $work/tmp; proxy_temp_path $work/tmp; fastcgi_temp_path $work/tmp;
-  uwsgi_temp_path $work/tmp; scgi_temp_path $work/tmp;
   proxy_cache_path $work/cache keys_zone=hits:1m;
   upstream bare { server 127.0.0.1:18081; keepalive 8; }
   server {
@@ -66,21 +43,14 @@ http {
     location / {
       proxy_pass http://bare;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
       proxy_cache hits;
       proxy_cache_valid 200 1h;
       proxy_ignore_headers Cache-Control Expires Set-Cookie;
       proxy_cache_key \$uri;
     }
-  }
-}
-CONF
-"$nginx_bin" -p "$work" -c "$work/nginx.conf" -e stderr &
-pids+=($!)
-for _ in $(seq 50); do curl -sf -o /dev/null "http://127.0.0.1:18082/avs/v0/avs/$sid" && break; sleep 0.1; done
-
-# The server's CPU time so far, in clock ticks (user + system).
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+  }"
+await_url "http://127.0.0.1:18082/avs/v0/avs/$sid"
 
 # wrk's figures in one unit: requests/s, p50/p99 in milliseconds, and the server's CPU µs per
 # request. Every target gets the same request, token included, so only what it does differs.
@@ -100,7 +70,6 @@ measure() {
     END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
           printf "%.0f %.3f %.3f %.1f\n", rps, p50, p99, ticks / hz * 1e6 / n }' "$work/wrk"
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # The machine is shared and noisy: alternate the targets over several rounds and take medians,
 # so a burst of someone else's load lands on all of them rather than on one.
