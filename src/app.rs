@@ -12,7 +12,7 @@ use url::Url;
 use crate::config::{Config, ConnectionLimits, OhSource, SourceConfig};
 use crate::domain::ActorId;
 use crate::fairness::CallerLimit;
-use crate::identity::Verifier;
+use crate::identity::Identity;
 use crate::oh_summaries::OhSummaries;
 use crate::rollout::{self, Rollout};
 use crate::summaries::Summaries;
@@ -37,6 +37,8 @@ pub enum StartupError {
     OpenApi(#[from] serde_norway::Error),
     #[error("fixture upstream: {0}")]
     FixtureUpstream(String),
+    #[error("identity: {0}")]
+    Identity(String),
     #[error("{variable} {addr}: {source}")]
     Bind {
         variable: &'static str,
@@ -52,6 +54,9 @@ pub struct Upstreams {
     pub vista: Url,
     /// The Oracle Health source's base and login URLs; `None` when it is off.
     pub oracle: Option<(Url, Url)>,
+    /// The embedded Sign-in Service stand-in, when the SiS keys or user lookup are not
+    /// configured (development only).
+    pub sis_standin: Option<Url>,
 }
 
 impl Upstreams {
@@ -79,12 +84,22 @@ impl Upstreams {
                 Some((join("oh/")?, join("oh/login")?))
             }
         };
-        Ok(Upstreams { vista, oracle })
+        let sis_standin = match config.auth.identity.needs_standin() {
+            true => Some(embedded()?),
+            false => None,
+        };
+        Ok(Upstreams {
+            vista,
+            oracle,
+            sis_standin,
+        })
     }
 
-    /// Whether either source is the embedded fixture upstream.
+    /// Whether either source, or the Sign-in Service, is the embedded fixture server.
     pub fn need_fixture(config: &Config) -> bool {
-        config.upstream.url.is_none() || config.oracle.source == OhSource::Embedded
+        config.upstream.url.is_none()
+            || config.oracle.source == OhSource::Embedded
+            || config.auth.identity.needs_standin()
     }
 }
 
@@ -104,13 +119,17 @@ impl std::ops::Deref for AppState {
 
 /// The contents of [`AppState`].
 pub struct Shared {
-    pub verifier: Arc<Verifier>,
+    pub identity: Arc<Identity>,
     pub toggles: Arc<Toggles>,
     pub summaries: Arc<Summaries>,
     /// Oracle Health summaries; `None` when `AVS_OH_UPSTREAM_URL=off`.
     pub oh: Option<Arc<OhSummaries>>,
     pub rollout: Arc<Rollout>,
     pub auth_cookie: Arc<str>,
+    /// Origins a browser may call from (`AVS_CORS_ORIGINS`), as header values to echo.
+    pub cors_origins: Vec<axum::http::HeaderValue>,
+    /// The links gate's second toggle; `None`: `avs_enabled` alone.
+    pub links_toggle: Option<&'static str>,
     pub request_timeout: Duration,
     /// Link lookups in flight across the whole service.
     pub link_slots: Arc<tokio::sync::Semaphore>,
@@ -169,18 +188,26 @@ impl AppState {
         let rollout = Arc::new(Rollout::new(toggles.clone(), config.rollout.clone(), fleet));
         rollout.keep_flushing();
         let apidocs: serde_json::Value = serde_norway::from_str(OPENAPI_YAML)?;
+        let identity = Arc::new(
+            Identity::start(&config.auth.identity, upstreams.sis_standin.as_ref())
+                .await
+                .map_err(StartupError::Identity)?,
+        );
         let listeners = &config.listeners;
         Ok(AppState(Arc::new(Shared {
-            verifier: Arc::new(Verifier::new(
-                config.auth.keys.clone(),
-                config.auth.issuer.clone(),
-                config.auth.audience.clone(),
-            )),
+            identity,
             rollout,
             toggles,
             summaries: Arc::new(Summaries::new(upstream, &config.cache)),
             oh,
             auth_cookie: Arc::from(config.auth.cookie.as_str()),
+            cors_origins: config
+                .auth
+                .cors_origins
+                .iter()
+                .filter_map(|o| axum::http::HeaderValue::from_str(o).ok())
+                .collect(),
+            links_toggle: config.toggles.links_toggle,
             request_timeout: listeners.request_timeout,
             link_slots: Arc::new(tokio::sync::Semaphore::new(listeners.links_concurrency)),
             links_deadline: listeners.links_deadline,

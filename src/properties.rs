@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::domain::{Sid, render};
 use crate::http::handlers::{link_items, search_params};
-use crate::identity::{KeySet, KeySource, Verifier};
+use crate::identity::{ClaimsVerifier, KeySet, KeySource};
 use crate::toggles::parse_toml;
 
 fn config() -> ProptestConfig {
@@ -135,7 +135,7 @@ proptest! {
     #[test]
     fn token_claims(claims in json_value(), header_extra in json_value(), garbage in ".{0,80}") {
         let keys = KeySet::load(&KeySource::Development).unwrap_or_else(|e| panic!("{e}"));
-        let verifier = Verifier::new(keys, None, None);
+        let verifier = ClaimsVerifier::new(keys, None, None);
         // Arbitrary text is refused.
         prop_assert!(verifier.verify(&garbage).is_err());
         // Correctly signed arbitrary claims: a caller only with a string `sub`, never a panic.

@@ -18,7 +18,7 @@ pub(super) fn describe(config: &Config) -> String {
         };
         let _ = writeln!(out, "{} = {value}", setting.name);
     }
-    let _ = writeln!(out, "# JWT keys: {}", config.auth.keys.describe());
+    let _ = writeln!(out, "# identity: {}", config.auth.identity.describe());
     let _ = writeln!(out, "# toggles: {}", describe_toggles(&config.toggles.source));
     out
 }

@@ -10,6 +10,7 @@ mod cache;
 mod callers;
 mod describe;
 mod file;
+mod keys;
 mod listeners;
 mod oracle;
 mod parser;
@@ -23,7 +24,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 pub use cache::CacheConfig;
-pub use callers::AuthConfig;
+pub use callers::{
+    AuthConfig, ClaimsSettings, DEV_SERVICE_ACCOUNT, DEV_SERVICE_AUDIENCE, IdentitySettings, SisKeys,
+    SisSettings,
+};
+pub use keys::{DEV_KID, KeySet, KeySource};
+#[allow(unused_imports)] // the identity module's tests read the key texts
+pub(crate) use keys::{DEV_PUBLIC_PEM, DEV_SIS_JWKS, VerifyKey, jwks_keys, pem_keys};
 pub use listeners::{ConnectionLimits, ListenerSettings};
 pub use oracle::{OhSettings, OhSource};
 use parser::Parser;

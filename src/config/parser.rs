@@ -48,6 +48,16 @@ impl<'a> Parser<'a> {
             .or(setting.default)
     }
 
+    /// Whether `name` was given (not its default); counts as read.
+    pub(super) fn given(&self, name: &str) -> bool {
+        let Some(setting) = settings::setting(name) else {
+            debug_assert!(false, "{name} is not in the settings table");
+            return false;
+        };
+        self.read.borrow_mut().insert(setting.name);
+        self.vars.get(name).is_some_and(|v| !v.is_empty())
+    }
+
     pub(super) fn problem(&mut self, name: &str, what: impl std::fmt::Display) {
         self.problems.push(format!("{name}: {what}"));
     }

@@ -239,7 +239,72 @@ pub const SETTINGS: &[Setting] = &[
         Some("67108864"),
         "byte budget of decoded documents, cached and loading; 0: no cache",
     ),
-    // Callers.
+    // Callers: VA.gov's Sign-in Service (identity.md), or tokens that assert identity.
+    plain(
+        "AVS_IDENTITY",
+        Some("sis"),
+        "sis (VA.gov's Sign-in Service tokens, the user from vets-api) or claims (tokens assert icn/email)",
+    ),
+    url(
+        "AVS_SIS_JWKS_URL",
+        None,
+        "vets-api's SiS keys (/sign_in/openid_connect/certs); unset: the embedded stand-in (not in production)",
+    ),
+    plain(
+        "AVS_SIS_JWKS_FILE",
+        None,
+        "a static SiS key set (JWKS) instead of the URL",
+    ),
+    plain(
+        "AVS_SIS_JWKS_REFRESH_SECS",
+        Some("300"),
+        "how often the SiS keys are re-fetched (and at most every 30 s on an unknown key)",
+    ),
+    plain(
+        "AVS_SIS_ISSUER",
+        Some("va.gov sign in"),
+        "required `iss` of SiS tokens",
+    ),
+    plain(
+        "AVS_SIS_USER_AUDIENCES",
+        Some("vaweb,vamobile"),
+        "a user token's `aud` must hold one of these",
+    ),
+    url(
+        "AVS_SIS_USER_URL",
+        None,
+        "vets-api's GET /v0/user; unset: the embedded stand-in (not in production)",
+    ),
+    plain(
+        "AVS_SIS_USER_TIMEOUT_MS",
+        Some("2000"),
+        "one vets-api user lookup, waiting for a slot included",
+    ),
+    plain(
+        "AVS_SIS_USER_CONCURRENCY",
+        Some("32"),
+        "vets-api user lookups in flight",
+    ),
+    plain(
+        "AVS_SIS_USER_TTL_SECS",
+        Some("300"),
+        "a session's user is re-read after this (at most 300): a logout is noticed within it",
+    ),
+    plain(
+        "AVS_SIS_SERVICE_AUDIENCE",
+        None,
+        "`aud` of service-account tokens for avs-api; unset: service tokens refused",
+    ),
+    plain(
+        "AVS_SIS_SERVICE_ACCOUNTS",
+        None,
+        "comma list of service_account_id values allowed",
+    ),
+    plain(
+        "AVS_CORS_ORIGINS",
+        None,
+        "comma list of exact origins browsers may call from (never *)",
+    ),
     plain(
         "AVS_JWT_PUBLIC_KEY_FILE",
         None,
@@ -260,6 +325,11 @@ pub const SETTINGS: &[Setting] = &[
         "file:<path> or postgres://…",
     ),
     plain("AVS_TOGGLES_REFRESH_SECS", Some("5"), "PostgreSQL refresh period"),
+    plain(
+        "AVS_LINKS_TOGGLE",
+        Some("va_online_scheduling_after_visit_summary"),
+        "the links gate's second toggle, or `none` (avs_enabled alone decides)",
+    ),
     plain(
         "AVS_TOGGLES_READ_ONLY",
         Some("false"),

@@ -25,12 +25,13 @@ fn empty_environment_is_the_embedded_default() {
 
 #[test]
 fn production_refusals_name_their_variables() {
+    // `sis`, the default: its keys (the user URL is judged once the keys are).
     let err = Config::from_vars(&vars(&[("AVS_ENV", "production")])).unwrap_err();
     let text = err.to_string();
     for name in [
         "AVS_UPSTREAM_URL",
         "AVS_PROXY_URL",
-        "AVS_JWT_PUBLIC_KEY_FILE",
+        "AVS_SIS_JWKS_URL",
         "AVS_TOGGLES",
     ] {
         assert!(
@@ -38,6 +39,13 @@ fn production_refusals_name_their_variables() {
             "{name} not named in:\n{text}"
         );
     }
+    let err = Config::from_vars(&vars(&[("AVS_ENV", "production"), ("AVS_IDENTITY", "claims")])).unwrap_err();
+    assert!(
+        err.to_string()
+            .lines()
+            .any(|l| l.starts_with("AVS_JWT_PUBLIC_KEY_FILE")),
+        "{err}"
+    );
     let err = Config::from_vars(&vars(&[
         ("AVS_ENV", "production"),
         ("AVS_UPSTREAM_URL", "http://x.example"),

@@ -27,6 +27,10 @@ pub struct ToggleSettings {
     pub refresh: Duration,
     /// The admin API's bearer token; `None`: the admin API is off.
     pub admin_token: Option<String>,
+    /// The links gate's second toggle (`AVS_LINKS_TOGGLE`); `None`: `avs_enabled` alone.
+    /// VA.gov deleted `va_online_scheduling_after_visit_summary` from its Flipper after the full
+    /// release, and a feature that does not exist is off (`gating.md`).
+    pub links_toggle: Option<&'static str>,
 }
 
 impl ToggleSettings {
@@ -58,10 +62,26 @@ impl ToggleSettings {
         if production && admin_token.as_ref().is_some_and(|t| t.len() < 32) {
             p.problem("AVS_ADMIN_TOKEN", "must be at least 32 characters in production");
         }
+        let links_toggle = match p.raw("AVS_LINKS_TOGGLE") {
+            None | Some("none") => None,
+            Some(name) if !name.is_empty() && name.len() <= 255 => {
+                // Leaked once at start-up: toggle names are `&'static str` through the gate,
+                // its metrics and the rollout record, which keeps the hot path free of copies.
+                Some(&*Box::leak(name.to_owned().into_boxed_str()))
+            }
+            Some(other) => {
+                p.problem(
+                    "AVS_LINKS_TOGGLE",
+                    format!("{other:?} is not a toggle name or none"),
+                );
+                None
+            }
+        };
         ToggleSettings {
             source,
             refresh,
             admin_token,
+            links_toggle,
         }
     }
 }

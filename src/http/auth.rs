@@ -6,6 +6,7 @@ use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 
 use super::error::ApiError;
+use super::request_id::RequestId;
 use crate::app::AppState;
 use crate::fairness::CallerSlot;
 use crate::identity::Caller;
@@ -14,6 +15,9 @@ use crate::identity::Caller;
 /// handler ends (or is cancelled) and drops this.
 pub struct Authenticated {
     pub caller: std::sync::Arc<Caller>,
+    /// The token came in the cookie (a browser, which sends it on its own): state-changing
+    /// routes then check the request's origin and type (`identity.md`).
+    pub via_cookie: bool,
     _slot: CallerSlot,
 }
 
@@ -29,10 +33,21 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Authenticated, ApiError> {
-        let token = bearer(parts)
-            .or_else(|| cookie(parts, &state.auth_cookie).map(str::as_bytes))
-            .ok_or(ApiError::Unauthenticated)?;
-        match state.verifier.verify_cached(token).await {
+        let (token, via_cookie) = match bearer(parts) {
+            Some(token) => (token, false),
+            None => (
+                cookie(parts, &state.auth_cookie)
+                    .map(str::as_bytes)
+                    .ok_or(ApiError::Unauthenticated)?,
+                true,
+            ),
+        };
+        let request_id = parts.extensions.get::<RequestId>().map(|id| &id.0);
+        match state
+            .identity
+            .authenticate(token, parts.uri.path(), request_id)
+            .await
+        {
             Ok(caller) => {
                 // Only where request spans are recorded: finding the current one is a registry
                 // lookup on every request.
@@ -45,11 +60,15 @@ impl FromRequestParts<AppState> for Authenticated {
                 let key = state.actor_key(&caller.actor);
                 crate::telemetry::note(|n| n.actor = Some(key));
                 let slot = state.callers.take(key).ok_or(ApiError::TooManyRequests)?;
-                Ok(Authenticated { caller, _slot: slot })
+                Ok(Authenticated {
+                    caller,
+                    via_cookie,
+                    _slot: slot,
+                })
             }
             Err(reason) => {
                 tracing::info!(%reason, "token refused");
-                Err(ApiError::Unauthenticated)
+                Err(reason.into())
             }
         }
     }

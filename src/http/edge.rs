@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 use tracing::Instrument;
 
+use super::cors::Cors;
 use super::error::ApiError;
 use super::{handlers, request_id};
 use crate::app::AppState;
@@ -29,6 +30,7 @@ use crate::telemetry::{self, UpstreamErrorKind};
 #[derive(Clone)]
 pub(super) struct Edge<S> {
     pub(super) app: AppState,
+    pub(super) cors: std::sync::Arc<Cors>,
     pub(super) inner: S,
 }
 
@@ -53,8 +55,19 @@ where
         let span = request_span(&request, route.as_ref(), &request_id);
         // `/healthz` is never shed: an orchestrator would restart a healthy, busy process.
         let sheddable = route.as_ref().is_none_or(|r| r.as_str() != "/healthz");
+        let origin = self.cors.listed(request.headers());
+        let preflight = self.cors.preflight(
+            request.method(),
+            request.headers(),
+            route.as_ref().map(MatchedPath::as_str),
+            origin.as_ref(),
+        );
+        // A preflight's answer has its CORS headers, or (refused) must have none.
+        let origin = if preflight.is_some() { None } else { origin };
         let handling = if let Some(refused) = oversized_head(&request, &app.connections) {
             Handling::Refused(refused)
+        } else if let Some(answer) = preflight {
+            Handling::Answered(answer)
         } else if axum::body::HttpBody::is_end_stream(request.body()) {
             // Only builds the future: nothing runs until it is polled, within the limits below.
             Handling::Ready(self.inner.call(request))
@@ -68,6 +81,7 @@ where
             let served = async {
                 match handling {
                     Handling::Refused(refused) => refused.into_response(),
+                    Handling::Answered(answer) => answer,
                     Handling::Ready(handled) => within_limits(&app, sheddable, handled).await,
                     Handling::AfterBody(inner, request) => match read_body(request, &app.connections).await {
                         Ok(request) => within_limits(&app, sheddable, inner.oneshot(request)).await,
@@ -102,6 +116,9 @@ where
                 .entry(CACHE_CONTROL)
                 .or_insert(HeaderValue::from_static("no-store"));
             headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            if let Some(origin) = origin {
+                Cors::allow(origin, headers);
+            }
             Ok(response)
         })
     }
@@ -139,6 +156,8 @@ fn request_span(request: &Request, route: Option<&MatchedPath>, request_id: &Hea
 #[allow(clippy::large_enum_variant)]
 enum Handling<S, F> {
     Refused(ApiError),
+    /// Answered at the edge: a CORS preflight.
+    Answered(Response),
     Ready(F),
     AfterBody(S, Request),
 }

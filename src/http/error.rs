@@ -16,7 +16,20 @@ pub enum ApiError {
     /// A links request that is not `{"appointments": [1..100 valid items]}`; says what is wrong.
     InvalidLinks(String),
     PayloadTooLarge(usize),
+    /// A links request from a browser that is not JSON.
+    UnsupportedMediaType,
     Unauthenticated,
+    /// A SiS token past its `exp`: vets-api's own 403 body, the one answer outside the error
+    /// shape, since VA.gov's page refreshes the session and retries only on it.
+    TokenExpired,
+    /// A service token whose scopes do not cover the route.
+    OutOfScope,
+    /// A cookie-authenticated state-changing request from an origin not listed.
+    ForeignOrigin,
+    /// A CORS preflight from an origin not listed, or asking for what the route does not allow.
+    PreflightRefused,
+    /// vets-api could not say who the user is: never treated as anyone.
+    UserUnavailable,
     NotYourSummary,
     NotYourAppointment,
     /// Unknown route, and a gated-off caller: the same answer, so the gate reveals nothing.
@@ -75,6 +88,11 @@ const STATUSES: &[(StatusCode, &str, &str)] = &[
     ),
     (StatusCode::URI_TOO_LONG, "uri_too_long", "URI too long"),
     (
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "Unsupported media type",
+    ),
+    (
         StatusCode::RANGE_NOT_SATISFIABLE,
         "range_not_satisfiable",
         "Range not satisfiable",
@@ -117,7 +135,9 @@ impl ApiError {
         match self {
             InvalidSid | InvalidSearch | InvalidLinks(_) | InvalidOh(_) => StatusCode::BAD_REQUEST,
             Unauthenticated | NotYourSummary | NotYourAppointment => StatusCode::UNAUTHORIZED,
-            ToggleStoreReadOnly | ForgedForm | BearerRequired | NoPatient => StatusCode::FORBIDDEN,
+            ToggleStoreReadOnly | ForgedForm | BearerRequired | NoPatient | TokenExpired | OutOfScope
+            | ForeignOrigin | PreflightRefused => StatusCode::FORBIDDEN,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             NoRoute | SummaryNotFound(_) | OhNotFound => StatusCode::NOT_FOUND,
             RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -128,7 +148,9 @@ impl ApiError {
             HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             BadGateway => StatusCode::BAD_GATEWAY,
-            Unavailable { .. } | Busy | NotReady(_) | ToggleStoreFailed => StatusCode::SERVICE_UNAVAILABLE,
+            Unavailable { .. } | Busy | NotReady(_) | ToggleStoreFailed | UserUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -155,6 +177,12 @@ impl ApiError {
             RangeNotSatisfiable(_) => "The requested range is not within the document",
             PayloadTooLarge(limit) => return Cow::Owned(format!("Request body over {limit} bytes")),
             Unauthenticated => "Not authorized",
+            TokenExpired => "Access token has expired",
+            OutOfScope => "The token's scopes do not cover this route",
+            ForeignOrigin => "This request must come from a listed origin",
+            PreflightRefused => "This origin, method or header is not allowed here",
+            UserUnavailable => "The user's profile could not be retrieved; retry shortly",
+            UnsupportedMediaType => "Content-Type must be application/json",
             NotYourSummary => "User may not view this AVS.",
             NotYourAppointment => "User may not view the AVS for this appointment.",
             NoRoute => "There are no routes matching your request",
@@ -181,7 +209,7 @@ impl ApiError {
     fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::Unavailable { retry_after: Some(d) } => Some(d.as_secs_f64().ceil().max(1.0) as u64),
-            ApiError::Busy | ApiError::TooManyRequests => Some(1),
+            ApiError::Busy | ApiError::TooManyRequests | ApiError::UserUnavailable => Some(1),
             _ => None,
         }
     }
@@ -190,6 +218,14 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        if let ApiError::TokenExpired = self {
+            return (
+                status,
+                [(header::CONTENT_TYPE, "application/json")],
+                crate::identity::EXPIRED_BODY,
+            )
+                .into_response();
+        }
         let body = json!({"errors": [{
             "title": self.title(),
             "detail": self.detail(),
@@ -222,6 +258,23 @@ impl From<crate::toggles::WriteError> for ApiError {
         match e {
             crate::toggles::WriteError::ReadOnly => ApiError::ToggleStoreReadOnly,
             crate::toggles::WriteError::Store(_) => ApiError::ToggleStoreFailed,
+        }
+    }
+}
+
+impl From<crate::identity::TokenError> for ApiError {
+    fn from(e: crate::identity::TokenError) -> ApiError {
+        use crate::identity::TokenError as T;
+        match e {
+            T::Expired => ApiError::TokenExpired,
+            T::OutOfScope => ApiError::OutOfScope,
+            T::UserUnavailable(_) => ApiError::UserUnavailable,
+            T::Malformed
+            | T::CriticalHeader
+            | T::UnknownKid
+            | T::Rejected(_)
+            | T::NoKey
+            | T::EmptySubject => ApiError::Unauthenticated,
         }
     }
 }

@@ -21,7 +21,6 @@ use crate::toggles::{AVS_ENABLED, SourceHealth};
 use crate::upstream::{RequestContext, UpstreamError};
 
 use crate::links::{Link, MAX_ITEMS, SUMMARY_PAGE};
-use crate::toggles::LINKS_ENABLED;
 
 /// The largest links request body: 100 items fit in a few KiB.
 pub const LINKS_BODY_LIMIT: usize = 64 * 1024;
@@ -146,6 +145,33 @@ pub async fn search(
     Ok(axum::Json(body).into_response())
 }
 
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        })
+}
+
+/// A browser's links request (the token in the cookie, which it sends on its own): JSON only,
+/// so another site cannot send it as a simple form without a preflight (415), and from a
+/// listed origin when it names one (403), so no other site can have it sent (`identity.md`).
+fn browser_checks(app: &AppState, caller: &Authenticated, headers: &HeaderMap) -> Result<(), ApiError> {
+    if !caller.via_cookie {
+        return Ok(());
+    }
+    if !is_json(headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    match headers.get(axum::http::header::ORIGIN) {
+        Some(origin) if !app.cors_origins.contains(origin) => Err(ApiError::ForeignOrigin),
+        _ => Ok(()),
+    }
+}
+
 /// The appointments of a links request, or what is wrong with it (the first bad index named).
 pub fn link_items(
     headers: &HeaderMap,
@@ -159,15 +185,7 @@ pub fn link_items(
         }
         Err(_) => return Err(invalid("The request body could not be read")),
     };
-    let json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if !json {
+    if !is_json(headers) {
         return Err(invalid("Content-Type must be application/json"));
     }
     let doc: Value =
@@ -203,7 +221,8 @@ pub fn link_items(
 
 /// `POST /avs/v0/avs/links`: which appointments have a summary the caller may open.
 ///
-/// Both `avs_enabled` and the links toggle must be on for the caller; otherwise every item is
+/// Both `avs_enabled` and the links toggle (`AVS_LINKS_TOGGLE`, unless `none`) must be on for
+/// the caller; otherwise every item is
 /// null with `linksEnabled: false` (a 200, not the gate's 404: the appointments service renders
 /// its list either way) and nothing is looked up.
 pub async fn links(
@@ -213,10 +232,12 @@ pub async fn links(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    browser_checks(&app, &caller, &headers)?;
     let appointments = link_items(&headers, body)?;
-    // Both gates are noted (not short-circuited), so the report sees both decisions.
+    // Both gates are noted (not short-circuited), so the report sees both decisions. The
+    // second toggle is a setting: VA.gov removed it from its Flipper after the full release.
     let avs = app.gate(AVS_ENABLED, &caller);
-    let links_on = app.gate(LINKS_ENABLED, &caller);
+    let links_on = app.links_toggle.is_none_or(|toggle| app.gate(toggle, &caller));
     let enabled = avs && links_on;
     let links = if enabled {
         crate::links::lookup(
@@ -272,8 +293,12 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Response, ApiError> {
         SourceHealth::Loaded { .. } => "ok",
         SourceHealth::Stale { .. } => "stale",
     };
+    // Without a first SiS key set no token can be verified: not ready (`identity.md`).
+    if !app.identity.ready() {
+        return Err(ApiError::NotReady("identity: keys not loaded".to_owned()));
+    }
     let upstream = app.summaries.breaker_state().as_str();
-    let checks = json!({"config": "ok", "toggles": toggles, "upstream": upstream});
+    let checks = json!({"config": "ok", "toggles": toggles, "identity": "ok", "upstream": upstream});
     Ok(axum::Json(json!({"status": "ok", "checks": checks})).into_response())
 }
 

@@ -1,6 +1,7 @@
 //! The edge: routes, middleware, the caller extractor and the error shape.
 
 mod auth;
+mod cors;
 pub mod descriptors;
 mod edge;
 pub mod error;
@@ -65,7 +66,10 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
 /// The public API. Pure: everything it needs is in `state`.
 pub fn app(state: AppState) -> Router {
     let mut router = Router::new();
-    for (method, path, method_router) in routes() {
+    let routes = routes();
+    let table: Vec<(Method, &'static str)> = routes.iter().map(|(m, p, _)| (m.clone(), *p)).collect();
+    let cors = std::sync::Arc::new(cors::Cors::new(state.cors_origins.clone(), &table));
+    for (method, path, method_router) in routes {
         if method == Method::HEAD {
             continue; // the GET route answers it
         }
@@ -79,6 +83,7 @@ pub fn app(state: AppState) -> Router {
     let edge = ServiceBuilder::new()
         .layer(tower::layer::layer_fn(move |inner| Edge {
             app: edge_state.clone(),
+            cors: cors.clone(),
             inner,
         }))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()));

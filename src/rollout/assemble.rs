@@ -249,9 +249,33 @@ impl Rollout {
         };
         Cleanup {
             ready,
-            verdict,
+            verdict: removal_step(name, ready, verdict),
             fully_on_since: Some(stage.started_at.clone()),
             gate_points,
         }
+    }
+}
+
+/// The links toggle is read through a setting (`AVS_LINKS_TOGGLE`): removing it from the code
+/// is setting that to `none`, which must come before the feature leaves the store (a feature
+/// that does not exist is off, and every links batch would answer `linksEnabled: false`).
+fn removal_step(name: &str, ready: bool, verdict: String) -> String {
+    if name == crate::toggles::LINKS_ENABLED && ready {
+        format!(
+            "{verdict}; remove it from the code first: set AVS_LINKS_TOGGLE=none, then delete the feature from the store"
+        )
+    } else {
+        verdict
+    }
+}
+
+#[cfg(test)]
+mod removal_tests {
+    #[test]
+    fn the_links_toggles_verdict_names_its_setting_when_ready() {
+        let links = crate::toggles::LINKS_ENABLED;
+        assert!(super::removal_step(links, true, "ok".into()).contains("AVS_LINKS_TOGGLE=none"));
+        assert_eq!(super::removal_step(links, false, "not yet".into()), "not yet");
+        assert_eq!(super::removal_step("avs_enabled", true, "ok".into()), "ok");
     }
 }

@@ -140,7 +140,8 @@ pub const GATE_POINTS: &[(&str, &[&str])] = &[
     (
         LINKS_ENABLED,
         &[
-            "src/http/handlers.rs: links (`app.gate(LINKS_ENABLED)`, `meta.linksEnabled`)",
+            "src/http/handlers.rs: links (`app.links_toggle`, `meta.linksEnabled`)",
+            "AVS_LINKS_TOGGLE (src/config/toggles.rs): set it to `none` before the feature leaves the store",
             "fixtures/toggles.toml and the toggle stores (the feature's rows)",
         ],
     ),

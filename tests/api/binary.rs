@@ -11,6 +11,7 @@ use crate::support::*;
 fn production(toggles: &std::path::Path) -> Vec<(&'static str, String)> {
     vec![
         ("AVS_ENV", "production".into()),
+        ("AVS_IDENTITY", "claims".into()),
         ("AVS_UPSTREAM_URL", "https://clinical.example/".into()),
         ("AVS_PROXY_URL", "http://proxy.example:3128".into()),
         (
@@ -148,7 +149,8 @@ async fn get_json(server: &Server, path: &str, token: &str) -> (u16, Value) {
 
 #[tokio::test]
 async fn the_embedded_default_serves_the_full_fixture_summary_with_a_dev_token() {
-    let server = serve(&[]).await;
+    // The embedded default as `cargo run` has it: SiS tokens, the user from the stand-in.
+    let server = serve(&[("AVS_IDENTITY", "sis")]).await;
     // The README's steps: mint a token with the binary, then ask for the full fixture summary.
     let (code, token, _) = run(&["dev-token", "--icn", DEV_ICN], &[]).await;
     assert_eq!(code, 0);
@@ -334,7 +336,7 @@ async fn the_embedded_default_serves_oracle_health_summaries_and_counts_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_a_soft_limit_of_1024_open_files_1100_half_sent_requests_leave_it_serving() {
-    let mut server = serve_limited(&[], Some(1024)).await;
+    let mut server = serve_limited(&[("AVS_IDENTITY", "sis")], Some(1024)).await;
     let caps: Value = server
         .logs
         .lock()

@@ -300,12 +300,12 @@ async fn verified_tokens_are_cached_until_their_exp() {
     let app = TestApp::start().await;
     let uri = "/avs/v0/avs/search?stationNo=500&appointmentIen=1";
     let token = owner_token();
-    let before = app.state.verifier.signature_checks();
+    let before = app.state.identity.signature_checks();
     for _ in 0..5 {
         assert_eq!(app.get(uri, &token).await.status, 200);
     }
     assert_eq!(
-        app.state.verifier.signature_checks() - before,
+        app.state.identity.signature_checks() - before,
         1,
         "hits cost no signature check"
     );
@@ -314,14 +314,14 @@ async fn verified_tokens_are_cached_until_their_exp() {
     let mut short = claims("owner-1", Some(DEV_ICN), None);
     short["exp"] = json!(now() + 1);
     let short = rs256(&short);
-    let before = app.state.verifier.signature_checks();
+    let before = app.state.identity.signature_checks();
     app.get(uri, &short).await;
     app.get(uri, &short).await;
-    assert_eq!(app.state.verifier.signature_checks() - before, 1);
+    assert_eq!(app.state.identity.signature_checks() - before, 1);
     // Wall-clock seconds (`exp`), so no clock to move: asked until it is re-verified.
     within(Duration::from_secs(3), async || {
         app.get(uri, &short).await;
-        app.state.verifier.signature_checks() - before == 2
+        app.state.identity.signature_checks() - before == 2
     })
     .await;
 }

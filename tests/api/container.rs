@@ -174,7 +174,8 @@ async fn the_image_runs_read_only_as_non_root_and_stops_cleanly() {
     let name = image.run("avs-default", &["-e", &listen, "-e", &admin_listen]);
     let base = format!("http://127.0.0.1:{public}");
     wait_healthy(&format!("{base}/healthz")).await;
-    let token = dev_token(DEV_ICN, None);
+    // The image's embedded default is the SiS flow: its stand-in knows the fixture users.
+    let token = dev_sis_token(DEV_ICN);
     assert_eq!(
         status(&format!("{base}/avs/v0/avs/{FULL_SID}"), Some(&token)).await,
         200

@@ -24,6 +24,7 @@ mod ownership;
 mod postgres;
 mod rendering;
 mod schemathesis;
+mod sis;
 mod support;
 mod toggles;
 mod traces;

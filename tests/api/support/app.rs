@@ -85,6 +85,30 @@ impl TestApp {
         TestApp { upstream, state, dir }
     }
 
+    /// An app with owned configuration values (a stand-in's URLs).
+    pub async fn with_env(toggles: &str, env: &[(&'static str, String)]) -> TestApp {
+        let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        TestApp::with(toggles, &extra).await
+    }
+
+    /// The answer as it left, held to no contract: a CORS preflight (`OPTIONS` is no
+    /// operation of the contract; `identity.md` describes it).
+    pub async fn send_raw(&self, request: axum::http::Request<Body>) -> TestResponse {
+        let response = app(self.state.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        TestResponse {
+            status,
+            headers,
+            bytes,
+            json,
+        }
+    }
+
     /// The toggle file this app reads (when its configuration did not name another source).
     pub fn toggles_path(&self) -> PathBuf {
         self.dir.path().join("toggles.toml")
@@ -171,8 +195,11 @@ impl TestApp {
 pub fn test_config(upstream: &FakeUpstream, dir: &TempDir, toggles: &str, extra: &[(&str, &str)]) -> Config {
     let toggles_path = dir.path().join("toggles.toml");
     std::fs::write(&toggles_path, toggles).unwrap();
+    // Claims mode: the tests written before SiS hold their tokens' `icn`/`email` as identity;
+    // SiS tests name `AVS_IDENTITY=sis` and their stand-in (`support::sis`).
     let mut vars: Vars = [
         ("AVS_ENV", "test".to_owned()),
+        ("AVS_IDENTITY", "claims".to_owned()),
         ("AVS_UPSTREAM_URL", upstream.url()),
         ("AVS_PROXY_URL", "direct".to_owned()),
         (
@@ -186,6 +213,9 @@ pub fn test_config(upstream: &FakeUpstream, dir: &TempDir, toggles: &str, extra:
     .collect();
     for (k, v) in extra {
         vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    if vars["AVS_IDENTITY"] == "sis" {
+        vars.remove("AVS_JWKS_FILE"); // the claims mode's keys
     }
     Config::from_vars(&vars).unwrap_or_else(|e| panic!("config: {e}"))
 }

@@ -53,8 +53,14 @@ pub async fn serve(env: &[(&str, &str)]) -> Server {
 }
 
 /// The binary started under `ulimit -Sn <open_files>` (the soft open-file limit), when given.
+///
+/// `claims` identity unless `env` names one: the tests written before SiS send claims tokens
+/// (`dev_token`); the SiS flow's tests say `AVS_IDENTITY=sis`.
 pub async fn serve_limited(env: &[(&str, &str)], open_files: Option<u32>) -> Server {
     let mut env: Vec<(&str, &str)> = env.to_vec();
+    if !env.iter().any(|(k, _)| *k == "AVS_IDENTITY") {
+        env.push(("AVS_IDENTITY", "claims"));
+    }
     env.extend([
         ("AVS_LISTEN", "127.0.0.1:0"),
         ("AVS_ADMIN_LISTEN", "127.0.0.1:0"),

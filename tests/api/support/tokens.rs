@@ -104,3 +104,17 @@ pub fn dev_token(icn: &str, email: Option<&str>) -> String {
 pub fn owner_token() -> String {
     rs256(&claims("owner-1", Some(DEV_ICN), Some("owner@example.com")))
 }
+
+/// A Sign-in Service user token for the fixture user with `icn` (what `avs-api dev-token`
+/// mints in `sis` mode), for the binary on its embedded stand-in.
+pub fn dev_sis_token(icn: &str) -> String {
+    let users = avs_api::identity::fixture_users();
+    let user = users.iter().find(|u| u.icn.as_deref() == Some(icn)).unwrap();
+    avs_api::identity::dev_sis_token(
+        &avs_api::identity::SisToken::User { user },
+        "va.gov sign in",
+        300,
+        avs_api::identity::DevKey::Current,
+    )
+    .unwrap()
+}
