@@ -147,3 +147,75 @@ fn oracle_health_production_refusals_and_off() {
         .describe();
     assert!(!text.contains("uhd-secret-value"), "{text}");
 }
+
+#[test]
+fn production_sis_needs_its_keys_its_user_url_and_a_service_audience() {
+    let base = [
+        ("AVS_ENV", "production"),
+        (
+            "AVS_SIS_JWKS_URL",
+            "https://api.va.example/sign_in/openid_connect/certs",
+        ),
+    ];
+    let named = |extra: &[(&str, &str)], name: &str| {
+        let mut pairs = base.to_vec();
+        pairs.extend_from_slice(extra);
+        let text = Config::from_vars(&vars(&pairs)).unwrap_err().to_string();
+        text.lines().any(|l| l.starts_with(name))
+    };
+    assert!(named(&[], "AVS_SIS_USER_URL"), "unset");
+    assert!(named(
+        &[("AVS_SIS_USER_URL", "http://api.va.example/v0/user")],
+        "AVS_SIS_USER_URL"
+    ));
+    assert!(!named(
+        &[("AVS_SIS_USER_URL", "https://api.va.example/v0/user")],
+        "AVS_SIS_USER_URL"
+    ));
+    assert!(named(
+        &[
+            ("AVS_SIS_USER_URL", "https://api.va.example/v0/user"),
+            ("AVS_SIS_SERVICE_ACCOUNTS", "appointments")
+        ],
+        "AVS_SIS_SERVICE_AUDIENCE"
+    ));
+    assert!(named(
+        &[("AVS_SIS_JWKS_URL", "http://api.va.example/certs")],
+        "AVS_SIS_JWKS_URL"
+    ));
+    let dev_keys = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/dev-keys/sis-jwks.json");
+    let mut pairs = vec![("AVS_ENV", "production"), ("AVS_SIS_JWKS_FILE", dev_keys)];
+    pairs.push(("AVS_SIS_USER_URL", "https://api.va.example/v0/user"));
+    let text = Config::from_vars(&vars(&pairs)).unwrap_err().to_string();
+    assert!(
+        text.contains("AVS_SIS_JWKS_FILE: holds the development key"),
+        "{text}"
+    );
+    // A setting of the other mode is named, not ignored.
+    let text = Config::from_vars(&vars(&[("AVS_JWT_ISSUER", "x")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        text.starts_with("AVS_JWT_ISSUER: is read only with AVS_IDENTITY=claims"),
+        "{text}"
+    );
+    // An origin is an origin.
+    for bad in [
+        "*",
+        "https://www.va.gov/",
+        "https://www.va.gov/path",
+        "www.va.gov",
+    ] {
+        let text = Config::from_vars(&vars(&[("AVS_CORS_ORIGINS", bad)]))
+            .unwrap_err()
+            .to_string();
+        assert!(text.starts_with("AVS_CORS_ORIGINS"), "{bad}: {text}");
+    }
+    assert!(
+        Config::from_vars(&vars(&[(
+            "AVS_CORS_ORIGINS",
+            "https://www.va.gov, http://localhost:3001"
+        )]))
+        .is_ok()
+    );
+}

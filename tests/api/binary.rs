@@ -166,6 +166,90 @@ async fn the_embedded_default_serves_the_full_fixture_summary_with_a_dev_token()
     );
 }
 
+/// The README's SiS flow through the binary: the cookie as the page sends it, a service token as
+/// the appointments service sends it, the old key of a rotation, an expired token; and no log
+/// line holds a token, an e-mail, an ICN or an account uuid.
+#[tokio::test]
+async fn the_embedded_default_speaks_sis_by_cookie_and_service_token_and_logs_no_identity() {
+    let server = serve(&[("AVS_IDENTITY", "sis"), ("RUST_LOG", "debug")]).await;
+    let url = format!("http://{}/avs/v0/avs/{FULL_SID}", server.addr);
+    let mint = |args: &'static [&'static str]| async move {
+        let (code, token, stderr) = run(args, &[]).await;
+        assert_eq!(code, 0, "{stderr}");
+        token.trim().to_owned()
+    };
+    let user = mint(&["dev-token", "--icn", DEV_ICN]).await;
+    let by_cookie = client()
+        .get(&url)
+        .header("cookie", format!("vagov_access_token={user}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_cookie.status(), 200);
+    let old = mint(&["dev-token", "--icn", DEV_ICN, "--old-key"]).await;
+    assert_eq!(
+        get_json(&server, &format!("/avs/v0/avs/{FULL_SID}"), &old)
+            .await
+            .0,
+        200
+    );
+    let other = mint(&["dev-token", "--icn", OTHER_ICN]).await;
+    assert_eq!(
+        get_json(&server, &format!("/avs/v0/avs/{FULL_SID}"), &other)
+            .await
+            .0,
+        401
+    );
+    let service = mint(&[
+        "dev-token",
+        "--icn",
+        DEV_ICN,
+        "--service",
+        "--scope",
+        "/avs/v0/avs/links",
+    ])
+    .await;
+    let links = client()
+        .post(format!("http://{}/avs/v0/avs/links", server.addr))
+        .bearer_auth(&service)
+        .header("content-type", "application/json")
+        .body(r#"{"appointments":[{"stationNo":"500","appointmentIen":"9876543"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(links.status(), 200);
+    assert_eq!(
+        get_json(&server, &format!("/avs/v0/avs/{FULL_SID}"), &service)
+            .await
+            .0,
+        403
+    );
+    // Signed with the development key (the stand-in's current one), a minute past its exp.
+    let dev_patient = avs_api::identity::fixture_users()[0].uuid.clone();
+    let mut claims = sis_user_claims(&dev_patient, "expired-session");
+    claims["exp"] = serde_json::json!(now() - 60);
+    let expired = sis_token(SisKey::Old, &claims);
+    let answer = client().get(&url).bearer_auth(&expired).send().await.unwrap();
+    assert_eq!(answer.status(), 403);
+    assert_eq!(
+        answer.text().await.unwrap(),
+        r#"{"errors":"Access token has expired"}"#
+    );
+
+    let logs = server.logs.lock().unwrap().join("\n");
+    let users = avs_api::identity::fixture_users();
+    let mut secrets: Vec<String> = vec![user, old, other, service, expired];
+    for u in &users {
+        secrets.push(u.uuid.clone());
+        secrets.extend(u.email.iter().flat_map(|e| [e.clone(), e.to_lowercase()]));
+        secrets.extend(u.icn.iter().flat_map(|icn| [icn.clone(), icn[..10].to_owned()]));
+    }
+    for secret in &secrets {
+        assert!(!logs.contains(secret.as_str()), "a log line holds {secret:?}");
+    }
+    assert!(logs.contains("\"actor\""), "the actor is logged, as its hash");
+}
+
 #[tokio::test]
 async fn proxy_variables_in_the_environment_change_nothing() {
     let env_proxy = RecordingProxy::start().await;
