@@ -3,7 +3,8 @@
 # same 31,699-byte summary on
 #  (a) bare axum answering those bytes from memory with no logic (bench/baseline.rs),
 #  (b) nginx's proxy_cache answering them from its cache (what an operator could put in front),
-#  (c) this service: a cached hit with a valid token, identity, br and gzip,
+#  (c) this service: a cached hit with a valid token (SiS bearer), identity, br and gzip, and a
+#      SiS cookie hit beside a claims-token hit on a second instance in `claims` mode,
 # with wrk at one thread and 64 connections, so the server keeps a core of its own on a 2-core
 # machine (two client threads starve it and every target turns client-bound). The headline is
 # the server's CPU per request (user + system, from /proc), and its ratio to bare axum's; req/s
@@ -26,6 +27,12 @@ curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:18080/avs/v0/avs/$s
 "$out/examples/baseline" 127.0.0.1:18081 "$work/body.json" &
 pids+=($!)
 await_url http://127.0.0.1:18081/
+# The same service in `claims` mode beside it (#25): a hit with a claims token is the peer of a
+# hit with a Sign-in Service cookie (token and session both cached) on the SiS instance above.
+env AVS_IDENTITY=claims AVS_LISTEN=127.0.0.1:18083 AVS_ADMIN_LISTEN=127.0.0.1:19093 RUST_LOG=warn "$bin" >/dev/null 2>&1 &
+pids+=($!)
+claims_token=$(AVS_IDENTITY=claims "$bin" dev-token --icn 1012345678V123456)
+await_url http://127.0.0.1:18083/healthz
 
 # nginx with proxy_cache in front of the baseline: after the first request every answer is a
 # cache hit from nginx's own memory and page cache.
@@ -58,7 +65,7 @@ await_url "http://127.0.0.1:18082/avs/v0/avs/$sid"
 measure() {
   local before after
   before=$(ticks "$2")
-  wrk -t"$threads" -c64 -d"${secs}s" --latency -H "Authorization: Bearer $token" ${3:+-H "Accept-Encoding: $3"} "$1" > "$work/wrk"
+  wrk -t"$threads" -c64 -d"${secs}s" --latency -H "${AUTH:-Authorization: Bearer $token}" ${3:+-H "Accept-Encoding: $3"} "$1" > "$work/wrk"
   after=$(ticks "$2")
   awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
@@ -76,9 +83,11 @@ measure() {
 for port in 18080 18081 18082; do # warm all up (connections, caches, allocator)
   wrk -t"$threads" -c64 -d1s -H "Authorization: Bearer $token" "http://127.0.0.1:$port/avs/v0/avs/$sid" >/dev/null
 done
+wrk -t"$threads" -c64 -d1s -H "Authorization: Bearer $claims_token" "http://127.0.0.1:18083/avs/v0/avs/$sid" >/dev/null
 service_pid=${pids[0]}
 baseline_pid=${pids[1]}
-nginx_pid=${pids[2]}
+claims_pid=${pids[2]}
+nginx_pid=${pids[3]}
 : > "$work/rounds"
 for round in $(seq "$rounds"); do
   # Only 200s count: a gated-off or refused request is cheap and would flatter the service.
@@ -87,8 +96,10 @@ for round in $(seq "$rounds"); do
   i=$(measure "http://127.0.0.1:18080/avs/v0/avs/$sid" "$service_pid") || exit 1
   r=$(measure "http://127.0.0.1:18080/avs/v0/avs/$sid" "$service_pid" "gzip, deflate, br") || exit 1
   g=$(measure "http://127.0.0.1:18080/avs/v0/avs/$sid" "$service_pid" "gzip, deflate") || exit 1
-  echo "round $round  bare $b  nginx $n  identity $i  br $r  gzip $g  (rps p50_ms p99_ms cpu_us/req)"
-  echo "$b $n $i $r $g" >> "$work/rounds"
+  c=$(AUTH="Authorization: Bearer $claims_token" measure "http://127.0.0.1:18083/avs/v0/avs/$sid" "$claims_pid") || exit 1
+  s=$(AUTH="Cookie: vagov_access_token=$token" measure "http://127.0.0.1:18080/avs/v0/avs/$sid" "$service_pid") || exit 1
+  echo "round $round  bare $b  nginx $n  identity $i  br $r  gzip $g  claims $c  sis_cookie $s  (rps p50_ms p99_ms cpu_us/req)"
+  echo "$b $n $i $r $g $c $s" >> "$work/rounds"
 done
 col() { awk -v c="$1" '{ print $c }' "$work/rounds" | median; }
 # Ratios to bare axum, per round (both measured side by side), then the median.
@@ -98,11 +109,13 @@ echo "date $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "machine $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -m); wrk -t$threads -c64"
 echo "rounds $rounds of ${secs} s each (medians below)"
 printf "%-9s %8s %8s %8s %12s %12s %10s\n" target req/s p50_ms p99_ms cpu_us/req cpu_vs_bare rps_vs_bare
-for target in "bare 1" "nginx 5" "identity 9" "br 13" "gzip 17"; do
+for target in "bare 1" "nginx 5" "identity 9" "br 13" "gzip 17" "claims 21" "sis_cookie 25"; do
   set -- $target
   printf "%-9s %8s %8s %8s %12s %12.2f %10.2f\n" "$1" "$(col "$2")" "$(col $(($2 + 1)))" "$(col $(($2 + 2)))" \
     "$(col $(($2 + 3)))" "$(ratio $(($2 + 3)) 4)" "$(ratio "$2" 1)"
 done
+# #25's figure: a cached hit with a SiS cookie against one with a claims token, per round.
+echo "sis_cookie_cpu_vs_claims $(ratio 28 24)  sis_cookie_rps_vs_claims $(ratio 25 21)"
 for enc in identity br gzip; do
   case $enc in identity) h="identity";; br) h="gzip, deflate, br";; gzip) h="gzip, deflate";; esac
   bytes=$(curl -s -o /dev/null -w '%{size_download}' -H "Authorization: Bearer $token" -H "Accept-Encoding: $h" "http://127.0.0.1:18080/avs/v0/avs/$sid")

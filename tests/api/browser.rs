@@ -29,6 +29,11 @@ struct Driver {
 
 impl Driver {
     async fn start(chromedriver: &str, chromium: &str) -> Driver {
+        Driver::start_with(chromedriver, chromium, &[]).await
+    }
+
+    /// With extra Chromium arguments (host names mapped to loopback).
+    async fn start_with(chromedriver: &str, chromium: &str, extra: &[String]) -> Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -55,12 +60,26 @@ impl Driver {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let profile = temp_dir();
+        let mut args: Vec<String> = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--window-size=1100,900",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend(extra.iter().cloned());
         let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
             "binary": chromium,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-quic", "--window-size=1100,900",
-                     format!("--user-data-dir={}", profile.path().display())],
+            "args": args,
         }}}});
         let mut driver = Driver {
             process,
@@ -306,6 +325,110 @@ async fn an_oracle_health_pdf_opens_inline_and_the_compat_flow_yields_the_same_b
         (result["type"].as_str(), result["magic"].as_str()),
         (Some("application/pdf"), Some("%PDF-"))
     );
+    driver
+        .call("DELETE", &format!("/session/{}", driver.session), Value::Null)
+        .await;
+}
+
+/// VA.gov as it is built: the page on one origin (`www.va.test`) calls the API on another
+/// (`api.va.test`), same site, with `credentials: 'include'` and vets-website's headers, the
+/// SiS token in a cookie on their shared parent domain. With an expired token the API answers
+/// vets-api's 403, and the page refreshes the session and retries once, as its code does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vagov_page_on_another_origin_renders_a_summary_and_refreshes_an_expired_session() {
+    let (Some(chromedriver), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "chromium and chromedriver are required under CI"
+        );
+        eprintln!("SKIPPED: install Debian's chromium and chromium-driver to run the browser test");
+        return;
+    };
+    const OWNER: &str = "5d1e7c0a-0000-4000-8000-0000000000aa";
+    let sis = FakeSis::start().await;
+    sis.user(OWNER, Some("Page.User@Example.com"), Some(DEV_ICN));
+    let page_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_port = page_listener.local_addr().unwrap().port();
+    let origin = format!("http://www.va.test:{page_port}");
+    let mut env: Vec<(&str, String)> = sis.env();
+    env.push(("AVS_CORS_ORIGINS", origin.clone()));
+    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let upstream = FakeUpstream::start().await;
+    upstream.summary(&fixture("full"));
+    let api = Listening::start(upstream, TOGGLES_ON, &extra).await;
+    let api_base = format!("http://api.va.test:{}", api.addr.port());
+
+    // The page's origin: the page (with an expired token in the shared cookie) and the session
+    // refresh (a fresh token), as vets-api's /v0/sign_in/refresh sets it.
+    let refreshes = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let expired = {
+        let mut c = sis_user_claims(OWNER, "page-session");
+        c["exp"] = json!(now() - 60);
+        sis_token(SisKey::Current, &c)
+    };
+    let fresh = sis_token(SisKey::Current, &sis_user_claims(OWNER, "page-session"));
+    let page = format!(
+        r#"<!doctype html><html lang="en"><head><title>AVS</title></head><body><main id="out">loading</main>
+<script>
+const api = {api_base:?};
+const headers = {{ 'X-Key-Inflection': 'camel', 'Source-App-Name': 'avs', 'X-CSRF-Token': 'null', 'Content-Type': 'application/json' }};
+async function apiRequest(path, retried) {{
+  const response = await fetch(api + path, {{ credentials: 'include', headers }});
+  const body = await response.json();
+  // vets-website: refresh the session and retry once, only on this exact answer.
+  if (response.status === 403 && body.errors === 'Access token has expired' && !retried) {{
+    await fetch('/v0/sign_in/refresh', {{ method: 'POST', credentials: 'include' }});
+    return apiRequest(path, true);
+  }}
+  return {{ status: response.status, body, requestId: response.headers.get('X-Request-Id') }};
+}}
+apiRequest('/avs/v0/avs/{FULL_SID}', false).then(r => {{
+  const a = r.body.data.attributes;
+  document.getElementById('out').textContent = 'status ' + r.status + ' | ' + a.clinicsVisited[0].clinic + ' | ' + (r.requestId ? 'id' : 'no id');
+}}).catch(e => {{ document.getElementById('out').textContent = 'failed: ' + e; }});
+</script></body></html>"#
+    );
+    let counted = refreshes.clone();
+    let page_app = axum::Router::new()
+        .route(
+            "/page",
+            axum::routing::get(move || {
+                let cookie = format!("vagov_access_token={expired}; Domain=va.test; Path=/");
+                let page = page.clone();
+                async move {
+                    (
+                        [("set-cookie", cookie), ("content-type", "text/html".to_owned())],
+                        page,
+                    )
+                }
+            }),
+        )
+        .route(
+            "/v0/sign_in/refresh",
+            axum::routing::post(move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let cookie = format!("vagov_access_token={fresh}; Domain=va.test; Path=/");
+                async move { [("set-cookie", cookie)] }
+            }),
+        );
+    tokio::spawn(async move { axum::serve(page_listener, page_app).await.unwrap() });
+
+    let rules = "--host-resolver-rules=MAP www.va.test 127.0.0.1, MAP api.va.test 127.0.0.1".to_owned();
+    let driver = Driver::start_with(&chromedriver, &chromium, &[rules]).await;
+    driver.open(&format!("{origin}/page")).await;
+    let clinic = fixture("full")["data"]["clinicsVisited"][0]["clinic"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    driver
+        .wait_for_text("//main[@id='out']", &format!("status 200 | {clinic} | id"))
+        .await;
+    assert_eq!(
+        refreshes.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "refreshed once"
+    );
+    assert_eq!(sis.user_calls(), 1, "the refreshed session was looked up once");
     driver
         .call("DELETE", &format!("/session/{}", driver.session), Value::Null)
         .await;
