@@ -19,6 +19,21 @@ fn find(program: &str) -> Option<String> {
         .find(|p| std::path::Path::new(p).exists())
 }
 
+/// chromedriver and chromium; a test without them fails under CI and elsewhere skips, saying so.
+fn browser() -> Option<(String, String)> {
+    match (find("chromedriver"), find("chromium")) {
+        (Some(driver), Some(chromium)) => Some((driver, chromium)),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "chromium and chromedriver are required under CI"
+            );
+            eprintln!("SKIPPED: install Debian's chromium and chromium-driver to run the browser test");
+            None
+        }
+    }
+}
+
 struct Driver {
     process: Child,
     base: String,
@@ -193,12 +208,7 @@ impl Drop for Driver {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rollout_page_drives_the_gate_in_a_real_browser() {
-    let (Some(chromedriver), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "chromium and chromedriver are required under CI"
-        );
-        eprintln!("SKIPPED: install Debian's chromium and chromium-driver to run the browser test");
+    let Some((chromedriver, chromium)) = browser() else {
         return;
     };
     let app = TestApp::with("[features.avs_enabled]\nboolean = false\n", &[]).await;
@@ -260,12 +270,7 @@ async fn the_rollout_page_drives_the_gate_in_a_real_browser() {
 /// from JSON, decoded into a Blob that holds the very bytes of the raw route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oracle_health_pdf_opens_inline_and_the_compat_flow_yields_the_same_bytes() {
-    let (Some(chromedriver), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "chromium and chromedriver are required under CI"
-        );
-        eprintln!("SKIPPED: install Debian's chromium and chromium-driver to run the browser test");
+    let Some((chromedriver, chromium)) = browser() else {
         return;
     };
     // The embedded fixture upstream serves the development patient's Oracle Health summaries.
@@ -336,12 +341,7 @@ async fn an_oracle_health_pdf_opens_inline_and_the_compat_flow_yields_the_same_b
 /// vets-api's 403, and the page refreshes the session and retries once, as its code does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_vagov_page_on_another_origin_renders_a_summary_and_refreshes_an_expired_session() {
-    let (Some(chromedriver), Some(chromium)) = (find("chromedriver"), find("chromium")) else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "chromium and chromedriver are required under CI"
-        );
-        eprintln!("SKIPPED: install Debian's chromium and chromium-driver to run the browser test");
+    let Some((chromedriver, chromium)) = browser() else {
         return;
     };
     const OWNER: &str = "5d1e7c0a-0000-4000-8000-0000000000aa";
