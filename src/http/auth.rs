@@ -96,6 +96,11 @@ fn cookie<'a>(parts: &'a Parts, name: &str) -> Option<&'a [u8]> {
         .find_map(|pair| {
             let pair = pair.trim_ascii();
             let value = pair.strip_prefix(name)?.strip_prefix(b"=")?;
-            Some(value.strip_prefix(b"\"").and_then(|v| v.strip_suffix(b"\"")).unwrap_or(value))
+            Some(
+                value
+                    .strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .unwrap_or(value),
+            )
         })
 }

@@ -500,3 +500,34 @@ async fn links_follow_avs_enabled_alone_when_the_links_toggle_is_none() {
         assert_eq!(r.json["data"][0]["path"].is_string(), enabled);
     }
 }
+
+#[tokio::test]
+async fn not_ready_until_a_first_key_set_and_then_the_tokens_verify() {
+    let sis = FakeSis::start().await;
+    sis.user(OWNER, Some("owner@example.com"), Some(DEV_ICN));
+    // The keys' URL answers nothing at start: the service runs, unready, and retries.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut env = sis.env();
+    env.retain(|(k, _)| *k != "AVS_SIS_JWKS_URL");
+    env.push(("AVS_SIS_JWKS_URL", format!("http://{closed}/certs")));
+    let app = TestApp::with_env(TOGGLES_ON, &env).await;
+    let r = app.get_anonymous("/readyz").await;
+    assert_eq!(r.status, 503, "{}", r.json);
+    assert_eq!(r.error()["detail"], "Not ready: identity: keys not loaded");
+    let uri = format!("/avs/v0/avs/{FULL_SID}");
+    assert_eq!(
+        app.get(&uri, &sis_user_token(OWNER)).await.status,
+        401,
+        "no key verifies anything"
+    );
+
+    let (ready, _) = sis_app(TOGGLES_ON, &[]).await;
+    let r = ready.get_anonymous("/readyz").await;
+    assert_eq!(
+        (r.status.as_u16(), &r.json["checks"]["identity"]),
+        (200, &json!("ok"))
+    );
+}
