@@ -185,7 +185,7 @@ fn describe_metrics() {
     describe_counter!("avs_gate_decisions_total", "Gate decisions by toggle and result");
     describe_gauge!(
         "avs_upstream_breaker_open",
-        "1 while the upstream circuit is open"
+        "1 while a clinical source's circuit is open, by source (vista, oracle)"
     );
     describe_gauge!(
         "avs_toggle_source_healthy",

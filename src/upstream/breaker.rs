@@ -70,6 +70,7 @@ struct State {
 
 pub struct Breaker {
     policy: BreakerPolicy,
+    source: &'static str,
     born: Instant,
     state: Mutex<State>,
 }
@@ -102,9 +103,12 @@ impl Drop for Permit {
 }
 
 impl Breaker {
-    pub fn new(policy: BreakerPolicy) -> Breaker {
+    /// A breaker for one clinical source; `source` labels its gauge (`vista`, `oracle`), so an
+    /// open breaker of one source never shows as the other's.
+    pub fn new(policy: BreakerPolicy, source: &'static str) -> Breaker {
         Breaker {
             policy,
+            source,
             born: Instant::now(),
             state: Mutex::new(State {
                 phase: Phase::Closed,
@@ -180,7 +184,7 @@ impl Breaker {
                 }
             }
         }
-        metrics::gauge!("avs_upstream_breaker_open")
+        metrics::gauge!("avs_upstream_breaker_open", "source" => self.source)
             .set(f64::from(u8::from(matches!(state.phase, Phase::Open { .. }))));
     }
 
@@ -241,7 +245,7 @@ mod tests {
 
     #[test]
     fn a_few_failing_keys_never_open_it_however_often_they_fail() {
-        let b = Arc::new(Breaker::new(policy(50)));
+        let b = Arc::new(Breaker::new(policy(50), "test"));
         for round in 0..40 {
             b.permit().unwrap().record(Health::Failed, round % 5);
         }
@@ -250,7 +254,7 @@ mod tests {
 
     #[test]
     fn failures_among_healthy_traffic_never_open_it() {
-        let b = Arc::new(Breaker::new(policy(50)));
+        let b = Arc::new(Breaker::new(policy(50), "test"));
         for n in 0..200u64 {
             let health = if n % 4 == 0 {
                 Health::Failed
@@ -264,7 +268,7 @@ mod tests {
 
     #[test]
     fn an_outage_opens_it_then_it_half_opens_and_closes() {
-        let b = Arc::new(Breaker::new(policy(50)));
+        let b = Arc::new(Breaker::new(policy(50), "test"));
         for n in 0..19u64 {
             b.permit().unwrap().record(Health::Failed, n);
         }
@@ -287,10 +291,13 @@ mod tests {
 
     #[test]
     fn old_failures_leave_the_window() {
-        let b = Arc::new(Breaker::new(BreakerPolicy {
-            window: Duration::from_millis(60),
-            ..policy(50)
-        }));
+        let b = Arc::new(Breaker::new(
+            BreakerPolicy {
+                window: Duration::from_millis(60),
+                ..policy(50)
+            },
+            "test",
+        ));
         for n in 0..15u64 {
             b.permit().unwrap().record(Health::Failed, n);
         }

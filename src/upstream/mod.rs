@@ -113,7 +113,7 @@ impl UpstreamClient {
             base,
             token,
             max_body_bytes: config.max_body_bytes,
-            breaker: Arc::new(Breaker::new(config.breaker)),
+            breaker: Arc::new(Breaker::new(config.breaker, "vista")),
             slots: Arc::new(tokio::sync::Semaphore::new(config.concurrency)),
             slot_wait: config.connect_timeout,
         })

@@ -83,7 +83,7 @@ impl OhClient {
             api_key,
             token_ttl: settings.token_ttl,
             token: tokio::sync::Mutex::new(None),
-            breaker: Arc::new(Breaker::new(upstream.breaker)),
+            breaker: Arc::new(Breaker::new(upstream.breaker, "oracle")),
             slots: Arc::new(tokio::sync::Semaphore::new(upstream.concurrency)),
             slot_wait: upstream.connect_timeout,
             max_body_bytes: (settings.max_document_bytes / 3 * 4 + (1 << 20)).max(upstream.max_body_bytes),
@@ -206,7 +206,13 @@ impl OhClient {
         let result = result.and_then(|body| {
             serde_json::from_slice(&body).map_err(|_| UpstreamError::BadGateway("invalid JSON".to_owned()))
         });
-        permit.record(UpstreamError::health(&result), key_of(&[url.path()]));
+        // Keyed by path and query: the metadata call's patient is in its query, and a key of
+        // the path alone made every metadata call one key, so an outage of that call alone
+        // could never reach AVS_BREAKER_MIN_KEYS (#26).
+        permit.record(
+            UpstreamError::health(&result),
+            key_of(&[url.path(), url.query().unwrap_or("")]),
+        );
         result
     }
 

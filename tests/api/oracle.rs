@@ -770,3 +770,48 @@ async fn the_rollout_report_counts_the_oh_toggle() {
         "a metadata call per patient: {stage}"
     );
 }
+
+/// #26: the Oracle Health breaker keyed every metadata call by its path alone, so an outage of
+/// that call could never reach `AVS_BREAKER_MIN_KEYS` distinct failing keys, and never open.
+/// Keyed by patient, it opens; and its gauge is its own series, apart from VistA's.
+#[tokio::test]
+async fn a_metadata_outage_opens_the_oracle_breaker_and_its_gauge_is_its_own() {
+    metric_sum("avs_upstream_breaker_open"); // the recorder, before the calls it is to show
+    let app = oh_app(&[("AVS_BREAKER_MIN_CALLS", "10"), ("AVS_BREAKER_MIN_KEYS", "10")]).await;
+    app.upstream.script(METADATA, Scripted::status(500, "{}"));
+    let patient = |i: usize| {
+        rs256(&claims(
+            &format!("p-{i}"),
+            Some(&format!("10{i:08}V123456")),
+            None,
+        ))
+    };
+    let mut open_at = None;
+    for i in 0..30 {
+        let r = app.get("/avs/v0/oh/summaries", &patient(i)).await;
+        if r.status == 503 && r.headers.contains_key("retry-after") {
+            open_at = Some(i);
+            break;
+        }
+        assert_eq!(r.status, 502, "patient {i}: {}", r.json);
+    }
+    let open_at = open_at.expect("the breaker opened on a metadata outage");
+    assert!(open_at >= 10, "not before 10 failing patients: {open_at}");
+    let calls = app.upstream.calls(METADATA);
+    assert_eq!(app.get("/avs/v0/oh/summaries", &patient(99)).await.status, 503);
+    assert_eq!(app.upstream.calls(METADATA), calls, "open: no call");
+    // A VistA call registers VistA's series; both carry their source.
+    app.upstream.summary(&fixture("full"));
+    app.get(&format!("/avs/v0/avs/{FULL_SID}"), &owner_token()).await;
+    let text = avs_api::telemetry::metrics().unwrap().render();
+    for source in ["vista", "oracle"] {
+        assert!(
+            text.contains(&format!("avs_upstream_breaker_open{{source=\"{source}\"}}")),
+            "no {source} series:\n{}",
+            text.lines()
+                .filter(|l| l.contains("breaker"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
+}
