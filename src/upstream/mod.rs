@@ -165,22 +165,7 @@ impl UpstreamClient {
             Err(e) => e.kind().as_str(),
         };
         metrics::counter!("avs_upstream_requests_total", "call" => call, "outcome" => outcome).increment(1);
-        crate::telemetry::note(|n| {
-            if let Err(e) = &result
-                && e.is_failure()
-            {
-                n.upstream_error = Some(e.kind());
-                if !matches!(e, UpstreamError::CircuitOpen(_) | UpstreamError::Saturated) {
-                    n.upstream_failures += 1;
-                }
-            }
-            if !matches!(
-                result,
-                Err(UpstreamError::CircuitOpen(_) | UpstreamError::Saturated)
-            ) {
-                n.upstream_calls += 1;
-            }
-        });
+        note_call(&result);
         result
     }
 
@@ -263,6 +248,28 @@ fn call_template(call: &str) -> &'static str {
 }
 
 /// The breaker's name for what a call asked for: a hash of its path segments.
+/// What a call tells the request's notes (the log line and the rollout report's upstream error
+/// rate), by one rule for every source: a call the open breaker or a full slot refused was
+/// never made, so it is neither a call nor a failure (the request still notes its error).
+pub(crate) fn note_call<T>(result: &Result<T, UpstreamError>) {
+    crate::telemetry::note(|n| {
+        if let Err(e) = result
+            && e.is_failure()
+        {
+            n.upstream_error = Some(e.kind());
+        }
+        if !matches!(
+            result,
+            Err(UpstreamError::CircuitOpen(_) | UpstreamError::Saturated)
+        ) {
+            n.upstream_calls += 1;
+            if result.as_ref().is_err_and(UpstreamError::is_failure) {
+                n.upstream_failures += 1;
+            }
+        }
+    });
+}
+
 pub(crate) fn key_of(segments: &[&str]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();

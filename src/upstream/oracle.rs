@@ -145,15 +145,7 @@ impl OhClient {
         self.count(call, outcome);
         metrics::histogram!("avs_oh_upstream_request_duration_seconds", "call" => call)
             .record(started.elapsed().as_secs_f64());
-        telemetry::note(|n| {
-            n.upstream_calls += 1;
-            if let Err(e) = &result
-                && e.is_failure()
-            {
-                n.upstream_error = Some(e.kind());
-                n.upstream_failures += 1;
-            }
-        });
+        super::note_call(&result);
         if let Err(e) = &result {
             tracing::warn!(call, outcome, reason = %e, "oracle health upstream failed");
         }

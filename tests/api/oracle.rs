@@ -798,8 +798,21 @@ async fn a_metadata_outage_opens_the_oracle_breaker_and_its_gauge_is_its_own() {
     let open_at = open_at.expect("the breaker opened on a metadata outage");
     assert!(open_at >= 10, "not before 10 failing patients: {open_at}");
     let calls = app.upstream.calls(METADATA);
-    assert_eq!(app.get("/avs/v0/oh/summaries", &patient(99)).await.status, 503);
+    for i in 100..105 {
+        assert_eq!(app.get("/avs/v0/oh/summaries", &patient(i)).await.status, 503);
+    }
     assert_eq!(app.upstream.calls(METADATA), calls, "open: no call");
+    // The report counts calls as VistA's are counted: the refused ones were never made.
+    let report = serde_json::to_value(app.state.rollout.report().await).unwrap();
+    let toggle = report["toggles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["toggle"] == "va_online_scheduling_add_OH_avs")
+        .unwrap();
+    let upstream = &toggle["stages"].as_array().unwrap().last().unwrap()["upstream"];
+    assert_eq!(upstream["calls"], calls, "{upstream}");
+    assert_eq!(upstream["failures"], calls, "{upstream}");
     // A VistA call registers VistA's series; both carry their source.
     app.upstream.summary(&fixture("full"));
     app.get(&format!("/avs/v0/avs/{FULL_SID}"), &owner_token()).await;
