@@ -750,11 +750,8 @@ async fn gated_off_or_off_is_404_and_unauthenticated_401_with_no_upstream_call()
     assert_eq!(app.upstream.hits() + off.upstream.hits(), 0);
 }
 
-#[tokio::test]
-async fn the_rollout_report_counts_the_oh_toggle() {
-    let app = oh_app(&[]).await;
-    app.get("/avs/v0/oh/summaries", &owner_token()).await;
-    app.get("/avs/v0/oh/documents/d-new", &stranger_token()).await;
+/// The Oracle Health toggle's current stage in the rollout report.
+async fn oh_stage(app: &TestApp) -> Value {
     let report = serde_json::to_value(app.state.rollout.report().await).unwrap();
     let toggle = report["toggles"]
         .as_array()
@@ -762,7 +759,15 @@ async fn the_rollout_report_counts_the_oh_toggle() {
         .iter()
         .find(|t| t["toggle"] == "va_online_scheduling_add_OH_avs")
         .unwrap_or_else(|| panic!("{report}"));
-    let stage = toggle["stages"].as_array().unwrap().last().unwrap();
+    toggle["stages"].as_array().unwrap().last().unwrap().clone()
+}
+
+#[tokio::test]
+async fn the_rollout_report_counts_the_oh_toggle() {
+    let app = oh_app(&[]).await;
+    app.get("/avs/v0/oh/summaries", &owner_token()).await;
+    app.get("/avs/v0/oh/documents/d-new", &stranger_token()).await;
+    let stage = oh_stage(&app).await;
     assert_eq!(stage["requests"], 2, "{stage}");
     assert_eq!(stage["uniqueActors"]["allowed"], 2, "{stage}");
     assert_eq!(
@@ -803,14 +808,7 @@ async fn a_metadata_outage_opens_the_oracle_breaker_and_its_gauge_is_its_own() {
     }
     assert_eq!(app.upstream.calls(METADATA), calls, "open: no call");
     // The report counts calls as VistA's are counted: the refused ones were never made.
-    let report = serde_json::to_value(app.state.rollout.report().await).unwrap();
-    let toggle = report["toggles"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["toggle"] == "va_online_scheduling_add_OH_avs")
-        .unwrap();
-    let upstream = &toggle["stages"].as_array().unwrap().last().unwrap()["upstream"];
+    let upstream = &oh_stage(&app).await["upstream"];
     assert_eq!(upstream["calls"], calls, "{upstream}");
     assert_eq!(upstream["failures"], calls, "{upstream}");
     // A VistA call registers VistA's series; both carry their source.
