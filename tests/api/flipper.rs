@@ -40,10 +40,15 @@ pub(crate) fn flipper_available() -> bool {
 
 /// Runs the Ruby side on `database`.
 pub(crate) fn flipper(database: &str, command: &str, input: &Value) -> Value {
+    let script = repo("tests/flipper/flipper.rb").display().to_string();
+    ruby_json(&[&script, command], &[("DATABASE_URL", database)], input)
+}
+
+/// `ruby ARGS` with `input` as JSON on stdin; its stdout read as JSON.
+pub(crate) fn ruby_json(args: &[&str], env: &[(&str, &str)], input: &Value) -> Value {
     let mut child = Command::new("ruby")
-        .arg(repo("tests/flipper/flipper.rb"))
-        .arg(command)
-        .env("DATABASE_URL", database)
+        .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -58,7 +63,7 @@ pub(crate) fn flipper(database: &str, command: &str, input: &Value) -> Value {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "flipper.rb {command}: {}",
+        "ruby {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::Method;
 use serde_json::{Value, json};
 
-use crate::flipper::flipper_available;
+use crate::flipper::{flipper_available, ruby_json};
 use crate::support::*;
 
 const OWNER: &str = "5d1e7c0a-0000-4000-8000-000000000001";
@@ -96,26 +96,8 @@ f = Flipper.new(Flipper::Adapters::Memory.new)[input['feature']]
 f.enable_percentage_of_actors(input['pct'])
 A = Struct.new(:flipper_id)
 puts JSON.generate(input['actors'].map { |a| f.enabled?(A.new(a)) })"#;
-    let mut child = std::process::Command::new("ruby")
-        .args(["-e", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            json!({"feature": feature, "pct": pct, "actors": actors})
-                .to_string()
-                .as_bytes(),
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    serde_json::from_slice(&out.stdout).unwrap()
+    let input = json!({"feature": feature, "pct": pct, "actors": actors});
+    serde_json::from_value(ruby_json(&["-e", script], &[], &input)).unwrap()
 }
 
 #[tokio::test]

@@ -94,12 +94,7 @@ impl TestApp {
     /// The answer as it left, held to no contract: a CORS preflight (`OPTIONS` is no
     /// operation of the contract; `identity.md` describes it).
     pub async fn send_raw(&self, request: axum::http::Request<Body>) -> TestResponse {
-        let response = app(self.state.clone()).oneshot(request).await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
+        let (status, headers, bytes) = self.answer(request).await;
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         TestResponse {
             status,
@@ -114,15 +109,21 @@ impl TestApp {
         self.dir.path().join("toggles.toml")
     }
 
-    pub async fn send(&self, request: axum::http::Request<Body>) -> TestResponse {
-        let method = request.method().clone();
-        let path = request.uri().path().to_owned();
+    /// The app's answer to `request`: status, headers, the whole body.
+    async fn answer(&self, request: axum::http::Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
         let response = app(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
             .unwrap();
+        (status, headers, bytes)
+    }
+
+    pub async fn send(&self, request: axum::http::Request<Body>) -> TestResponse {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let (status, headers, bytes) = self.answer(request).await;
         let content_type = headers
             .get("content-type")
             .map(|v| v.to_str().unwrap().to_owned());
