@@ -9,17 +9,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use url::Url;
 
+use crate::clinical::oracle::{OracleClient, OracleSummaries};
+use crate::clinical::vista::{Summaries, VistaClient};
 use crate::config::{Config, ConnectionLimits, OhSource, SourceConfig};
 use crate::domain::ActorId;
 use crate::fairness::CallerLimit;
 use crate::identity::Identity;
-use crate::oh_summaries::OhSummaries;
 use crate::rollout::{self, Rollout};
-use crate::summaries::Summaries;
 use crate::telemetry;
 use crate::toggles::Toggles;
-use crate::upstream::UpstreamClient;
-use crate::upstream::oracle::OhClient;
 
 /// The contract, as written; served as JSON at `/avs/v0/apidocs`.
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
@@ -68,7 +66,7 @@ impl Upstreams {
                 .cloned()
                 .ok_or(StartupError::FixtureUpstream("not started".to_owned()))
         };
-        let vista = match &config.upstream.url {
+        let vista = match &config.vista.url {
             Some(url) => url.clone(),
             None => embedded()?,
         };
@@ -97,7 +95,7 @@ impl Upstreams {
 
     /// Whether either source, or the Sign-in Service, is the embedded fixture server.
     pub fn need_fixture(config: &Config) -> bool {
-        config.upstream.url.is_none()
+        config.vista.url.is_none()
             || config.oracle.source == OhSource::Embedded
             || config.auth.identity.needs_standin()
     }
@@ -123,7 +121,7 @@ pub struct Shared {
     pub toggles: Arc<Toggles>,
     pub summaries: Arc<Summaries>,
     /// Oracle Health summaries; `None` when `AVS_OH_UPSTREAM_URL=off`.
-    pub oh: Option<Arc<OhSummaries>>,
+    pub oh: Option<Arc<OracleSummaries>>,
     pub rollout: Arc<Rollout>,
     pub auth_cookie: Arc<str>,
     /// Origins a browser may call from (`AVS_CORS_ORIGINS`), as header values to echo.
@@ -153,11 +151,11 @@ pub struct Shared {
 impl AppState {
     /// Builds the state from validated configuration and where the sources are.
     pub async fn new(config: &Config, upstreams: Upstreams) -> Result<AppState, StartupError> {
-        let upstream =
-            UpstreamClient::new(&config.upstream, upstreams.vista).map_err(StartupError::Upstream)?;
+        let upstream = VistaClient::new(&config.transport, &config.vista, upstreams.vista)
+            .map_err(StartupError::Upstream)?;
         let oh = match upstreams.oracle {
-            Some((base, login)) => Some(Arc::new(OhSummaries::new(
-                OhClient::new(&config.upstream, &config.oracle, base, login)
+            Some((base, login)) => Some(Arc::new(OracleSummaries::new(
+                OracleClient::new(&config.transport, &config.oracle, base, login)
                     .map_err(StartupError::Upstream)?,
                 &config.oracle,
             ))),

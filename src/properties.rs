@@ -8,8 +8,9 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+use crate::domain::oracle::{ApptId, DocId, DocKind, parse_date, read_bytes, read_metadata};
 use crate::domain::{Sid, render};
-use crate::http::handlers::{link_items, search_params};
+use crate::http::vista::{link_items, search_params};
 use crate::identity::{ClaimsVerifier, KeySet, KeySource};
 use crate::toggles::parse_toml;
 
@@ -43,6 +44,63 @@ fn json_value() -> impl Strategy<Value = Value> {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             prop::collection::btree_map(key.clone(), inner, 0..8)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Any JSON value shaped like a FHIR Bundle: Oracle Health's keys and resource types likely,
+/// and base64 of a PDF, of text and of nothing in the leaves.
+fn fhir_value() -> impl Strategy<Value = Value> {
+    let key = prop_oneof![
+        Just("resourceType".to_owned()),
+        Just("entry".to_owned()),
+        Just("resource".to_owned()),
+        Just("id".to_owned()),
+        Just("content".to_owned()),
+        Just("attachment".to_owned()),
+        Just("contentType".to_owned()),
+        Just("data".to_owned()),
+        Just("contained".to_owned()),
+        Just("context".to_owned()),
+        Just("encounter".to_owned()),
+        Just("reference".to_owned()),
+        Just("appointment".to_owned()),
+        Just("period".to_owned()),
+        Just("start".to_owned()),
+        Just("subject".to_owned()),
+        Just("type".to_owned()),
+        Just("url".to_owned()),
+        "[a-zA-Z]{0,10}",
+    ];
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        prop_oneof![
+            Just("Bundle"),
+            Just("DocumentReference"),
+            Just("Encounter"),
+            Just("Binary"),
+            Just("application/pdf"),
+            Just("text/plain"),
+            Just("text/html"),
+            Just("Encounter/e-1"),
+            Just("Appointment/A-1"),
+            Just("d-1"),
+            Just("2026-11-30T12:00:00Z"),
+            Just("JVBERi0xLjQK"),
+            Just("aGVsbG8="),
+            Just("not base64!"),
+            Just(""),
+        ]
+        .prop_map(|s| Value::String(s.to_owned())),
+        ".{0,20}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(5, 96, 8, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+            prop::collection::btree_map(key.clone(), inner, 0..7)
                 .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
@@ -162,5 +220,47 @@ proptest! {
         head["x"] = header_extra;
         parts[0] = b64.encode(head.to_string());
         let _ = verifier.verify(&parts.join("."));
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn oracle_ids_and_dates(raw in prop_oneof![".{0,70}", "[A-Za-z0-9-]{0,70}", "[0-9]{4}-[0-9]{2}-[0-9]{2}"]) {
+        let valid = (1..=64).contains(&raw.len()) && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        prop_assert_eq!(DocId::parse(&raw).is_some(), valid);
+        prop_assert_eq!(ApptId::parse(&raw).map(|a| a.as_str().to_owned()), valid.then(|| raw.clone()));
+        if let Some(date) = parse_date(&raw) {
+            prop_assert_eq!(crate::domain::oracle::format_date(date), raw);
+        }
+    }
+
+    #[test]
+    fn oracle_metadata_of_any_bundle(bundle in fhir_value(), entries in prop::collection::vec(fhir_value(), 0..4)) {
+        let wrapped = json!({"resourceType": "Bundle", "entry": entries.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>()});
+        for bundle in [bundle, wrapped] {
+            // A list of documents, each with a valid id, or a refusal: never a panic.
+            if let Ok(docs) = read_metadata(&bundle) {
+                for doc in docs {
+                    prop_assert!(DocId::parse(doc.id.as_str()).is_some());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn oracle_bytes_of_any_bundle(bundle in fhir_value(), resource in fhir_value(), max in 0usize..64) {
+        let id = DocId::parse("d-1").unwrap_or_else(|| unreachable!());
+        let wrapped = json!({"resourceType": "Bundle", "entry": [{"resource": resource}]});
+        for bundle in [bundle, wrapped] {
+            // Bytes within the limit, a PDF always starting with its magic, or a refusal.
+            if let Ok(doc) = read_bytes(&bundle, &id, max) {
+                prop_assert!(doc.bytes.len() <= max);
+                if doc.kind == DocKind::Pdf {
+                    prop_assert!(doc.bytes.starts_with(b"%PDF-"));
+                }
+            }
+        }
     }
 }

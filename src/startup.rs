@@ -11,7 +11,7 @@ use url::Url;
 use crate::app::{AppState, StartupError, Upstreams};
 use crate::config::{Config, ConnectionLimits, Environment};
 use crate::http::descriptors::Budget;
-use crate::{admin, http, upstream};
+use crate::{admin, clinical, http, identity};
 
 /// The service, bound and built, not yet serving.
 pub struct Application {
@@ -30,7 +30,8 @@ impl Application {
     /// configured) and binds both listeners. Nothing is served until [`Application::run_until`].
     pub async fn build(config: &Config) -> Result<Application, StartupError> {
         let fixture = if Upstreams::need_fixture(config) {
-            let addr = upstream::fixture::spawn()
+            // The Sign-in Service stand-in answers on the same loopback server (development only).
+            let addr = clinical::fixture::spawn(identity::standin::router())
                 .await
                 .map_err(|e| StartupError::FixtureUpstream(e.to_string()))?;
             tracing::info!(%addr, "embedded fixture upstream (development only) serving fixtures/");

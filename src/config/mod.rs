@@ -18,7 +18,8 @@ mod rollout;
 mod settings;
 mod telemetry;
 mod toggles;
-mod upstream;
+mod transport;
+mod vista;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -38,7 +39,8 @@ pub use rollout::RolloutSettings;
 pub use settings::{SETTINGS, Setting, Shown};
 pub use telemetry::{LogFormat, TelemetrySettings};
 pub use toggles::{DEV_TOGGLES, SourceConfig, ToggleSettings};
-pub use upstream::{BreakerPolicy, ProxySetting, UpstreamConfig};
+pub use transport::{BreakerPolicy, ProxySetting, TransportConfig};
+pub use vista::VistaSettings;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Environment {
@@ -77,9 +79,12 @@ impl Environment {
 pub struct Config {
     pub env: Environment,
     pub listeners: ListenerSettings,
-    pub upstream: UpstreamConfig,
-    /// The Oracle Health upstream.
+    /// The VistA source.
+    pub vista: VistaSettings,
+    /// The Oracle Health source.
     pub oracle: OhSettings,
+    /// What every source's calls share: proxy, CA, pool, bounds, breaker policy.
+    pub transport: TransportConfig,
     pub auth: AuthConfig,
     pub toggles: ToggleSettings,
     pub rollout: RolloutSettings,
@@ -123,14 +128,15 @@ impl Config {
         let env = Environment::parse(p);
         let production = env == Environment::Production;
         let listeners = ListenerSettings::parse(p);
-        let upstream = UpstreamConfig::parse(p, production);
+        let vista = VistaSettings::parse(p, production);
+        let transport = TransportConfig::parse(p, production);
         let oracle = OhSettings::parse(p, production);
         let auth = AuthConfig::parse(p, production);
         let toggles = ToggleSettings::parse(p, production);
         let rollout = RolloutSettings::parse(p);
         let cache = CacheConfig::parse(p);
         let telemetry = TelemetrySettings::parse(p, production);
-        if listeners.request_timeout <= upstream.timeout {
+        if listeners.request_timeout <= vista.timeout {
             p.problem(
                 "AVS_REQUEST_TIMEOUT_MS",
                 "must be above AVS_UPSTREAM_TIMEOUT_MS so an upstream timeout is answered, not cut off",
@@ -145,8 +151,9 @@ impl Config {
         Some(Config {
             env,
             listeners,
-            upstream,
+            vista,
             oracle,
+            transport,
             auth: auth?,
             toggles,
             rollout,

@@ -13,14 +13,14 @@ fn vars(pairs: &[(&str, &str)]) -> Vars {
 fn empty_environment_is_the_embedded_default() {
     let c = Config::from_vars(&Vars::new()).unwrap();
     assert_eq!(c.env, Environment::Development);
-    assert!(c.upstream.url.is_none());
-    assert_eq!(c.upstream.proxy, ProxySetting::Unset);
+    assert!(c.vista.url.is_none());
+    assert_eq!(c.transport.proxy, ProxySetting::Unset);
     assert_eq!(c.listeners.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(
         c.toggles.source,
         SourceConfig::File("fixtures/toggles.toml".into())
     );
-    assert_eq!(c.upstream.max_body_bytes, 16_777_216);
+    assert_eq!(c.transport.max_body_bytes, 16_777_216);
 }
 
 #[test]

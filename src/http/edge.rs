@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use super::cors::Cors;
 use super::error::ApiError;
-use super::{handlers, request_id};
+use super::{request_id, vista};
 use crate::app::AppState;
 use crate::config::ConnectionLimits;
 use crate::telemetry::{self, UpstreamErrorKind};
@@ -163,7 +163,7 @@ enum Handling<S, F> {
 }
 
 /// The largest body any route takes (the links batch); larger ones are 413.
-const MAX_BODY_BYTES: usize = handlers::LINKS_BODY_LIMIT;
+const MAX_BODY_BYTES: usize = vista::LINKS_BODY_LIMIT;
 
 /// A request head over the service's limits, answered in the one error shape (hyper's own
 /// limits sit higher and would answer with an empty body).

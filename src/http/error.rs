@@ -6,8 +6,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::clinical::UpstreamError;
+use crate::clinical::oracle::DocError;
+use crate::clinical::vista::SummaryError;
 use crate::domain::Sid;
-use crate::upstream::UpstreamError;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -291,6 +293,28 @@ impl From<UpstreamError> for ApiError {
             },
             UpstreamError::Saturated => ApiError::Busy,
             UpstreamError::Timeout => ApiError::GatewayTimeout,
+        }
+    }
+}
+
+impl From<SummaryError> for ApiError {
+    fn from(e: SummaryError) -> ApiError {
+        match e {
+            SummaryError::NotFound(sid) => ApiError::SummaryNotFound(sid),
+            SummaryError::NotYourSummary => ApiError::NotYourSummary,
+            SummaryError::NotYourAppointment => ApiError::NotYourAppointment,
+            SummaryError::Upstream(e) => e.into(),
+        }
+    }
+}
+
+impl From<DocError> for ApiError {
+    fn from(e: DocError) -> ApiError {
+        match e {
+            DocError::NotFound => ApiError::OhNotFound,
+            DocError::Unusable | DocError::NoUsableContent => ApiError::BadGateway,
+            DocError::Busy => ApiError::Busy,
+            DocError::Upstream(e) => e.into(),
         }
     }
 }

@@ -3,15 +3,17 @@
 mod auth;
 mod cors;
 pub mod descriptors;
+mod documents;
 mod edge;
 pub mod error;
 mod gate;
-#[doc(hidden)] // public for the fuzz targets in fuzz/
-pub mod handlers;
+mod operations;
 #[doc(hidden)] // public for the fuzz targets in fuzz/
 pub mod oracle;
 pub mod request_id;
 pub mod server;
+#[doc(hidden)] // public for the fuzz targets in fuzz/
+pub mod vista;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -31,13 +33,13 @@ use crate::app::AppState;
 /// holds the two together).
 pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     vec![
-        (Method::GET, "/avs/v0/avs/search", get(handlers::search)),
+        (Method::GET, "/avs/v0/avs/search", get(vista::search)),
         (
             Method::POST,
             "/avs/v0/avs/links",
-            post(handlers::links).layer(DefaultBodyLimit::max(handlers::LINKS_BODY_LIMIT)),
+            post(vista::links).layer(DefaultBodyLimit::max(vista::LINKS_BODY_LIMIT)),
         ),
-        (Method::GET, "/avs/v0/avs/{sid}", get(handlers::show_summary)),
+        (Method::GET, "/avs/v0/avs/{sid}", get(vista::show_summary)),
         (Method::GET, "/avs/v0/oh/summaries", get(oracle::summaries)),
         (
             Method::GET,
@@ -57,9 +59,9 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             "/avs/v0/oh/documents/{docId}",
             get(oracle::document),
         ),
-        (Method::GET, "/avs/v0/apidocs", get(handlers::apidocs)),
-        (Method::GET, "/healthz", get(handlers::healthz)),
-        (Method::GET, "/readyz", get(handlers::readyz)),
+        (Method::GET, "/avs/v0/apidocs", get(operations::apidocs)),
+        (Method::GET, "/healthz", get(operations::healthz)),
+        (Method::GET, "/readyz", get(operations::readyz)),
     ]
 }
 
@@ -78,7 +80,7 @@ pub fn app(state: AppState) -> Router {
     // An empty sid answers 400 after authentication and the gate, as the Ruby API does; the
     // contract leaves it out, since no request to it is valid (Schemathesis would count every
     // one it generates as a failure).
-    router = router.route("/avs/v0/avs/", get(handlers::show_empty_sid));
+    router = router.route("/avs/v0/avs/", get(vista::show_empty_sid));
     let edge_state = state.clone();
     let edge = ServiceBuilder::new()
         .layer(tower::layer::layer_fn(move |inner| Edge {
@@ -88,8 +90,8 @@ pub fn app(state: AppState) -> Router {
         }))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()));
     router
-        .fallback(handlers::no_route)
-        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .fallback(operations::no_route)
+        .method_not_allowed_fallback(operations::method_not_allowed)
         .layer(edge)
         .with_state(state)
 }

@@ -8,11 +8,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE,
-    CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RANGE, REFERRER_POLICY,
-};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use base64::Engine;
@@ -20,14 +16,14 @@ use serde_json::{Value, json};
 use time::Date;
 
 use super::auth::Authenticated;
+use super::documents;
 use super::error::ApiError;
 use super::request_id::RequestId;
 use crate::app::AppState;
+use crate::clinical::oracle::{DocError, Document, Index, OracleSummaries};
 use crate::domain::PatientIcn;
 use crate::domain::oracle::{ApptId, DocId, IndexedDoc, format_date, parse_date};
-use crate::oh_summaries::{DocError, Document, Index, OhSummaries};
 use crate::toggles::OH_AVS;
-use crate::upstream::RequestContext;
 
 /// At most this many ids in one compatibility request (after removing duplicates).
 pub const MAX_DOC_IDS: usize = 5;
@@ -41,19 +37,13 @@ const MAX_SPAN_DAYS: i64 = 731;
 const EMPTY: &str = "Retrieved empty AVS binary";
 const FAILED: &str = "Error retrieving AVS binary";
 
-fn context(request_id: &RequestId) -> RequestContext {
-    RequestContext {
-        request_id: Some(request_id.0.clone()),
-    }
-}
-
 /// Steps 2 to 4 of every OH route after authentication: the service (404 when OH is off), the
 /// gate (404), the checks of the caller's input (400, by `validate`), and a patient (403).
 fn open<'a, T>(
     app: &'a AppState,
     caller: &Authenticated,
     validate: impl FnOnce() -> Result<T, ApiError>,
-) -> Result<(&'a Arc<OhSummaries>, T, PatientIcn), ApiError> {
+) -> Result<(&'a Arc<OracleSummaries>, T, PatientIcn), ApiError> {
     let oh = app.oh.as_ref().ok_or(ApiError::NoRoute)?;
     app.require(OH_AVS, caller)?;
     let input = validate()?;
@@ -76,7 +66,7 @@ fn query(raw: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
 
 /// `startDate` and `endDate`: real dates, at most 731 days apart (reversed: an empty window); `endDate` defaults
 /// to today (UTC) and `startDate` to the lookback window before it.
-fn window(oh: &OhSummaries, raw: Option<&str>) -> Result<(Date, Date), ApiError> {
+fn window(oh: &OracleSummaries, raw: Option<&str>) -> Result<(Date, Date), ApiError> {
     let q = query(raw)?;
     let date = |name: &str| -> Result<Option<Date>, ApiError> {
         q.get(name)
@@ -147,7 +137,7 @@ pub async fn summaries(
 ) -> Result<Response, ApiError> {
     let oh = app.oh.clone().ok_or(ApiError::NoRoute)?;
     let (oh, (start, end), patient) = open(&app, &caller, || window(&oh, raw.as_deref()))?;
-    let index = oh.index(&patient, &context(&request_id)).await?;
+    let index = oh.index(&patient, &request_id.context()).await?;
     let data = appointments(
         index.docs.values().filter(|d| (start..=end).contains(&d.date)),
         None,
@@ -164,7 +154,7 @@ pub async fn appointment(
     appt: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let (oh, appt, patient) = open(&app, &caller, || appt_id(appt))?;
-    let index = oh.index(&patient, &context(&request_id)).await?;
+    let index = oh.index(&patient, &request_id.context()).await?;
     let mut data = appointments(index.docs.values(), Some(&appt));
     let one = data.pop().ok_or(ApiError::OhNotFound)?;
     Ok(Json(json!({"data": one})).into_response())
@@ -186,119 +176,11 @@ pub async fn document(
         Ok((doc_id(id)?, download))
     })?;
     let doc = oh
-        .document(&patient, &id, &context(&request_id))
+        .document(&patient, &id, &request_id.context())
         .await
         .map_err(ApiError::from)?;
-    Ok(serve_document(&id, &doc, download, &headers))
-}
-
-fn serve_document(id: &DocId, doc: &Document, download: bool, request: &HeaderMap) -> Response {
-    let len = doc.bytes.len();
-    let mut headers = HeaderMap::new();
-    let disposition = if download { "attachment" } else { "inline" };
-    let filename = format!(
-        "{disposition}; filename=\"after-visit-summary-{}.{}\"",
-        id.as_str(),
-        doc.kind.extension()
-    );
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(doc.kind.header()));
-    if let Ok(v) = HeaderValue::try_from(filename) {
-        headers.insert(CONTENT_DISPOSITION, v);
-    }
-    if let Ok(v) = HeaderValue::try_from(doc.etag.as_str()) {
-        headers.insert(ETAG, v);
-    }
-    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
-    headers.insert(
-        "cross-origin-resource-policy",
-        HeaderValue::from_static("same-site"),
-    );
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    if doc.kind == crate::domain::oracle::DocKind::Text {
-        // Not on a PDF: browsers' PDF viewers refuse to run in a sandboxed document; the checked
-        // `%PDF-` magic and nosniff keep a PDF from being read as anything else.
-        headers.insert(
-            CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("sandbox; default-src 'none'"),
-        );
-    }
-    let matches = request
-        .get(IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim() == "*"
-                || v.split(',')
-                    .any(|t| t.trim().trim_start_matches("W/") == doc.etag)
-        });
-    if matches {
-        // No body, so nothing to type or name: the validators and caching rules only.
-        headers.remove(CONTENT_TYPE);
-        headers.remove(CONTENT_DISPOSITION);
-        return (StatusCode::NOT_MODIFIED, headers).into_response();
-    }
-    match request
-        .get(RANGE)
-        .and_then(|v| v.to_str().ok())
-        .map(|r| byte_range(r, len))
-    {
-        Some(Some(Ok((first, last)))) => {
-            if let Ok(v) = HeaderValue::try_from(format!("bytes {first}-{last}/{len}")) {
-                headers.insert(CONTENT_RANGE, v);
-            }
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(last - first + 1));
-            (
-                StatusCode::PARTIAL_CONTENT,
-                headers,
-                doc.bytes.slice(first..=last),
-            )
-                .into_response()
-        }
-        Some(Some(Err(()))) => ApiError::RangeNotSatisfiable(len).into_response(),
-        // No Range, or one this service does not honour (several ranges, another unit): the
-        // whole document, as RFC 9110 allows.
-        _ => {
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-            (StatusCode::OK, headers, doc.bytes.clone()).into_response()
-        }
-    }
-}
-
-/// A single `bytes=` range over `len` bytes: `None` when not one this service serves (ignored),
-/// `Err` when unsatisfiable (416).
-fn byte_range(header: &str, len: usize) -> Option<Result<(usize, usize), ()>> {
-    let spec = header.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
-    }
-    let (first, last) = spec.split_once('-')?;
-    let number = |s: &str| -> Option<usize> {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
-    Some(match (first.trim(), last.trim()) {
-        ("", suffix) => match number(suffix)? {
-            0 => Err(()),
-            _ if len == 0 => Err(()),
-            n => Ok((len.saturating_sub(n), len - 1)),
-        },
-        (first, "") => match number(first)? {
-            f if f < len => Ok((f, len - 1)),
-            _ => Err(()),
-        },
-        (first, last) => {
-            let (f, l) = (number(first)?, number(last)?);
-            if f > l {
-                return None;
-            }
-            if f >= len {
-                Err(())
-            } else {
-                Ok((f, l.min(len - 1)))
-            }
-        }
-    })
+    let name = format!("after-visit-summary-{}.{}", id.as_str(), doc.kind.extension());
+    Ok(documents::serve(&doc, &name, download, &headers))
 }
 
 /// `GET /avs/v0/oh/appointments/{apptId}/binaries?doc_ids=a,b`: VA.gov's `avs_binaries`, so its
@@ -341,7 +223,7 @@ pub async fn binaries(
     })?;
     // Recorded, not an ownership factor: callers pass the OH or the VA.gov appointment id.
     tracing::Span::current().record("oh.appt_id", appt.as_str());
-    let ctx = context(&request_id);
+    let ctx = request_id.context();
     // The index first: when it can't be built, every item fails, and the answer is still 200.
     let indexed: Result<Arc<Index>, _> = oh.index(&patient, &ctx).await;
     let results: Vec<Result<Arc<Document>, DocError>> = match indexed {
@@ -381,34 +263,4 @@ pub async fn binaries(
         })
         .collect();
     Ok(Json(json!({"data": data})).into_response())
-}
-
-impl From<DocError> for ApiError {
-    fn from(e: DocError) -> ApiError {
-        match e {
-            DocError::NotFound => ApiError::OhNotFound,
-            DocError::Unusable | DocError::NoUsableContent => ApiError::BadGateway,
-            DocError::Busy => ApiError::Busy,
-            DocError::Upstream(e) => e.into(),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::byte_range;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(byte_range("bytes=0-9", 100), Some(Ok((0, 9))));
-        assert_eq!(byte_range("bytes=90-200", 100), Some(Ok((90, 99))));
-        assert_eq!(byte_range("bytes=90-", 100), Some(Ok((90, 99))));
-        assert_eq!(byte_range("bytes=-10", 100), Some(Ok((90, 99))));
-        assert_eq!(byte_range("bytes=-200", 100), Some(Ok((0, 99))));
-        assert_eq!(byte_range("bytes=100-", 100), Some(Err(())));
-        assert_eq!(byte_range("bytes=-0", 100), Some(Err(())));
-        assert_eq!(byte_range("bytes=0-1,5-6", 100), None);
-        assert_eq!(byte_range("items=0-1", 100), None);
-        assert_eq!(byte_range("bytes=5-1", 100), None);
-    }
 }

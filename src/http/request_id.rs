@@ -9,6 +9,15 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone, Debug)]
 pub struct RequestId(pub HeaderValue);
 
+impl RequestId {
+    /// What an upstream call carries of this request: its id.
+    pub fn context(&self) -> crate::clinical::RequestContext {
+        crate::clinical::RequestContext {
+            request_id: Some(self.0.clone()),
+        }
+    }
+}
+
 /// Accepts ids of up to 128 visible characters from a conservative set, so a hostile id can't
 /// smuggle anything into logs or upstream headers.
 fn acceptable(value: &HeaderValue) -> bool {

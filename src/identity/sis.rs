@@ -15,6 +15,8 @@ use url::Url;
 
 use super::vets_api::{LookupError, UserLookup};
 use super::{Caller, TokenError, rejection};
+use crate::clinical::call::{Call, Guard, GuardSettings, answered};
+use crate::clinical::{HttpClient, UpstreamError, read_limited};
 use crate::config::{KeySet, KeySource};
 use crate::config::{SisKeys, SisSettings};
 use crate::domain::{ActorId, OwnerIcn, PatientIcn};
@@ -29,6 +31,12 @@ const FIRST_LOAD_RETRY: Duration = Duration::from_secs(2);
 /// A key set is a few KiB; anything much larger is not one.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
 
+const KEYS: Call = Call {
+    name: "keys",
+    method: "GET",
+    template: "/v0/sign_in/openid_connect/certs",
+};
+
 /// Where the SiS keys come from, resolved (the embedded stand-in's URL filled in).
 #[derive(Clone, Debug)]
 pub enum KeysFrom {
@@ -39,7 +47,8 @@ pub enum KeysFrom {
 /// The SiS key set, swapped whole on a refresh; a failed refresh keeps the last good set.
 pub struct Keyring {
     from: KeysFrom,
-    client: reqwest::Client,
+    client: HttpClient,
+    guard: Arc<Guard>,
     keys: ArcSwap<KeySet>,
     loaded: AtomicBool,
     /// Bumped by every successful load, so a waiter knows whether a retry can help.
@@ -50,10 +59,11 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    fn new(from: KeysFrom, client: reqwest::Client) -> Keyring {
+    fn new(from: KeysFrom, client: HttpClient, guard: Arc<Guard>) -> Keyring {
         Keyring {
             from,
             client,
+            guard,
             keys: ArcSwap::from_pointee(KeySet::empty()),
             loaded: AtomicBool::new(false),
             generation: AtomicU64::new(0),
@@ -93,23 +103,19 @@ impl Keyring {
     }
 
     async fn fetch(&self, url: &Url) -> Result<String, String> {
-        let response = self
-            .client
-            .get(url.clone())
-            .header(reqwest::header::ACCEPT, "application/json")
-            .send()
+        let bytes = self
+            .guard
+            .call(KEYS, 0, || async {
+                let response = self.client.send_idempotent(self.client.get(url.clone())).await?;
+                answered(response.status());
+                match response.status() {
+                    s if s.is_success() => read_limited(response, MAX_JWKS_BYTES).await,
+                    s if s.is_server_error() => Err(UpstreamError::ServerError(s.as_u16())),
+                    s => Err(UpstreamError::BadGateway(format!("answered {}", s.as_u16()))),
+                }
+            })
             .await
-            .map_err(|e| format!("fetch failed: {}", super::vets_api::transport_failure(&e)))?;
-        if !response.status().is_success() {
-            return Err(format!("answered {}", response.status().as_u16()));
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| format!("body failed: {}", super::vets_api::transport_failure(&e)))?;
-        if bytes.len() > MAX_JWKS_BYTES {
-            return Err(format!("over {MAX_JWKS_BYTES} bytes"));
-        }
+            .map_err(|e| format!("fetch failed: {e}"))?;
         String::from_utf8(bytes.to_vec()).map_err(|_| "not UTF-8".to_owned())
     }
 
@@ -223,15 +229,17 @@ impl SisIdentity {
             None => embedded(super::standin::USER_PATH)?,
         };
         // vets-api is not behind the clinical sources' forward proxy: never a proxy, and never
-        // one from the environment.
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(settings.user_timeout)
-            .timeout(settings.user_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| format!("vets-api client: {e}"))?;
-        let keyring = Arc::new(Keyring::new(from, client.clone()));
+        // one from the environment. Its calls (keys and users) are one guarded source.
+        let client = HttpClient::direct(settings.user_timeout)?;
+        let guard = Arc::new(Guard::new(GuardSettings {
+            source: "vets_api",
+            server: user_url.host_str().unwrap_or_default().to_owned(),
+            concurrency: settings.user_concurrency,
+            slot_wait: settings.user_timeout,
+            breaker: None,
+            reported: false,
+        }));
+        let keyring = Arc::new(Keyring::new(from, client.clone(), guard.clone()));
         if let Err(problem) = keyring.load().await {
             tracing::error!(%problem, "Sign-in Service keys not loaded: not ready until they are");
         }
@@ -242,7 +250,7 @@ impl SisIdentity {
             user_audiences: settings.user_audiences.clone(),
             service_audience: settings.service_audience.clone(),
             service_accounts: settings.service_accounts.clone(),
-            users: UserLookup::new(user_url, client, settings),
+            users: UserLookup::new(user_url, client, guard, settings),
         })
     }
 

@@ -15,8 +15,16 @@ use axum::http::HeaderValue;
 use serde::Deserialize;
 use url::Url;
 
+use crate::clinical::call::{Call, Guard, answered};
+use crate::clinical::{HttpClient, UpstreamError, read_limited};
 use crate::config::SisSettings;
 use crate::flights::Flights;
+
+const USER: Call = Call {
+    name: "user",
+    method: "GET",
+    template: "/v0/user",
+};
 
 /// The session cache's byte budget: an entry is its key and the user's ids, a few hundred bytes.
 const SESSION_CACHE_BYTES: u64 = 16 * 1024 * 1024;
@@ -51,8 +59,9 @@ type SessionKey = Arc<str>;
 
 pub struct UserLookup {
     url: Url,
-    client: reqwest::Client,
-    slots: tokio::sync::Semaphore,
+    client: HttpClient,
+    /// Shared with the key fetches: both are vets-api's, one source with its own slots.
+    guard: Arc<Guard>,
     timeout: Duration,
     ttl: Duration,
     sessions: moka::sync::Cache<SessionKey, Arc<User>, foldhash::fast::RandomState>,
@@ -87,19 +96,8 @@ struct Profile {
     icn: Option<String>,
 }
 
-/// A transport failure, named without any detail of the request.
-pub fn transport_failure(e: &reqwest::Error) -> &'static str {
-    if e.is_connect() {
-        "connect failed"
-    } else if e.is_timeout() {
-        "timed out"
-    } else {
-        "request failed"
-    }
-}
-
 impl UserLookup {
-    pub fn new(url: Url, client: reqwest::Client, settings: &SisSettings) -> UserLookup {
+    pub(crate) fn new(url: Url, client: HttpClient, guard: Arc<Guard>, settings: &SisSettings) -> UserLookup {
         let sessions = moka::sync::Cache::builder()
             .max_capacity(SESSION_CACHE_BYTES)
             .weigher(|key: &SessionKey, _: &Arc<User>| {
@@ -110,7 +108,7 @@ impl UserLookup {
         UserLookup {
             url,
             client,
-            slots: tokio::sync::Semaphore::new(settings.user_concurrency),
+            guard,
             timeout: settings.user_timeout,
             ttl: settings.user_ttl,
             sessions,
@@ -158,41 +156,32 @@ impl UserLookup {
             .await
     }
 
-    /// One call to vets-api, within a slot.
+    /// One call to vets-api: a guarded call (`clinical::call`, labelled `vets_api`).
     async fn ask(&self, token: &str, request_id: Option<&HeaderValue>) -> Result<User, LookupError> {
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|_| LookupError::Unavailable("closed"))?;
-        self.calls.fetch_add(1, Ordering::Relaxed);
         let asked_at = jsonwebtoken::get_current_timestamp();
-        // vets-api takes its SiS path only when the cookie is present; no X-Key-Inflection, so
-        // its keys stay snake_case.
-        let mut request = self
-            .client
-            .get(self.url.clone())
-            .header(reqwest::header::COOKIE, format!("vagov_access_token={token}"))
-            .header(reqwest::header::ACCEPT, "application/json");
-        if let Some(id) = request_id {
-            request = request.header("x-request-id", id.clone());
-        }
-        let mut response = request
-            .send()
+        let (status, body) = self
+            .guard
+            .call(USER, 0, || async {
+                self.calls.fetch_add(1, Ordering::Relaxed);
+                // vets-api takes its SiS path only when the cookie is present; no
+                // X-Key-Inflection, so its keys stay snake_case.
+                let mut request = self
+                    .client
+                    .get(self.url.clone())
+                    .header(reqwest::header::COOKIE, format!("vagov_access_token={token}"));
+                if let Some(id) = request_id {
+                    request = request.header("x-request-id", id.clone());
+                }
+                let response = self.client.send_idempotent(request).await?;
+                answered(response.status());
+                let status = response.status().as_u16();
+                if response.status().is_server_error() {
+                    return Err(UpstreamError::ServerError(status));
+                }
+                Ok((status, read_limited(response, MAX_USER_BYTES).await?))
+            })
             .await
-            .map_err(|e| LookupError::Unavailable(transport_failure(&e)))?;
-        let status = response.status().as_u16();
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| LookupError::Unavailable(transport_failure(&e)))?
-        {
-            if body.len() + chunk.len() > MAX_USER_BYTES {
-                return Err(LookupError::Unavailable("answer too large"));
-            }
-            body.extend_from_slice(&chunk);
-        }
+            .map_err(|e| LookupError::Unavailable(e.kind().as_str()))?;
         match status {
             // 296: some of vets-api's own services failed; the profile is still there.
             200 | 296 => {}

@@ -132,15 +132,15 @@ pub const GATE_POINTS: &[(&str, &[&str])] = &[
     (
         AVS_ENABLED,
         &[
-            "src/http/handlers.rs: show_summary, show_empty_sid and search (`app.require(AVS_ENABLED)`)",
-            "src/http/handlers.rs: links (`app.gate(AVS_ENABLED)`)",
+            "src/http/vista.rs: show_summary, show_empty_sid and search (`app.require(AVS_ENABLED)`)",
+            "src/http/vista.rs: links (`app.gate(AVS_ENABLED)`)",
             "fixtures/toggles.toml and the toggle stores (the feature's rows)",
         ],
     ),
     (
         LINKS_ENABLED,
         &[
-            "src/http/handlers.rs: links (`app.links_toggle`, `meta.linksEnabled`)",
+            "src/http/vista.rs: links (`app.links_toggle`, `meta.linksEnabled`)",
             "AVS_LINKS_TOGGLE (src/config/toggles.rs): set it to `none` before the feature leaves the store",
             "fixtures/toggles.toml and the toggle stores (the feature's rows)",
         ],
@@ -148,7 +148,7 @@ pub const GATE_POINTS: &[(&str, &[&str])] = &[
     (
         OH_AVS,
         &[
-            "src/http/oracle.rs: every Oracle Health route (`open`, `app.require(OH_AVS)`)",
+            "src/http/oracle.rs: open (every Oracle Health route: `app.require(OH_AVS)`)",
             "fixtures/toggles.toml and the toggle stores (the feature's rows)",
         ],
     ),

@@ -5,7 +5,7 @@ use axum::body::Body;
 use crate::support::*;
 
 async fn app_with_summary(extra: &[(&str, &str)]) -> TestApp {
-    let app = TestApp::with(TOGGLES_ON, extra).await;
+    let app = TestApp::builder().envs(extra).start().await;
     app.upstream.summary(&fixture("full"));
     app
 }
@@ -37,12 +37,11 @@ async fn rs256_and_es256_from_a_pem_file_with_several_keys_are_accepted() {
     let pem = repo("tests/keys/both.pub.pem").display().to_string();
     let upstream = FakeUpstream::start().await;
     upstream.summary(&fixture("full"));
-    let app = TestApp::against(
-        upstream,
-        TOGGLES_ON,
-        &[("AVS_JWKS_FILE", ""), ("AVS_JWT_PUBLIC_KEY_FILE", &pem)],
-    )
-    .await;
+    let app = TestApp::builder()
+        .upstream(upstream)
+        .envs(&[("AVS_JWKS_FILE", ""), ("AVS_JWT_PUBLIC_KEY_FILE", &pem)])
+        .start()
+        .await;
     assert_eq!(app.get(&summary_uri(), &rs256(&owner_claims())).await.status, 200);
     assert_eq!(app.get(&summary_uri(), &es256(&owner_claims())).await.status, 200);
     assert_eq!(

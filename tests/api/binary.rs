@@ -400,9 +400,9 @@ async fn the_embedded_default_serves_oracle_health_summaries_and_counts_them() {
         .await
         .unwrap();
     for line in [
-        r#"avs_oh_upstream_requests_total{call="metadata",outcome="ok"} 1"#,
-        r#"avs_oh_upstream_requests_total{call="login",outcome="ok"} 1"#,
-        r#"avs_oh_upstream_requests_total{call="document",outcome="ok"} 2"#,
+        r#"avs_upstream_requests_total{source="oracle",call="metadata",outcome="ok"} 1"#,
+        r#"avs_upstream_requests_total{source="oracle",call="login",outcome="ok"} 1"#,
+        r#"avs_upstream_requests_total{source="oracle",call="document",outcome="ok"} 2"#,
     ] {
         assert!(text.contains(line), "{line} not in:\n{text}");
     }

@@ -4,7 +4,6 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use avs_api::admin::{AdminState, router};
 use base64::Engine;
 use serde_json::{Value, json};
 
@@ -211,13 +210,13 @@ async fn the_rollout_page_drives_the_gate_in_a_real_browser() {
     let Some((chromedriver, chromium)) = browser() else {
         return;
     };
-    let app = TestApp::with("[features.avs_enabled]\nboolean = false\n", &[]).await;
+    let app = TestApp::builder()
+        .toggles("[features.avs_enabled]\nboolean = false\n")
+        .start()
+        .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin_addr = listener.local_addr().unwrap();
-    let admin = router(AdminState::new(
-        app.state.toggles.clone(),
-        Some(ADMIN_TOKEN.into()),
-    ));
+    let admin = app.admin();
     tokio::spawn(async move { axum::serve(listener, admin).await.unwrap() });
 
     let search = "/avs/v0/avs/search?stationNo=500&appointmentIen=1";

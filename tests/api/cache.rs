@@ -31,7 +31,12 @@ async fn concurrent(app: &Arc<TestApp>, n: usize, uri: &str, token: &str) -> Vec
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_stampede_makes_one_upstream_request() {
     // One caller here stands for many: lift the per-caller cap.
-    let app = Arc::new(TestApp::with(TOGGLES_ON, &[("AVS_MAX_IN_FLIGHT_PER_CALLER", "1000")]).await);
+    let app = Arc::new(
+        TestApp::builder()
+            .envs(&[("AVS_MAX_IN_FLIGHT_PER_CALLER", "1000")])
+            .start()
+            .await,
+    );
     let doc = fixture("full");
     app.upstream.script(
         &format!("/avs/{FULL_SID}"),
@@ -49,7 +54,12 @@ async fn a_cold_stampede_makes_one_upstream_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_stampede_makes_one_request_and_everyone_gets_the_same_error() {
-    let app = Arc::new(TestApp::with(TOGGLES_ON, &[("AVS_MAX_IN_FLIGHT_PER_CALLER", "1000")]).await);
+    let app = Arc::new(
+        TestApp::builder()
+            .envs(&[("AVS_MAX_IN_FLIGHT_PER_CALLER", "1000")])
+            .start()
+            .await,
+    );
     app.upstream.script(
         &format!("/avs/{FULL_SID}"),
         Scripted::status(500, "").delayed(Duration::from_millis(300)),
@@ -78,7 +88,10 @@ async fn ownership_is_checked_on_cache_hits() {
 
 #[tokio::test]
 async fn upstream_404_is_cached_for_the_negative_ttl_only_and_other_errors_not_at_all() {
-    let app = TestApp::with(TOGGLES_ON, &[("AVS_CACHE_NEGATIVE_TTL_SECS", "1")]).await;
+    let app = TestApp::builder()
+        .envs(&[("AVS_CACHE_NEGATIVE_TTL_SECS", "1")])
+        .start()
+        .await;
     let uri = format!("/avs/v0/avs/{FULL_SID}");
     for _ in 0..3 {
         assert_eq!(app.get(&uri, &owner_token()).await.status, 404);
@@ -104,7 +117,10 @@ async fn upstream_404_is_cached_for_the_negative_ttl_only_and_other_errors_not_a
 
 #[tokio::test]
 async fn empty_searches_are_cached_for_the_negative_ttl_and_hits_for_the_ttl() {
-    let app = TestApp::with(TOGGLES_ON, &[("AVS_CACHE_NEGATIVE_TTL_SECS", "1")]).await;
+    let app = TestApp::builder()
+        .envs(&[("AVS_CACHE_NEGATIVE_TTL_SECS", "1")])
+        .start()
+        .await;
     app.upstream.script(
         "/avs-by-appointment/500/1",
         Scripted::json(&json!([{"sid": FULL_SID, "icn": DEV_ICN}])),
@@ -141,7 +157,10 @@ async fn empty_searches_are_cached_for_the_negative_ttl_and_hits_for_the_ttl() {
 #[tokio::test]
 async fn the_byte_budget_holds() {
     let budget = 200_000u64;
-    let app = TestApp::with(TOGGLES_ON, &[("AVS_CACHE_MAX_BYTES", &budget.to_string())]).await;
+    let app = TestApp::builder()
+        .envs(&[("AVS_CACHE_MAX_BYTES", &budget.to_string())])
+        .start()
+        .await;
     for n in 0..20 {
         app.upstream.summary(&summary_with(&sid(n), DEV_ICN, 30_000));
         assert_eq!(
@@ -165,14 +184,13 @@ async fn the_byte_budget_holds() {
 
 #[tokio::test]
 async fn stale_if_error_serves_an_expired_copy_within_the_limit_only() {
-    let app = TestApp::with(
-        TOGGLES_ON,
-        &[
+    let app = TestApp::builder()
+        .envs(&[
             ("AVS_CACHE_TTL_SECS", "1"),
             ("AVS_CACHE_STALE_IF_ERROR_SECS", "2"),
-        ],
-    )
-    .await;
+        ])
+        .start()
+        .await;
     let uri = format!("/avs/v0/avs/{FULL_SID}");
     app.upstream.summary(&fixture("full"));
     let fresh = app.get(&uri, &owner_token()).await;
@@ -194,15 +212,14 @@ async fn stale_if_error_serves_an_expired_copy_within_the_limit_only() {
 
 #[tokio::test]
 async fn the_breaker_opens_answers_fast_half_opens_and_closes() {
-    let app = TestApp::with(
-        TOGGLES_ON,
-        &[
+    let app = TestApp::builder()
+        .envs(&[
             ("AVS_BREAKER_MIN_CALLS", "3"),
             ("AVS_BREAKER_MIN_KEYS", "3"),
             ("AVS_BREAKER_COOLDOWN_SECS", "1"),
-        ],
-    )
-    .await;
+        ])
+        .start()
+        .await;
     for n in 0..3 {
         app.upstream
             .script(&format!("/avs/{}", sid(n)), Scripted::status(500, ""));
@@ -257,14 +274,13 @@ async fn the_breaker_opens_answers_fast_half_opens_and_closes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saturated_service_sheds_with_503_and_retry_after() {
     let app = Arc::new(
-        TestApp::with(
-            TOGGLES_ON,
-            &[
+        TestApp::builder()
+            .envs(&[
                 ("AVS_MAX_IN_FLIGHT", "4"),
                 ("AVS_MAX_IN_FLIGHT_PER_CALLER", "100"),
-            ],
-        )
-        .await,
+            ])
+            .start()
+            .await,
     );
     for n in 0..12 {
         app.upstream.script(

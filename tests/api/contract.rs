@@ -62,7 +62,7 @@ async fn health_and_readiness() {
     assert_eq!(r.status, 200);
     assert_eq!(r.json["checks"]["toggles"], "ok");
     // A toggle file that never loaded: fail closed and not ready, naming the check.
-    let broken = TestApp::with("this is [ not toml", &[]).await;
+    let broken = TestApp::builder().toggles("this is [ not toml").start().await;
     let r = broken.get_anonymous("/readyz").await;
     assert_eq!(r.status, 503);
     assert!(
@@ -144,6 +144,36 @@ fn the_peer_fixture_copy_equals_the_shared_original() {
     }
 }
 
+/// The contract documents live in the repository (`docs/spec/`), so whoever clones it can read
+/// them; each is the shared original, byte for byte, and none is missing.
+#[test]
+fn the_contract_documents_in_docs_spec_are_the_shared_originals() {
+    let shared = repo("../shared/spec");
+    let Ok(entries) = std::fs::read_dir(&shared) else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "{} is missing under CI",
+            shared.display()
+        );
+        eprintln!("note: {} absent; checked nothing", shared.display());
+        return;
+    };
+    let mut compared = 0;
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let copy = std::fs::read(repo(&format!("docs/spec/{name}")))
+            .unwrap_or_else(|_| panic!("docs/spec/{name} is missing: copy it from ../shared/spec/"));
+        assert!(
+            copy == std::fs::read(&path).unwrap(),
+            "docs/spec/{name} differs from ../shared/spec/{name}"
+        );
+        compared += 1;
+    }
+    assert!(compared >= 8, "{compared} documents");
+}
+
 #[test]
 fn the_shipped_full_fixture_is_the_frontend_fixture_upstream() {
     let fixture = read_json("tests/peer/frontend-fixture.json");
@@ -157,7 +187,7 @@ fn the_shipped_full_fixture_is_the_frontend_fixture_upstream() {
 /// `parameters` are not operations).
 #[tokio::test]
 async fn the_admin_listeners_routes_are_its_specs_paths_and_each_is_served() {
-    use avs_api::admin::{AdminState, OPENAPI_YAML, ROUTES, router};
+    use avs_api::admin::{OPENAPI_YAML, ROUTES};
     let spec: Value = serde_norway::from_str(OPENAPI_YAML).unwrap();
     let routes: BTreeSet<(String, String)> = ROUTES
         .iter()
@@ -167,10 +197,7 @@ async fn the_admin_listeners_routes_are_its_specs_paths_and_each_is_served() {
     assert_every_response_is_described(&spec);
     // Every documented route is served: never the unknown-route answer, never 405.
     let app = TestApp::start().await;
-    let admin_app = router(
-        AdminState::new(app.state.toggles.clone(), Some(ADMIN_TOKEN.into()))
-            .with_rollout(app.state.rollout.clone()),
-    );
+    let admin_app = app.admin();
     // `/metrics` needs the process's recorder, which a test process has none of (404, documented).
     for (method, path) in ROUTES.iter().filter(|(_, p)| *p != "/metrics") {
         let uri = path

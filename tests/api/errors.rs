@@ -72,7 +72,10 @@ async fn someone_elses_search_hit_is_401() {
 
 #[tokio::test]
 async fn gated_off_and_unknown_route_are_the_same_404() {
-    let app = TestApp::with("[features.avs_enabled]\nboolean = false\n", &[]).await;
+    let app = TestApp::builder()
+        .toggles("[features.avs_enabled]\nboolean = false\n")
+        .start()
+        .await;
     let gated = app.get(&format!("/avs/v0/avs/{SID}"), &owner_token()).await;
     gated.assert_error(404, "Not found", "There are no routes matching your request");
     let unknown = app.get("/avs/v0/nothing/here", &owner_token()).await;
@@ -115,7 +118,10 @@ async fn upstream_unreachable_is_503() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/", closed.local_addr().unwrap());
     drop(closed);
-    let app = TestApp::with(TOGGLES_ON, &[("AVS_UPSTREAM_URL", &url)]).await;
+    let app = TestApp::builder()
+        .envs(&[("AVS_UPSTREAM_URL", &url)])
+        .start()
+        .await;
     app.get(&format!("/avs/v0/avs/{SID}"), &owner_token())
         .await
         .assert_error(503, "Service unavailable", "Backend Service Outage");
@@ -123,7 +129,10 @@ async fn upstream_unreachable_is_503() {
 
 #[tokio::test]
 async fn upstream_too_slow_is_504() {
-    let app = TestApp::with(TOGGLES_ON, &[("AVS_UPSTREAM_TIMEOUT_MS", "200")]).await;
+    let app = TestApp::builder()
+        .envs(&[("AVS_UPSTREAM_TIMEOUT_MS", "200")])
+        .start()
+        .await;
     app.upstream.script(
         &format!("/avs/{SID}"),
         Scripted::json(&fixture("full")).delayed(Duration::from_secs(3)),

@@ -7,7 +7,6 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use avs_api::admin::{AdminState, router};
 use avs_api::domain::ActorId;
 use avs_api::toggles::{AVS_ENABLED, bucket};
 use axum::http::{Method, StatusCode};
@@ -71,7 +70,11 @@ pub(crate) fn ruby_json(args: &[&str], env: &[(&str, &str)], input: &Value) -> V
 
 /// The service on `url` (creating Flipper's tables).
 async fn service_on(url: &str) -> TestApp {
-    TestApp::with("", &[("AVS_TOGGLES", url), ("AVS_ADMIN_TOKEN", ADMIN_TOKEN)]).await
+    TestApp::builder()
+        .toggles("")
+        .envs(&[("AVS_TOGGLES", url), ("AVS_ADMIN_TOKEN", ADMIN_TOKEN)])
+        .start()
+        .await
 }
 
 /// Callers as VA.gov sees them: emails in upper case and beyond ASCII, an empty email, account
@@ -232,10 +235,7 @@ async fn the_admin_api_writes_and_flipper_reads_the_same() {
     let Some(pg) = Postgres::start().await else { return };
     let url = pg.database("service_writes", None).await;
     let app = service_on(&url).await;
-    let admin_app = router(AdminState::new(
-        app.state.toggles.clone(),
-        Some(ADMIN_TOKEN.into()),
-    ));
+    let admin_app = app.admin();
     let path = |gate: &str| format!("/flipper/api/features/{AVS_ENABLED}/{gate}");
     let form = |body: &str| Some(("application/x-www-form-urlencoded", body.to_owned()));
     let everyone = callers();
@@ -307,10 +307,7 @@ async fn one_sequence_of_operations_leaves_identical_rows_on_either_side() {
     let flipper_side = service_on(&theirs).await; // creates the tables Flipper writes to
     drop(flipper_side);
     let app = service_on(&ours).await;
-    let admin_app = router(AdminState::new(
-        app.state.toggles.clone(),
-        Some(ADMIN_TOKEN.into()),
-    ));
+    let admin_app = app.admin();
     let ops = [
         ("add", "", "POST", "/flipper/api/features", "name=avs_enabled"),
         (

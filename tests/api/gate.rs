@@ -13,7 +13,7 @@ async fn toggle_off_is_404_on_every_avs_route_with_no_upstream_call() {
         "",
         "[features.other]\nboolean = true\n",
     ] {
-        let app = TestApp::with(toggles, &[]).await;
+        let app = TestApp::builder().toggles(toggles).start().await;
         app.upstream.summary(&fixture("full"));
         for uri in [format!("/avs/v0/avs/{FULL_SID}"), search_uri().to_owned()] {
             app.get(&uri, &owner_token()).await.assert_error(
@@ -28,7 +28,10 @@ async fn toggle_off_is_404_on_every_avs_route_with_no_upstream_call() {
 
 #[tokio::test]
 async fn ten_percent_lets_user_15_in_and_keeps_user_1_out() {
-    let app = TestApp::with("[features.avs_enabled]\npercentage_of_actors = 10\n", &[]).await;
+    let app = TestApp::builder()
+        .toggles("[features.avs_enabled]\npercentage_of_actors = 10\n")
+        .start()
+        .await;
     // No email claim, so the actor id is `sub`: bucket 4246 (in) and 46802 (out).
     let user_15 = rs256(&claims("User;15", Some(DEV_ICN), None));
     let user_1 = rs256(&claims("User;1", Some(DEV_ICN), None));
@@ -45,19 +48,24 @@ async fn the_actor_is_the_lowercased_email_when_present() {
         Some(DEV_ICN),
         Some("VETS.GOV.USER+1@GMAIL.COM"),
     ));
-    let ten = TestApp::with("[features.avs_enabled]\npercentage_of_actors = 10\n", &[]).await;
+    let ten = TestApp::builder()
+        .toggles("[features.avs_enabled]\npercentage_of_actors = 10\n")
+        .start()
+        .await;
     assert_eq!(ten.get(search_uri(), &token).await.status, 404);
-    let fifty = TestApp::with("[features.avs_enabled]\npercentage_of_actors = 50\n", &[]).await;
+    let fifty = TestApp::builder()
+        .toggles("[features.avs_enabled]\npercentage_of_actors = 50\n")
+        .start()
+        .await;
     assert_eq!(fifty.get(search_uri(), &token).await.status, 200);
 }
 
 #[tokio::test]
 async fn a_named_tester_and_the_decimal_edge() {
-    let app = TestApp::with(
-        "[features.avs_enabled]\nactors = [\"tester@example.com\"]\npercentage_of_actors = 2.007\n",
-        &[],
-    )
-    .await;
+    let app = TestApp::builder()
+        .toggles("[features.avs_enabled]\nactors = [\"tester@example.com\"]\npercentage_of_actors = 2.007\n")
+        .start()
+        .await;
     let tester = rs256(&claims("t-1", Some(DEV_ICN), Some("Tester@Example.com")));
     let edge = rs256(&claims("User;19008", Some(DEV_ICN), None)); // bucket 2007: in at 2.007 %
     let outside = rs256(&claims("User;42", Some(DEV_ICN), None));

@@ -377,7 +377,7 @@ async fn one_callers_failing_keys_leave_the_breaker_closed_but_an_outage_opens_i
     );
     assert_eq!(
         app.state.summaries.breaker_state(),
-        avs_api::upstream::BreakerState::Open
+        avs_api::clinical::BreakerState::Open
     );
 }
 
@@ -604,7 +604,13 @@ async fn six_hundred_misses_through_tinyproxy_get_the_upstreams_own_answers() {
             Scripted::json(&json!({"sid": sid, "data": {"patientInfo": {"icn": DEV_ICN}}})),
         );
     }
-    let app = Arc::new(TestApp::against(upstream, TOGGLES_ON, &[("AVS_PROXY_URL", &proxy.url())]).await);
+    let app = Arc::new(
+        TestApp::builder()
+            .upstream(upstream)
+            .envs(&[("AVS_PROXY_URL", &proxy.url())])
+            .start()
+            .await,
+    );
     let retries = metric_sum("avs_upstream_retries_total");
     let eight = Arc::new(tokio::sync::Semaphore::new(8));
     let mut misses = JoinSet::new();

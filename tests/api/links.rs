@@ -28,7 +28,7 @@ fn row(station: &str, ien: &str, path: Option<String>, error: Option<&str>) -> V
 
 #[tokio::test]
 async fn a_mixed_batch_is_answered_item_by_item_in_order() {
-    let app = TestApp::with(BOTH_ON, &[]).await;
+    let app = TestApp::builder().toggles(BOTH_ON).start().await;
     let other_sid = "F1B2C3D4E5F60718293A4B5C6D7E8F90";
     app.upstream
         .script(
@@ -74,7 +74,7 @@ async fn a_mixed_batch_is_answered_item_by_item_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_slow_lookups_answer_in_under_a_second_and_a_half() {
-    let app = TestApp::with(BOTH_ON, &[]).await;
+    let app = TestApp::builder().toggles(BOTH_ON).start().await;
     let items: Vec<(String, String)> = (0..50)
         .map(|n| ("500".to_owned(), (1000 + n).to_string()))
         .collect();
@@ -102,7 +102,7 @@ async fn fifty_slow_lookups_answer_in_under_a_second_and_a_half() {
 
 #[tokio::test]
 async fn items_already_in_the_search_cache_cost_nothing() {
-    let app = TestApp::with(BOTH_ON, &[]).await;
+    let app = TestApp::builder().toggles(BOTH_ON).start().await;
     app.upstream.script(
         "/avs-by-appointment/500/1",
         Scripted::json(&json!([{"sid": FULL_SID, "icn": DEV_ICN}])),
@@ -130,7 +130,7 @@ async fn either_toggle_off_means_no_links_and_no_upstream_request() {
         "[features.va_online_scheduling_after_visit_summary]\nboolean = true\n",
         "",
     ] {
-        let app = TestApp::with(toggles, &[]).await;
+        let app = TestApp::builder().toggles(toggles).start().await;
         let r = app
             .post_json(LINKS, &owner_token(), &body(&[("500", "1"), ("500", "2")]))
             .await;
@@ -145,7 +145,7 @@ async fn either_toggle_off_means_no_links_and_no_upstream_request() {
 
 #[tokio::test]
 async fn bad_batches_are_400_naming_the_problem() {
-    let app = TestApp::with(BOTH_ON, &[]).await;
+    let app = TestApp::builder().toggles(BOTH_ON).start().await;
     let token = owner_token();
     let many: Vec<(&str, &str)> = vec![("500", "1"); 101];
     let mut bad_at_7: Vec<(&str, &str)> = vec![("500", "1"); 10];
@@ -194,7 +194,11 @@ async fn bad_batches_are_400_naming_the_problem() {
 
 #[tokio::test]
 async fn items_past_the_deadline_carry_the_error_and_the_batch_still_answers() {
-    let app = TestApp::with(BOTH_ON, &[("AVS_LINKS_DEADLINE_MS", "400")]).await;
+    let app = TestApp::builder()
+        .toggles(BOTH_ON)
+        .envs(&[("AVS_LINKS_DEADLINE_MS", "400")])
+        .start()
+        .await;
     app.upstream
         .script(
             "/avs-by-appointment/500/1",

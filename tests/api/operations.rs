@@ -70,11 +70,11 @@ fn parse_prometheus(text: &str) -> BTreeSet<String> {
 async fn metrics_parse_as_prometheus_text_with_every_family() {
     let handle = avs_api::telemetry::metrics();
     assert!(handle.is_some(), "the recorder installs");
-    let app = TestApp::with(
-        "[features.avs_enabled]\npercentage_of_actors = 10\n",
-        &[("AVS_CACHE_MAX_BYTES", "60000"), ("AVS_BREAKER_MIN_CALLS", "50")],
-    )
-    .await;
+    let app = TestApp::builder()
+        .toggles("[features.avs_enabled]\npercentage_of_actors = 10\n")
+        .envs(&[("AVS_CACHE_MAX_BYTES", "60000"), ("AVS_BREAKER_MIN_CALLS", "50")])
+        .start()
+        .await;
     let mut doc = fixture("full");
     doc["data"]["brandNewSection"] = json!([1]);
     app.upstream.summary(&doc);
@@ -122,7 +122,10 @@ async fn metrics_parse_as_prometheus_text_with_every_family() {
 
 #[tokio::test]
 async fn the_report_counts_stages_unique_users_and_errors() {
-    let app = TestApp::with("[features.avs_enabled]\npercentage_of_actors = 10\n", &[]).await;
+    let app = TestApp::builder()
+        .toggles("[features.avs_enabled]\npercentage_of_actors = 10\n")
+        .start()
+        .await;
     app.upstream
         .script("/avs-by-appointment/500/2", Scripted::status(500, ""));
     let search = "/avs/v0/avs/search?stationNo=500&appointmentIen=1";
@@ -219,10 +222,7 @@ async fn the_report_counts_stages_unique_users_and_errors() {
     assert!(md.contains(&counts), "{counts} not in:\n{md}");
 
     // Served on the admin listener, JSON and Markdown, behind the token.
-    let admin_app = router(
-        AdminState::new(app.state.toggles.clone(), Some(ADMIN_TOKEN.into()))
-            .with_rollout(app.state.rollout.clone()),
-    );
+    let admin_app = app.admin();
     let (status, json) = admin(&admin_app, Method::GET, "/admin/rollout", Some(ADMIN_TOKEN), None).await;
     assert_eq!(status, 200);
     assert_eq!(

@@ -72,7 +72,11 @@ fn day(days: i64) -> String {
 /// The owner's three documents: two for appointment A-1 (yesterday, a week ago), one text
 /// document for A-2 (a month ago); and the stub's login.
 async fn oh_app(extra: &[(&str, &str)]) -> TestApp {
-    let app = TestApp::with(&format!("{TOGGLES_ON}{OH_ON}"), extra).await;
+    let app = TestApp::builder()
+        .toggles(&format!("{TOGGLES_ON}{OH_ON}"))
+        .envs(extra)
+        .start()
+        .await;
     let up = &app.upstream;
     up.script(
         LOGIN,
@@ -492,11 +496,11 @@ async fn a_slow_upstream_is_504_and_an_unreachable_one_503() {
         .unwrap();
     let nowhere = format!("http://{closed}/");
     let login = format!("http://{closed}/login");
-    let gone = TestApp::with(
-        OH_ON,
-        &[("AVS_OH_UPSTREAM_URL", &nowhere), ("AVS_OH_LOGIN_URL", &login)],
-    )
-    .await;
+    let gone = TestApp::builder()
+        .toggles(OH_ON)
+        .envs(&[("AVS_OH_UPSTREAM_URL", &nowhere), ("AVS_OH_LOGIN_URL", &login)])
+        .start()
+        .await;
     gone.get("/avs/v0/oh/summaries", &owner_token())
         .await
         .assert_error(503, "Service unavailable", "Backend Service Outage");
@@ -745,7 +749,11 @@ async fn gated_off_or_off_is_404_and_unauthenticated_401_with_no_upstream_call()
             .await
             .assert_error(401, "Not authorized", "Not authorized");
     }
-    let off = TestApp::with(OH_ON, &[("AVS_OH_UPSTREAM_URL", "off")]).await;
+    let off = TestApp::builder()
+        .toggles(OH_ON)
+        .envs(&[("AVS_OH_UPSTREAM_URL", "off")])
+        .start()
+        .await;
     assert_eq!(off.get("/avs/v0/oh/summaries", &owner_token()).await.status, 404);
     assert_eq!(app.upstream.hits() + off.upstream.hits(), 0);
 }

@@ -2,7 +2,6 @@
 
 use std::time::{Duration, Instant};
 
-use avs_api::admin::{AdminState, router};
 use avs_api::domain::ActorId;
 use avs_api::toggles::{SourceConfig, SourceHealth, Toggles};
 use axum::http::Method;
@@ -98,11 +97,10 @@ async fn a_lost_database_keeps_the_last_state_and_requests_are_answered() {
         return;
     };
     let url = pg.url.clone();
-    let app = TestApp::with(
-        TOGGLES_ON,
-        &[("AVS_TOGGLES", &url), ("AVS_TOGGLES_REFRESH_SECS", "1")],
-    )
-    .await;
+    let app = TestApp::builder()
+        .envs(&[("AVS_TOGGLES", url.as_str()), ("AVS_TOGGLES_REFRESH_SECS", "1")])
+        .start()
+        .await;
     app.state
         .toggles
         .apply(
@@ -146,7 +144,7 @@ async fn a_database_never_reached_fails_closed_and_is_not_ready() {
         .unwrap()
         .port();
     let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-    let app = TestApp::with(TOGGLES_ON, &[("AVS_TOGGLES", &url)]).await;
+    let app = TestApp::builder().envs(&[("AVS_TOGGLES", &url)]).start().await;
     let r = app.get_anonymous("/readyz").await;
     assert_eq!(r.status, 503);
     assert!(
@@ -168,9 +166,9 @@ async fn two_instances_share_one_store() {
         ("AVS_TOGGLES", pg.url.as_str()),
         ("AVS_TOGGLES_REFRESH_SECS", "1"),
     ];
-    let a = TestApp::with(TOGGLES_ON, &extra).await;
-    let b = TestApp::with(TOGGLES_ON, &extra).await;
-    let admin_a = router(AdminState::new(a.state.toggles.clone(), Some(ADMIN_TOKEN.into())));
+    let a = TestApp::builder().envs(&extra).start().await;
+    let b = TestApp::builder().envs(&extra).start().await;
+    let admin_a = a.admin();
     let search = "/avs/v0/avs/search?stationNo=500&appointmentIen=1";
     let user_15 = rs256(&claims("User;15", Some(DEV_ICN), None));
     assert_eq!(b.get(search, &user_15).await.status, 404);

@@ -160,13 +160,16 @@ async fn hostile_html_is_sanitised_in_all_three_fields() {
 #[tokio::test]
 async fn the_large_fixture_renders() {
     // The embedded fixture upstream's ~1 MB document, through the same client code.
-    let data = avs_api::upstream::fixture::FixtureData::shipped().unwrap();
+    let data = avs_api::clinical::fixture::FixtureData::shipped().unwrap();
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/", upstream.local_addr().unwrap());
-    let router = avs_api::upstream::fixture::router(std::sync::Arc::new(data));
+    let router = avs_api::clinical::fixture::router(std::sync::Arc::new(data));
     tokio::spawn(async move { axum::serve(upstream, router).await.unwrap() });
-    let app = TestApp::with(TOGGLES_ON, &[("AVS_UPSTREAM_URL", &url)]).await;
-    let sid = avs_api::upstream::fixture::LARGE_SID;
+    let app = TestApp::builder()
+        .envs(&[("AVS_UPSTREAM_URL", &url)])
+        .start()
+        .await;
+    let sid = avs_api::clinical::fixture::LARGE_SID;
     let r = app.get(&format!("/avs/v0/avs/{sid}"), &owner_token()).await;
     assert_eq!(r.status, 200);
     assert!(r.bytes.len() > 900_000, "{}", r.bytes.len());

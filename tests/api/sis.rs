@@ -23,7 +23,7 @@ async fn sis_app(toggles: &str, extra: &[(&'static str, &str)]) -> (TestApp, Fak
     let mut env = sis.env();
     env.push(("AVS_CORS_ORIGINS", PAGE.to_owned()));
     env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
-    let app = TestApp::with_env(toggles, &env).await;
+    let app = TestApp::builder().toggles(toggles).envs(&env).start().await;
     app.upstream.summary(&fixture("full"));
     (app, sis)
 }
@@ -297,7 +297,7 @@ async fn vets_api_failures_are_never_anyone() {
     let mut env = sis.env();
     env.retain(|(k, _)| *k != "AVS_SIS_USER_URL");
     env.push(("AVS_SIS_USER_URL", format!("http://{closed}/v0/user")));
-    let refused = TestApp::with_env(TOGGLES_ON, &env).await;
+    let refused = TestApp::builder().envs(&env).start().await;
     refused.upstream.summary(&fixture("full"));
     assert_eq!(refused.get(&uri, &sis_user_token(OWNER)).await.status, 503);
 }
@@ -469,7 +469,10 @@ async fn links_follow_avs_enabled_alone_when_the_links_toggle_is_none() {
         ("va_online_scheduling_after_visit_summary", false),
         ("none", true),
     ] {
-        let app = TestApp::with(TOGGLES_ON, &[("AVS_LINKS_TOGGLE", setting)]).await;
+        let app = TestApp::builder()
+            .envs(&[("AVS_LINKS_TOGGLE", setting)])
+            .start()
+            .await;
         app.upstream.script(
             "/avs-by-appointment/500/9876543",
             Scripted::json(&json!([{"sid": FULL_SID, "icn": DEV_ICN}])),
@@ -495,7 +498,7 @@ async fn not_ready_until_a_first_key_set_and_then_the_tokens_verify() {
     let mut env = sis.env();
     env.retain(|(k, _)| *k != "AVS_SIS_JWKS_URL");
     env.push(("AVS_SIS_JWKS_URL", format!("http://{closed}/certs")));
-    let app = TestApp::with_env(TOGGLES_ON, &env).await;
+    let app = TestApp::builder().envs(&env).start().await;
     let r = app.get_anonymous("/readyz").await;
     assert_eq!(r.status, 503, "{}", r.json);
     assert_eq!(r.error()["detail"], "Not ready: identity: keys not loaded");

@@ -115,7 +115,7 @@ async fn a_deleted_and_recreated_file_is_picked_up() {
 #[tokio::test]
 async fn the_api_follows_the_file_and_readyz_reports_a_stale_file() {
     let upstream = FakeUpstream::start().await;
-    let app = TestApp::against(upstream, OFF, &[]).await;
+    let app = TestApp::builder().upstream(upstream).toggles(OFF).start().await;
     let uri = "/avs/v0/avs/search?stationNo=500&appointmentIen=1";
     assert_eq!(app.get(uri, &owner_token()).await.status, 404);
     std::fs::write(app.toggles_path(), ON).unwrap();

@@ -133,6 +133,14 @@ async fn spans_reach_the_collector_linked_and_the_trace_continues_upstream() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    // An Oracle Health call (the embedded fixture upstream) opens a client span too (#26).
+    let oracle = client()
+        .get(format!("http://{}/avs/v0/oh/summaries", server.addr))
+        .bearer_auth(dev_token(DEV_ICN, None))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oracle.status(), 200);
     stop(&mut server).await; // shutdown flushes the batch
 
     let spans = collector.spans();
@@ -155,7 +163,16 @@ async fn spans_reach_the_collector_linked_and_the_trace_continues_upstream() {
     };
     let request = named("GET /avs/v0/avs/{sid}");
     let cache = named("cache.lookup");
-    let upstream_span = named("upstream.request");
+    let upstream_span = spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| {
+            s.name == "upstream.request"
+                && s.attributes
+                    .iter()
+                    .any(|kv| kv.key == "upstream.source" && format!("{:?}", kv.value).contains("vista"))
+        })
+        .expect("a VistA client span");
     assert_eq!(hex(&request.trace_id), trace_id, "the inbound trace continues");
     assert_eq!(hex(&request.parent_span_id), "00f067aa0ba902b7");
     // Parent links: upstream call under the cache lookup, the cache lookup under the request.
@@ -189,6 +206,32 @@ async fn spans_reach_the_collector_linked_and_the_trace_continues_upstream() {
             && attribute(upstream_span, "http.request.method").is_some()
     );
     assert!(attribute(request, "http.route").is_some());
+    let source_of = |s: &Span| {
+        attribute(s, "upstream.source")
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default()
+    };
+    let client_spans: Vec<&Span> = all
+        .iter()
+        .copied()
+        .filter(|s| s.name == "upstream.request")
+        .collect();
+    let oracle_span = client_spans
+        .iter()
+        .find(|s| source_of(s).contains("oracle"))
+        .unwrap_or_else(|| {
+            panic!(
+                "no Oracle Health client span in {:?}",
+                client_spans.iter().map(|s| source_of(s)).collect::<Vec<_>>()
+            )
+        });
+    assert_eq!(oracle_span.kind, 3, "SPAN_KIND_CLIENT");
+    assert!(format!("{:?}", attribute(oracle_span, "url.template")).contains("/avs/oracle-health"));
+    assert!(
+        source_of(upstream_span).contains("vista"),
+        "{}",
+        source_of(upstream_span)
+    );
 
     // The upstream request carried a traceparent of the same trace.
     let seen = upstream.seen();

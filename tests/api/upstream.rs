@@ -17,7 +17,11 @@ async fn every_upstream_call_goes_through_the_configured_proxy() {
     let proxy = RecordingProxy::start().await;
     let upstream = FakeUpstream::start().await;
     upstream.summary(&fixture("full"));
-    let app = TestApp::against(upstream.clone(), TOGGLES_ON, &[("AVS_PROXY_URL", &proxy.url())]).await;
+    let app = TestApp::builder()
+        .upstream(upstream.clone())
+        .envs(&[("AVS_PROXY_URL", &proxy.url())])
+        .start()
+        .await;
     assert_eq!(app.get(&summary_uri(), &owner_token()).await.status, 200);
     app.get(
         "/avs/v0/avs/search?stationNo=500&appointmentIen=1000",
@@ -42,12 +46,14 @@ async fn no_proxy_hosts_bypass_the_proxy() {
     let proxy = RecordingProxy::start().await;
     let upstream = FakeUpstream::start().await;
     upstream.summary(&fixture("full"));
-    let app = TestApp::against(
-        upstream.clone(),
-        TOGGLES_ON,
-        &[("AVS_PROXY_URL", &proxy.url()), ("AVS_NO_PROXY", "127.0.0.1")],
-    )
-    .await;
+    let app = TestApp::builder()
+        .upstream(upstream.clone())
+        .envs(&[
+            ("AVS_PROXY_URL", proxy.url().as_str()),
+            ("AVS_NO_PROXY", "127.0.0.1"),
+        ])
+        .start()
+        .await;
     assert_eq!(app.get(&summary_uri(), &owner_token()).await.status, 200);
     assert!(proxy.relayed().is_empty());
     assert_eq!(upstream.hits(), 1);
@@ -58,7 +64,10 @@ async fn a_refused_proxy_is_503() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let proxy = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let app = TestApp::with(TOGGLES_ON, &[("AVS_PROXY_URL", &proxy)]).await;
+    let app = TestApp::builder()
+        .envs(&[("AVS_PROXY_URL", &proxy)])
+        .start()
+        .await;
     app.get(&summary_uri(), &owner_token()).await.assert_error(
         503,
         "Service unavailable",
@@ -69,7 +78,10 @@ async fn a_refused_proxy_is_503() {
 
 #[tokio::test]
 async fn upstream_requests_carry_the_documented_headers() {
-    let app = TestApp::with(TOGGLES_ON, &[("AVS_UPSTREAM_TOKEN", "upstream-secret")]).await;
+    let app = TestApp::builder()
+        .envs(&[("AVS_UPSTREAM_TOKEN", "upstream-secret")])
+        .start()
+        .await;
     app.upstream.summary(&fixture("full"));
     let request = get(&summary_uri())
         .header("authorization", format!("Bearer {}", owner_token()))
@@ -92,7 +104,10 @@ async fn upstream_requests_carry_the_documented_headers() {
 
 #[tokio::test]
 async fn oversized_bodies_are_502_with_or_without_content_length() {
-    let app = TestApp::with(TOGGLES_ON, &[("AVS_UPSTREAM_MAX_BODY_BYTES", "1000")]).await;
+    let app = TestApp::builder()
+        .envs(&[("AVS_UPSTREAM_MAX_BODY_BYTES", "1000")])
+        .start()
+        .await;
     app.upstream.summary(&fixture("full"));
     app.get(&summary_uri(), &owner_token()).await.assert_error(
         502,
@@ -115,14 +130,13 @@ async fn oversized_bodies_are_502_with_or_without_content_length() {
             let _ = socket.write_all(reply.as_bytes()).await;
         }
     });
-    let app = TestApp::with(
-        TOGGLES_ON,
-        &[
+    let app = TestApp::builder()
+        .envs(&[
             ("AVS_UPSTREAM_MAX_BODY_BYTES", "1000"),
             ("AVS_UPSTREAM_URL", &url),
-        ],
-    )
-    .await;
+        ])
+        .start()
+        .await;
     app.get(&summary_uri(), &owner_token()).await.assert_error(
         502,
         "Bad gateway",
@@ -138,7 +152,11 @@ async fn a_base_url_with_a_path_prefix_is_kept() {
         Scripted::json(&fixture("full")),
     );
     let base = format!("http://{}/clinical/v1", upstream.addr);
-    let app = TestApp::against(upstream, TOGGLES_ON, &[("AVS_UPSTREAM_URL", &base)]).await;
+    let app = TestApp::builder()
+        .upstream(upstream)
+        .envs(&[("AVS_UPSTREAM_URL", &base)])
+        .start()
+        .await;
     assert_eq!(app.get(&summary_uri(), &owner_token()).await.status, 200);
 }
 
@@ -172,7 +190,10 @@ async fn a_get_a_kept_connection_drops_unanswered_is_sent_once_more_on_a_fresh_o
             });
         }
     });
-    let app = TestApp::with(TOGGLES_ON, &[("AVS_UPSTREAM_URL", &url)]).await;
+    let app = TestApp::builder()
+        .envs(&[("AVS_UPSTREAM_URL", &url)])
+        .start()
+        .await;
     let retries = metric_sum("avs_upstream_retries_total");
     let other = fixture("full")["sid"].as_str().unwrap().to_ascii_lowercase();
     assert_eq!(app.get(&summary_uri(), &owner_token()).await.status, 200);

@@ -62,7 +62,10 @@ async fn invalid_search_parameters_are_400_without_an_upstream_request() {
 
 #[tokio::test]
 async fn authentication_and_gate_come_before_validation() {
-    let app = TestApp::with("[features.avs_enabled]\nboolean = false\n", &[]).await;
+    let app = TestApp::builder()
+        .toggles("[features.avs_enabled]\nboolean = false\n")
+        .start()
+        .await;
     app.get_anonymous("/avs/v0/avs/bad")
         .await
         .assert_error(401, "Not authorized", "Not authorized");

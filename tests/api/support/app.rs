@@ -63,32 +63,72 @@ impl TestResponse {
     }
 }
 
-impl TestApp {
-    /// An app against a fresh fake upstream with `avs_enabled` on for everyone.
-    pub async fn start() -> TestApp {
-        TestApp::with(TOGGLES_ON, &[]).await
+/// How a test's app is made: its toggles (`avs_enabled` on unless set), its configuration on
+/// top of `test_config`'s, and its fake upstream (a fresh one unless given).
+pub struct TestAppBuilder {
+    toggles: String,
+    env: Vec<(String, String)>,
+    upstream: Option<FakeUpstream>,
+}
+
+impl TestAppBuilder {
+    /// The toggle file's contents.
+    pub fn toggles(mut self, toggles: &str) -> TestAppBuilder {
+        self.toggles = toggles.to_owned();
+        self
     }
 
-    /// An app with these toggles and extra configuration variables.
-    pub async fn with(toggles: &str, extra: &[(&str, &str)]) -> TestApp {
-        let upstream = FakeUpstream::start().await;
-        TestApp::against(upstream, toggles, extra).await
+    /// Adds these configuration variables (later ones win).
+    pub fn envs<K: AsRef<str>, V: AsRef<str>>(mut self, vars: &[(K, V)]) -> TestAppBuilder {
+        self.env.extend(
+            vars.iter()
+                .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned())),
+        );
+        self
     }
 
-    pub async fn against(upstream: FakeUpstream, toggles: &str, extra: &[(&str, &str)]) -> TestApp {
+    /// Answers from this fake upstream (a test that scripts it before the app starts).
+    pub fn upstream(mut self, upstream: FakeUpstream) -> TestAppBuilder {
+        self.upstream = Some(upstream);
+        self
+    }
+
+    pub async fn start(self) -> TestApp {
+        let upstream = match self.upstream {
+            Some(upstream) => upstream,
+            None => FakeUpstream::start().await,
+        };
         let dir = temp_dir();
-        let config = test_config(&upstream, &dir, toggles, extra);
+        let extra: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let config = test_config(&upstream, &dir, &self.toggles, &extra);
         // The fake answers for both sources: VistA at its root, Oracle Health under /oh/.
-        let base = config.upstream.url.clone().unwrap();
+        let base = config.vista.url.clone().unwrap();
         let upstreams = avs_api::Upstreams::resolve(&config, Some(&base)).unwrap();
         let state = AppState::new(&config, upstreams).await.unwrap();
         TestApp { upstream, state, dir }
     }
+}
 
-    /// An app with owned configuration values (a stand-in's URLs).
-    pub async fn with_env(toggles: &str, env: &[(&'static str, String)]) -> TestApp {
-        let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        TestApp::with(toggles, &extra).await
+impl TestApp {
+    /// An app against a fresh fake upstream with `avs_enabled` on for everyone.
+    pub async fn start() -> TestApp {
+        TestApp::builder().start().await
+    }
+
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder {
+            toggles: TOGGLES_ON.to_owned(),
+            env: Vec::new(),
+            upstream: None,
+        }
+    }
+
+    /// The admin router over this app's toggles and report, with `ADMIN_TOKEN`.
+    pub fn admin(&self) -> axum::Router {
+        avs_api::admin::router(
+            avs_api::admin::AdminState::new(self.state.toggles.clone(), Some(super::ADMIN_TOKEN.into()))
+                .with_rollout(self.state.rollout.clone()),
+        )
     }
 
     /// The answer as it left, held to no contract: a CORS preflight (`OPTIONS` is no

@@ -1,5 +1,5 @@
-//! The HTTP client both upstreams use: the forward proxy (or none, declared), the CA file, the
-//! connect and whole-call timeouts, no redirects, JSON accepted, bodies read to a limit, and
+//! The HTTP client every outbound call uses: the forward proxy (or none, declared), the CA file,
+//! the connect and whole-call timeouts, no redirects, JSON accepted, bodies read to a limit, and
 //! one retry of a GET that a pooled connection dropped before any answer.
 
 use std::error::Error as _;
@@ -10,7 +10,7 @@ use reqwest::header::{ACCEPT, HeaderMap, HeaderValue};
 use reqwest::{Client, ClientBuilder, NoProxy, Proxy, RequestBuilder, Response};
 
 use super::UpstreamError;
-use crate::config::{ProxySetting, UpstreamConfig};
+use crate::config::{ProxySetting, TransportConfig};
 
 /// The pooled client, and one that never reuses a connection, for the one retry.
 ///
@@ -26,11 +26,23 @@ pub(crate) struct HttpClient {
 }
 
 impl HttpClient {
-    pub(crate) fn new(config: &UpstreamConfig, timeout: Duration) -> Result<HttpClient, String> {
+    /// A clinical source's client: through the configured transport.
+    pub(crate) fn new(config: &TransportConfig, timeout: Duration) -> Result<HttpClient, String> {
         let built = |b: ClientBuilder| b.build().map_err(|e| format!("upstream client: {e}"));
         Ok(HttpClient {
             pooled: built(builder(config, timeout)?.pool_idle_timeout(config.pool_idle))?,
             fresh: built(builder(config, timeout)?.pool_max_idle_per_host(0))?,
+        })
+    }
+
+    /// A client that never takes a proxy, configured or from the environment: vets-api is not
+    /// behind the clinical sources' forward proxy.
+    pub(crate) fn direct(timeout: Duration) -> Result<HttpClient, String> {
+        let built = |b: ClientBuilder| b.build().map_err(|e| format!("vets-api client: {e}"));
+        let base = || base_builder(timeout, timeout).no_proxy();
+        Ok(HttpClient {
+            pooled: built(base().pool_idle_timeout(Duration::from_secs(30)))?,
+            fresh: built(base().pool_max_idle_per_host(0))?,
         })
     }
 
@@ -62,16 +74,21 @@ impl HttpClient {
     }
 }
 
-/// Everything but the pool: both clients of an upstream are built alike.
-fn builder(config: &UpstreamConfig, timeout: Duration) -> Result<ClientBuilder, String> {
+/// What every client is: its name, JSON accepted, its timeouts, no redirects.
+fn base_builder(connect_timeout: Duration, timeout: Duration) -> ClientBuilder {
     let mut headers = HeaderMap::new();
     headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-    let mut builder = Client::builder()
+    Client::builder()
         .user_agent(concat!("avs-api/", env!("CARGO_PKG_VERSION")))
         .default_headers(headers)
-        .connect_timeout(config.connect_timeout)
+        .connect_timeout(connect_timeout)
         .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none());
+        .redirect(reqwest::redirect::Policy::none())
+}
+
+/// Everything but the pool: both clients of a clinical source are built alike.
+fn builder(config: &TransportConfig, timeout: Duration) -> Result<ClientBuilder, String> {
+    let mut builder = base_builder(config.connect_timeout, timeout);
     // Always an explicit choice: reqwest would otherwise honour HTTP(S)_PROXY from the
     // environment, and a missing forward proxy must never be papered over by one.
     builder = match &config.proxy {

@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::domain::{AppointmentIen, OwnerIcn, StationNo, same_patient};
-use crate::summaries::{SearchHit, Summaries};
-use crate::upstream::RequestContext;
+use super::service::{Summaries, SummaryError};
+use crate::clinical::RequestContext;
+use crate::domain::{AppointmentIen, OwnerIcn, StationNo};
 
 /// Where the VA.gov frontend shows a summary.
 pub const SUMMARY_PAGE: &str = "/my-health/medical-records/summaries-and-notes/visit-summary/";
@@ -51,15 +51,10 @@ pub async fn lookup(
             ) else {
                 return (index, Link::Failed);
             };
-            let link = match summaries.search(&station, &ien, &ctx).await {
-                Ok(SearchHit::Found {
-                    sid,
-                    owner: summary_owner,
-                }) if same_patient(owner.as_ref(), summary_owner.as_ref()) => {
-                    Link::Page(format!("{SUMMARY_PAGE}{sid}"))
-                }
+            let link = match summaries.search(&station, &ien, owner.as_ref(), &ctx).await {
+                Ok(Some(sid)) => Link::Page(format!("{SUMMARY_PAGE}{sid}")),
                 // Someone else's summary is no link, and no hint either.
-                Ok(_) => Link::None,
+                Ok(None) | Err(SummaryError::NotYourAppointment) => Link::None,
                 Err(_) => Link::Failed,
             };
             (index, link)

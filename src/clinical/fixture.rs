@@ -216,14 +216,13 @@ fn json(body: Bytes) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// Starts the fixture upstream, with the Sign-in Service stand-in beside it, on a loopback port
-/// and returns its address.
-pub async fn spawn() -> std::io::Result<SocketAddr> {
+/// Starts the fixture upstream on a loopback port, with `beside` (the Sign-in Service stand-in)
+/// on the same server, and returns its address.
+pub async fn spawn(beside: Router) -> std::io::Result<SocketAddr> {
     let data = FixtureData::shipped().map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
     let addr = listener.local_addr()?;
-    // The Sign-in Service stand-in answers on the same loopback server (development only).
-    let app = router(Arc::new(data)).merge(crate::identity::standin::router());
+    let app = router(Arc::new(data)).merge(beside);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "fixture upstream stopped");

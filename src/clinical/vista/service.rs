@@ -1,8 +1,9 @@
-//! The one entry point to summaries and appointment lookups: cache, fetch, check shape, render.
+//! The VistA source's one entry point to summaries and appointment lookups: cache, fetch, check
+//! shape, render, and check ownership.
 //!
 //! A summary never changes once generated, so it is fetched once and kept as its finished
-//! response bytes plus its owner: a hit does no JSON work, and ownership is still checked by the
-//! caller on every request. Concurrent misses for one key make one upstream request (the others
+//! response bytes plus its owner: a hit does no JSON work, and ownership is still checked here
+//! on every request (only an owned summary leaves this module). Concurrent misses for one key make one upstream request (the others
 //! wait for its result, error included). Upstream 404s and empty searches are kept for the
 //! shorter negative TTL; other errors are never kept. An expired copy is kept a while longer
 //! and served if a refresh fails (stale-if-error).
@@ -17,11 +18,24 @@ use serde_json::Value;
 // (moka's own clock cannot be), so freshness and stale-if-error are judged on it.
 use tokio::time::Instant;
 
+use super::client::VistaClient;
+use crate::clinical::{BreakerState, RequestContext, UpstreamError};
 use crate::config::CacheConfig;
-use crate::domain::{AppointmentIen, OwnerIcn, Sid, StationNo, render};
+use crate::domain::{AppointmentIen, OwnerIcn, Sid, StationNo, render, same_patient};
 use crate::encoding::Encoded;
 use crate::flights::Flights;
-use crate::upstream::{BreakerState, RequestContext, UpstreamClient, UpstreamError};
+
+/// Why a summary (or an appointment's link to one) is not served.
+#[derive(Clone, Debug)]
+pub enum SummaryError {
+    /// The upstream has no such summary (kept for the negative TTL).
+    NotFound(Sid),
+    /// It exists and is someone else's.
+    NotYourSummary,
+    /// The appointment's summary is someone else's.
+    NotYourAppointment,
+    Upstream(UpstreamError),
+}
 
 /// A summary as cached: its response body in every coding, compressed once when it was
 /// rendered, and its owner, checked against the caller on every request.
@@ -33,7 +47,7 @@ pub struct Summary {
 
 /// The first summary upstream knows for an appointment.
 #[derive(Clone, Debug)]
-pub enum SearchHit {
+enum SearchHit {
     None,
     Found { sid: Sid, owner: Option<OwnerIcn> },
 }
@@ -146,7 +160,7 @@ impl Expiry<Key, Entry> for Lifetimes {
 const ENTRY_OVERHEAD: usize = 512;
 
 pub struct Summaries {
-    upstream: UpstreamClient,
+    upstream: VistaClient,
     cache: Cache<Key, Entry, foldhash::fast::RandomState>,
     lifetimes: Lifetimes,
     /// Loads in flight, one per key: later arrivals wait for the same result.
@@ -157,7 +171,7 @@ pub struct Summaries {
 }
 
 impl Summaries {
-    pub fn new(upstream: UpstreamClient, config: &CacheConfig) -> Summaries {
+    pub fn new(upstream: VistaClient, config: &CacheConfig) -> Summaries {
         let lifetimes = Lifetimes {
             ttl: config.ttl,
             negative_ttl: config.negative_ttl,
@@ -202,9 +216,14 @@ impl Summaries {
         (self.cache.entry_count(), self.cache.weighted_size())
     }
 
-    /// The rendered summary for `sid`; ownership is the caller's to check.
+    /// The rendered summary for `sid`, when `caller` (the caller's ICN) owns it.
     #[tracing::instrument(name = "summaries.summary", skip_all)]
-    pub async fn summary(&self, sid: &Sid, ctx: &RequestContext) -> Result<Arc<Summary>, UpstreamError> {
+    pub async fn summary(
+        &self,
+        sid: &Sid,
+        caller: Option<&OwnerIcn>,
+        ctx: &RequestContext,
+    ) -> Result<Arc<Summary>, SummaryError> {
         let key = Key::Summary(sid.as_str().to_owned());
         let outcome = self
             .lookup(key, || async {
@@ -214,21 +233,25 @@ impl Summaries {
                     Err(e) => Err(e),
                 }
             })
-            .await?;
+            .await
+            .map_err(SummaryError::Upstream)?;
         match outcome {
-            Outcome::Summary(summary) => Ok(summary),
-            _ => Err(UpstreamError::NotFound),
+            Outcome::Summary(summary) if same_patient(caller, summary.owner.as_ref()) => Ok(summary),
+            Outcome::Summary(_) => Err(SummaryError::NotYourSummary),
+            _ => Err(SummaryError::NotFound(sid.clone())),
         }
     }
 
-    /// The summary for an appointment, if any. Upstream 404 means none.
+    /// The sid of the appointment's summary, if it has one and `caller` owns it. Upstream 404
+    /// means none.
     #[tracing::instrument(name = "summaries.search", skip_all)]
     pub async fn search(
         &self,
         station: &StationNo,
         ien: &AppointmentIen,
+        caller: Option<&OwnerIcn>,
         ctx: &RequestContext,
-    ) -> Result<SearchHit, UpstreamError> {
+    ) -> Result<Option<Sid>, SummaryError> {
         let key = Key::Search(station.as_str().to_owned(), ien.as_str().to_owned());
         let outcome = self
             .lookup(key, || async {
@@ -241,10 +264,14 @@ impl Summaries {
                     Err(e) => Err(e),
                 }
             })
-            .await?;
+            .await
+            .map_err(SummaryError::Upstream)?;
         match outcome {
-            Outcome::Search(hit) => Ok(hit),
-            _ => Ok(SearchHit::None),
+            Outcome::Search(SearchHit::Found { sid, owner }) if same_patient(caller, owner.as_ref()) => {
+                Ok(Some(sid))
+            }
+            Outcome::Search(SearchHit::Found { .. }) => Err(SummaryError::NotYourAppointment),
+            _ => Ok(None),
         }
     }
 
@@ -400,30 +427,5 @@ fn record_outcome(outcome: &'static str) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn a_negative_entry_weighs_what_it_holds() {
-        let key = Key::Summary("9A7AF40B2BC2471EA116891839113252".to_owned());
-        let entry = Entry {
-            outcome: Outcome::NotFound,
-            fetched: Instant::now(),
-        };
-        assert!(entry.weight(&key) >= 540, "{}", entry.weight(&key));
-    }
-
-    #[test]
-    fn search_rows() {
-        assert!(matches!(first_hit(json!([])), Ok(SearchHit::None)));
-        let hit =
-            first_hit(json!([{"sid": "9A7AF40B2BC2471EA116891839113252", "icn": "1V123456"}, {"sid": "x"}]))
-                .unwrap();
-        assert!(matches!(hit, SearchHit::Found { owner: Some(_), .. }));
-        assert!(first_hit(json!({})).is_err());
-        assert!(first_hit(json!([1])).is_err());
-        assert!(first_hit(json!([{"sid": "nothex"}])).is_err());
-        assert!(first_hit(json!([{"sid": "9A7AF40B2BC2471EA116891839113252", "icn": 5}])).is_err());
-    }
-}
+#[path = "service_tests.rs"]
+mod tests;

@@ -1,4 +1,4 @@
-//! Handlers: extract, gate, call a service function, map the result.
+//! The VistA source's handlers: extract, gate, call the service, map the result.
 
 use axum::Extension;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -14,26 +14,14 @@ use super::auth::Authenticated;
 use super::error::ApiError;
 use super::request_id::RequestId;
 use crate::app::AppState;
-use crate::domain::{AppointmentIen, Sid, StationNo, same_patient};
+use crate::clinical::vista::Summary;
+use crate::clinical::vista::links::{self, Link, MAX_ITEMS, SUMMARY_PAGE};
+use crate::domain::{AppointmentIen, Sid, StationNo};
 use crate::encoding::negotiate;
-use crate::summaries::{SearchHit, Summary};
-use crate::toggles::{AVS_ENABLED, SourceHealth};
-use crate::upstream::{RequestContext, UpstreamError};
-
-use crate::links::{Link, MAX_ITEMS, SUMMARY_PAGE};
+use crate::toggles::AVS_ENABLED;
 
 /// The largest links request body: 100 items fit in a few KiB.
 pub const LINKS_BODY_LIMIT: usize = 64 * 1024;
-
-fn json_body(body: Bytes) -> Response {
-    ([(CONTENT_TYPE, "application/json")], body).into_response()
-}
-
-fn context(request_id: &RequestId) -> RequestContext {
-    RequestContext {
-        request_id: Some(request_id.0.clone()),
-    }
-}
 
 /// The request's `Accept-Encoding`, without copying the other headers.
 pub struct AcceptEncoding(Option<HeaderValue>);
@@ -81,15 +69,8 @@ pub async fn show_summary(
         .ok_or(ApiError::InvalidSid)?;
     let summary = app
         .summaries
-        .summary(&sid, &context(&request_id))
-        .await
-        .map_err(|e| match e {
-            UpstreamError::NotFound => ApiError::SummaryNotFound(sid.clone()),
-            other => other.into(),
-        })?;
-    if !same_patient(caller.owner.as_ref(), summary.owner.as_ref()) {
-        return Err(ApiError::NotYourSummary);
-    }
+        .summary(&sid, caller.owner.as_ref(), &request_id.context())
+        .await?;
     Ok(summary_body(&summary, &accept))
 }
 
@@ -131,16 +112,11 @@ pub async fn search(
     let (station, ien) = search_params(query.as_deref()).ok_or(ApiError::InvalidSearch)?;
     let body = match app
         .summaries
-        .search(&station, &ien, &context(&request_id))
+        .search(&station, &ien, caller.owner.as_ref(), &request_id.context())
         .await?
     {
-        SearchHit::None => json!({}),
-        SearchHit::Found { sid, owner } => {
-            if !same_patient(caller.owner.as_ref(), owner.as_ref()) {
-                return Err(ApiError::NotYourAppointment);
-            }
-            json!({ "path": format!("{SUMMARY_PAGE}{sid}") })
-        }
+        None => json!({}),
+        Some(sid) => json!({ "path": format!("{SUMMARY_PAGE}{sid}") }),
     };
     Ok(axum::Json(body).into_response())
 }
@@ -240,12 +216,12 @@ pub async fn links(
     let links_on = app.links_toggle.is_none_or(|toggle| app.gate(toggle, &caller));
     let enabled = avs && links_on;
     let links = if enabled {
-        crate::links::lookup(
+        links::lookup(
             app.summaries.clone(),
             app.link_slots.clone(),
             caller.owner.clone(),
             &appointments,
-            context(&request_id),
+            request_id.context(),
             app.links_deadline,
         )
         .await
@@ -268,46 +244,6 @@ pub async fn links(
         })
         .collect();
     Ok(axum::Json(json!({"data": data, "meta": {"linksEnabled": enabled}})).into_response())
-}
-
-/// `GET /avs/v0/apidocs`: the OpenAPI document, no authentication.
-pub async fn apidocs(State(app): State<AppState>) -> Response {
-    json_body(app.apidocs.clone())
-}
-
-/// `GET /healthz`: the process serves.
-pub async fn healthz() -> Response {
-    axum::Json(json!({"status": "ok"})).into_response()
-}
-
-/// `GET /readyz`: ready while the process can serve: configuration valid (it is, or the
-/// process would not run) and toggles loaded at least once. The upstream's state is a detail,
-/// never a reason to be unready: an upstream outage would otherwise pull every replica out of
-/// the load balancer, cached hits included. A failed toggle refresh says only `stale` here
-/// (this listener is public); the reason is on the admin listener and in the log.
-pub async fn readyz(State(app): State<AppState>) -> Result<Response, ApiError> {
-    let toggles = match app.toggles.health() {
-        SourceHealth::NeverLoaded { .. } => {
-            return Err(ApiError::NotReady("toggles: not loaded".to_owned()));
-        }
-        SourceHealth::Loaded { .. } => "ok",
-        SourceHealth::Stale { .. } => "stale",
-    };
-    // Without a first SiS key set no token can be verified: not ready (`identity.md`).
-    if !app.identity.ready() {
-        return Err(ApiError::NotReady("identity: keys not loaded".to_owned()));
-    }
-    let upstream = app.summaries.breaker_state().as_str();
-    let checks = json!({"config": "ok", "toggles": toggles, "identity": "ok", "upstream": upstream});
-    Ok(axum::Json(json!({"status": "ok", "checks": checks})).into_response())
-}
-
-pub async fn no_route() -> ApiError {
-    ApiError::NoRoute
-}
-
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
 }
 
 #[cfg(test)]

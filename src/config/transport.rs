@@ -1,5 +1,7 @@
-//! The clinical source: where it is, how it is reached (proxy, CA, timeouts), how much it may
-//! answer, and when its breaker opens.
+//! The transport every clinical source shares: the forward proxy, the CA, the connect timeout,
+//! the pool, how much a source may answer, how many calls are in flight, and when a source's
+//! breaker opens. Where each source is, and its own deadline, are in its own section
+//! (`vista.rs`, `oracle.rs`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -19,17 +21,13 @@ pub enum ProxySetting {
 }
 
 #[derive(Clone, Debug)]
-pub struct UpstreamConfig {
-    /// `None`: the embedded fixture upstream (development and test only).
-    pub url: Option<Url>,
-    pub token: Option<String>,
+pub struct TransportConfig {
     pub proxy: ProxySetting,
     pub no_proxy: Option<String>,
     pub ca_file: Option<PathBuf>,
     pub connect_timeout: Duration,
-    pub timeout: Duration,
     pub max_body_bytes: usize,
-    /// Upstream calls in flight at most.
+    /// Calls in flight at most, per source.
     pub concurrency: usize,
     /// Idle pooled connections are closed after this: below the forward proxy's own idle
     /// timeout, so a connection the proxy already closed is rarely picked.
@@ -48,17 +46,8 @@ pub struct BreakerPolicy {
     pub cooldown: Duration,
 }
 
-impl UpstreamConfig {
-    pub(super) fn parse(p: &mut Parser<'_>, production: bool) -> UpstreamConfig {
-        let url = match p.raw("AVS_UPSTREAM_URL") {
-            None => {
-                if production {
-                    p.problem("AVS_UPSTREAM_URL", "is required in production: set the https:// base URL of the clinical source (the embedded fixture upstream is for development only)");
-                }
-                None
-            }
-            Some(raw) => p.http_url("AVS_UPSTREAM_URL", raw, production),
-        };
+impl TransportConfig {
+    pub(super) fn parse(p: &mut Parser<'_>, production: bool) -> TransportConfig {
         let proxy = match p.raw("AVS_PROXY_URL") {
             None => {
                 if production {
@@ -77,7 +66,6 @@ impl UpstreamConfig {
                 }
             },
         };
-        let token = p.secret("AVS_UPSTREAM_TOKEN", "AVS_UPSTREAM_TOKEN_FILE");
         let ca_file = p.raw("AVS_UPSTREAM_CA_FILE").map(PathBuf::from);
         if let Some(path) = &ca_file
             && !path.is_file()
@@ -87,14 +75,11 @@ impl UpstreamConfig {
                 format!("{} is not a readable file", path.display()),
             );
         }
-        UpstreamConfig {
-            url,
-            token,
+        TransportConfig {
             proxy,
             no_proxy: p.raw("AVS_NO_PROXY").map(str::to_owned),
             ca_file,
             connect_timeout: p.millis("AVS_UPSTREAM_CONNECT_TIMEOUT_MS"),
-            timeout: p.millis("AVS_UPSTREAM_TIMEOUT_MS"),
             max_body_bytes: p.bytes("AVS_UPSTREAM_MAX_BODY_BYTES") as usize,
             concurrency: p.count("AVS_UPSTREAM_CONCURRENCY"),
             pool_idle: p.secs("AVS_UPSTREAM_POOL_IDLE_SECS"),

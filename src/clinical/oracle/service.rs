@@ -17,13 +17,13 @@ use bytes::Bytes;
 use moka::sync::Cache;
 use time::{Date, OffsetDateTime};
 
+use super::client::OracleClient;
+use crate::clinical::{BreakerState, RequestContext, UpstreamError};
 use crate::config::OhSettings;
 use crate::domain::PatientIcn;
 use crate::domain::oracle::{BytesAnswer, DocId, DocKind, IndexedDoc, read_bytes, read_metadata};
 use crate::flights::Flights;
 use crate::telemetry;
-use crate::upstream::oracle::OhClient;
-use crate::upstream::{BreakerState, RequestContext, UpstreamError};
 
 /// A patient's documents, by id, as one metadata call listed them.
 #[derive(Debug)]
@@ -66,8 +66,8 @@ impl From<UpstreamError> for DocError {
 /// Loading budget unit: permits are KiB of decoded document.
 const KIB: usize = 1024;
 
-pub struct OhSummaries {
-    client: OhClient,
+pub struct OracleSummaries {
+    client: OracleClient,
     lookback: Duration,
     refresh_min: Duration,
     max_document_bytes: usize,
@@ -82,8 +82,8 @@ pub struct OhSummaries {
     loading_wait: Duration,
 }
 
-impl OhSummaries {
-    pub fn new(client: OhClient, settings: &OhSettings) -> OhSummaries {
+impl OracleSummaries {
+    pub fn new(client: OracleClient, settings: &OhSettings) -> OracleSummaries {
         let documents = (settings.doc_cache_max_bytes > 0).then(|| {
             Cache::builder()
                 .max_capacity(settings.doc_cache_max_bytes)
@@ -94,7 +94,7 @@ impl OhSummaries {
                 .build()
         });
         let budget = (settings.doc_cache_max_bytes as usize).max(settings.max_document_bytes);
-        OhSummaries {
+        OracleSummaries {
             client,
             lookback: Duration::from_secs(u64::from(settings.lookback_days) * 86_400),
             refresh_min: settings.index_refresh_min,

@@ -1,13 +1,11 @@
-//! The Oracle Health upstream: UHD's security login and its two data calls, through the same
-//! forward proxy and client discipline as the VistA source, with a breaker, slots and metrics of
-//! their own.
+//! The Oracle Health source's client: UHD's security login and its two data calls, each data
+//! call one guarded call (`clinical::call`, labelled `oracle`) through the shared transport.
 //!
 //! One login serves every call until its token expires (a JWT's `exp`, read but not verified,
 //! renewed 60 s early; else `AVS_OH_TOKEN_TTL_SECS`). Logins happen one at a time, and only on a
 //! data call, never at start-up. A data call answered 401 renews the token once and is retried
 //! once. Neither the token nor the app token ever reaches a log line.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -19,12 +17,25 @@ use time::Date;
 use tokio::time::Instant;
 use url::Url;
 
-use super::breaker::Breaker;
-use super::{HttpClient, RequestContext, UpstreamError, key_of, read_limited};
-use crate::config::{OhSettings, UpstreamConfig};
+use crate::clinical::call::{
+    self, Call, Guard, GuardSettings, RequestContext, UpstreamError, answered, key_of,
+};
+use crate::clinical::{BreakerState, HttpClient, read_limited};
+use crate::config::{OhSettings, TransportConfig};
 use crate::domain::PatientIcn;
 use crate::domain::oracle::{DocId, format_date};
-use crate::telemetry::{self, Handles};
+use crate::telemetry;
+
+const METADATA: Call = Call {
+    name: "metadata",
+    method: "GET",
+    template: "/avs/oracle-health",
+};
+const DOCUMENT: Call = Call {
+    name: "document",
+    method: "GET",
+    template: "/document-reference/oracle-health/{docId}",
+};
 
 /// A login token and when to renew it.
 #[derive(Clone)]
@@ -33,7 +44,7 @@ struct Token {
     renew_at: Instant,
 }
 
-pub struct OhClient {
+pub struct OracleClient {
     client: HttpClient,
     base: Url,
     login: Url,
@@ -43,13 +54,10 @@ pub struct OhClient {
     token_ttl: Duration,
     /// Held across a login: concurrent callers wait for the one login in progress.
     token: tokio::sync::Mutex<Option<Token>>,
-    breaker: Arc<Breaker>,
-    slots: Arc<tokio::sync::Semaphore>,
-    slot_wait: Duration,
+    guard: Guard,
     /// The bytes call carries the document base64-encoded inside JSON: a third more, plus the
     /// Bundle around it.
     max_body_bytes: usize,
-    calls: Handles<(&'static str, &'static str), metrics::Counter>,
 }
 
 /// A data call's answer before mapping: a 401 is retried once with a new token.
@@ -58,13 +66,13 @@ enum Answer {
     Unauthorized,
 }
 
-impl OhClient {
+impl OracleClient {
     pub fn new(
-        upstream: &UpstreamConfig,
+        transport: &TransportConfig,
         settings: &OhSettings,
         base: Url,
         login: Url,
-    ) -> Result<OhClient, String> {
+    ) -> Result<OracleClient, String> {
         let api_key = match &settings.api_key {
             Some(key) => {
                 let mut v = HeaderValue::try_from(key.as_str())
@@ -74,8 +82,9 @@ impl OhClient {
             }
             None => None,
         };
-        Ok(OhClient {
-            client: HttpClient::new(upstream, settings.timeout)?,
+        Ok(OracleClient {
+            client: HttpClient::new(transport, settings.timeout)?,
+            guard: Guard::new(GuardSettings::clinical("oracle", &base, transport)),
             base,
             login,
             app_id: settings.app_id,
@@ -83,16 +92,12 @@ impl OhClient {
             api_key,
             token_ttl: settings.token_ttl,
             token: tokio::sync::Mutex::new(None),
-            breaker: Arc::new(Breaker::new(upstream.breaker, "oracle")),
-            slots: Arc::new(tokio::sync::Semaphore::new(upstream.concurrency)),
-            slot_wait: upstream.connect_timeout,
-            max_body_bytes: (settings.max_document_bytes / 3 * 4 + (1 << 20)).max(upstream.max_body_bytes),
-            calls: Handles::default(),
+            max_body_bytes: (settings.max_document_bytes / 3 * 4 + (1 << 20)).max(transport.max_body_bytes),
         })
     }
 
-    pub fn breaker_state(&self) -> super::BreakerState {
-        self.breaker.state()
+    pub fn breaker_state(&self) -> BreakerState {
+        self.guard.breaker_state()
     }
 
     /// `GET /avs/oracle-health?patientId&startDate&endDate`: the metadata Bundle.
@@ -109,7 +114,7 @@ impl OhClient {
             .append_pair("patientId", patient.for_upstream())
             .append_pair("startDate", &format_date(start))
             .append_pair("endDate", &format_date(end));
-        self.data_call("metadata", url, ctx).await
+        self.data_call(METADATA, url, ctx).await
     }
 
     /// `GET /document-reference/oracle-health/{docId}?includeBinary=true`: the bytes Bundle.
@@ -119,93 +124,43 @@ impl OhClient {
         // would need it.
         let mut url = self.url(&["document-reference", "oracle-health", id.as_str()]);
         url.query_pairs_mut().append_pair("includeBinary", "true");
-        self.data_call("document", url, ctx).await
+        self.data_call(DOCUMENT, url, ctx).await
     }
 
     fn url(&self, segments: &[&str]) -> Url {
-        let mut url = self.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(segments);
-        }
-        url
+        call::url(&self.base, segments)
     }
 
-    async fn data_call(
-        &self,
-        call: &'static str,
-        url: Url,
-        ctx: &RequestContext,
-    ) -> Result<Value, UpstreamError> {
-        let started = std::time::Instant::now();
-        let result = self.guarded(call, url, ctx).await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) => e.kind().as_str(),
-        };
-        self.count(call, outcome);
-        metrics::histogram!("avs_oh_upstream_request_duration_seconds", "call" => call)
-            .record(started.elapsed().as_secs_f64());
-        super::note_call(&result);
-        if let Err(e) = &result {
-            tracing::warn!(call, outcome, reason = %e, "oracle health upstream failed");
-        }
-        result
+    /// One guarded call, keyed by path and query: the metadata call's patient is in its query,
+    /// and a key of the path alone made every metadata call one key, so an outage of that call
+    /// alone could never reach AVS_BREAKER_MIN_KEYS (#26).
+    async fn data_call(&self, call: Call, url: Url, ctx: &RequestContext) -> Result<Value, UpstreamError> {
+        let key = key_of(&[url.path(), url.query().unwrap_or("")]);
+        self.guard
+            .call(call, key, || async {
+                let body = self.with_token(call, &url, ctx).await?;
+                serde_json::from_slice(&body)
+                    .map_err(|_| UpstreamError::BadGateway("invalid JSON".to_owned()))
+            })
+            .await
     }
 
-    fn count(&self, call: &'static str, outcome: &'static str) {
-        self.calls.with(
-            (call, outcome),
-            |(call, outcome)| metrics::counter!("avs_oh_upstream_requests_total", "call" => call, "outcome" => outcome),
-            |c| c.increment(1),
-        );
-    }
-
-    /// Within a slot and the breaker: the call, renewing the token once on a 401.
-    async fn guarded(
-        &self,
-        call: &'static str,
-        url: Url,
-        ctx: &RequestContext,
-    ) -> Result<Value, UpstreamError> {
-        let Ok(Ok(_slot)) = tokio::time::timeout(self.slot_wait, self.slots.acquire()).await else {
-            return Err(UpstreamError::Saturated);
-        };
-        let permit = self.breaker.permit().map_err(UpstreamError::CircuitOpen)?;
-        let mut result = Err(UpstreamError::Unavailable("no call made".to_owned()));
-        let mut stale: Option<HeaderValue> = None;
-        for _ in 0..2 {
-            let token = match self.token(stale.as_ref()).await {
-                Ok(token) => token,
-                Err(e) => {
-                    result = Err(e);
-                    break;
+    /// The data call with the current token, renewing it once on a 401.
+    async fn with_token(&self, call: Call, url: &Url, ctx: &RequestContext) -> Result<Bytes, UpstreamError> {
+        let token = self.token(None).await?;
+        match self.get(url, &token, ctx).await? {
+            Answer::Body(body) => Ok(body),
+            Answer::Unauthorized => {
+                tracing::info!(call = call.name, "oracle health token refused; logging in again");
+                let token = self.token(Some(&token)).await?;
+                match self.get(url, &token, ctx).await? {
+                    Answer::Body(body) => Ok(body),
+                    Answer::Unauthorized => {
+                        Err(UpstreamError::BadGateway("401 after a new login".to_owned()))
+                    }
                 }
-            };
-            result = match self.get(&url, &token, ctx).await {
-                Ok(Answer::Body(body)) => Ok(body),
-                Ok(Answer::Unauthorized) if stale.is_none() => {
-                    tracing::info!(call, "oracle health token refused; logging in again");
-                    stale = Some(token);
-                    continue;
-                }
-                Ok(Answer::Unauthorized) => {
-                    Err(UpstreamError::BadGateway("401 after a new login".to_owned()))
-                }
-                Err(e) => Err(e),
-            };
-            break;
+            }
         }
-        let result = result.and_then(|body| {
-            serde_json::from_slice(&body).map_err(|_| UpstreamError::BadGateway("invalid JSON".to_owned()))
-        });
-        // Keyed by path and query: the metadata call's patient is in its query, and a key of
-        // the path alone made every metadata call one key, so an outage of that call alone
-        // could never reach AVS_BREAKER_MIN_KEYS (#26).
-        permit.record(
-            UpstreamError::health(&result),
-            key_of(&[url.path(), url.query().unwrap_or("")]),
-        );
-        result
     }
 
     async fn get(
@@ -228,6 +183,7 @@ impl OhClient {
             .client
             .send_idempotent(self.client.get(url.clone()).headers(headers))
             .await?;
+        answered(response.status());
         match response.status() {
             StatusCode::OK => Ok(Answer::Body(read_limited(response, self.max_body_bytes).await?)),
             StatusCode::UNAUTHORIZED => Ok(Answer::Unauthorized),
@@ -248,7 +204,7 @@ impl OhClient {
             return Ok(token.header.clone());
         }
         let token = self.log_in().await;
-        self.count(
+        self.guard.count(
             "login",
             token.as_ref().map_or_else(|e| e.kind().as_str(), |_| "ok"),
         );

@@ -1,0 +1,138 @@
+//! Serving a document (an Oracle Health PDF or text, and the VistA summary's documents): the
+//! headers, the validator, ranges, and the body.
+
+use axum::http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH, RANGE, REFERRER_POLICY,
+};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use crate::clinical::oracle::Document;
+
+/// A document's answer: whole, one range of it (206/416), or 304 for a matching validator;
+/// inline, or an attachment named `file_name`; never cached by anyone, never sniffed.
+pub(super) fn serve(doc: &Document, file_name: &str, download: bool, request: &HeaderMap) -> Response {
+    let len = doc.bytes.len();
+    let mut headers = HeaderMap::new();
+    let disposition = if download { "attachment" } else { "inline" };
+    let filename = format!("{disposition}; filename=\"{file_name}\"");
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(doc.kind.header()));
+    if let Ok(v) = HeaderValue::try_from(filename) {
+        headers.insert(CONTENT_DISPOSITION, v);
+    }
+    if let Ok(v) = HeaderValue::try_from(doc.etag.as_str()) {
+        headers.insert(ETAG, v);
+    }
+    headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    headers.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-site"),
+    );
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if doc.kind == crate::domain::oracle::DocKind::Text {
+        // Not on a PDF: browsers' PDF viewers refuse to run in a sandboxed document; the checked
+        // `%PDF-` magic and nosniff keep a PDF from being read as anything else.
+        headers.insert(
+            CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("sandbox; default-src 'none'"),
+        );
+    }
+    let matches = request
+        .get(IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim() == "*"
+                || v.split(',')
+                    .any(|t| t.trim().trim_start_matches("W/") == doc.etag)
+        });
+    if matches {
+        // No body, so nothing to type or name: the validators and caching rules only.
+        headers.remove(CONTENT_TYPE);
+        headers.remove(CONTENT_DISPOSITION);
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    match request
+        .get(RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(|r| byte_range(r, len))
+    {
+        Some(Some(Ok((first, last)))) => {
+            if let Ok(v) = HeaderValue::try_from(format!("bytes {first}-{last}/{len}")) {
+                headers.insert(CONTENT_RANGE, v);
+            }
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(last - first + 1));
+            (
+                StatusCode::PARTIAL_CONTENT,
+                headers,
+                doc.bytes.slice(first..=last),
+            )
+                .into_response()
+        }
+        Some(Some(Err(()))) => ApiError::RangeNotSatisfiable(len).into_response(),
+        // No Range, or one this service does not honour (several ranges, another unit): the
+        // whole document, as RFC 9110 allows.
+        _ => {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+            (StatusCode::OK, headers, doc.bytes.clone()).into_response()
+        }
+    }
+}
+
+/// A single `bytes=` range over `len` bytes: `None` when not one this service serves (ignored),
+/// `Err` when unsatisfiable (416).
+fn byte_range(header: &str, len: usize) -> Option<Result<(usize, usize), ()>> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let number = |s: &str| -> Option<usize> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    Some(match (first.trim(), last.trim()) {
+        ("", suffix) => match number(suffix)? {
+            0 => Err(()),
+            _ if len == 0 => Err(()),
+            n => Ok((len.saturating_sub(n), len - 1)),
+        },
+        (first, "") => match number(first)? {
+            f if f < len => Ok((f, len - 1)),
+            _ => Err(()),
+        },
+        (first, last) => {
+            let (f, l) = (number(first)?, number(last)?);
+            if f > l {
+                return None;
+            }
+            if f >= len {
+                Err(())
+            } else {
+                Ok((f, l.min(len - 1)))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(byte_range("bytes=0-9", 100), Some(Ok((0, 9))));
+        assert_eq!(byte_range("bytes=90-200", 100), Some(Ok((90, 99))));
+        assert_eq!(byte_range("bytes=90-", 100), Some(Ok((90, 99))));
+        assert_eq!(byte_range("bytes=-10", 100), Some(Ok((90, 99))));
+        assert_eq!(byte_range("bytes=-200", 100), Some(Ok((0, 99))));
+        assert_eq!(byte_range("bytes=100-", 100), Some(Err(())));
+        assert_eq!(byte_range("bytes=-0", 100), Some(Err(())));
+        assert_eq!(byte_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(byte_range("items=0-1", 100), None);
+        assert_eq!(byte_range("bytes=5-1", 100), None);
+    }
+}
