@@ -13,6 +13,7 @@ pub mod app;
 pub mod clinical;
 pub mod config;
 pub mod database;
+pub mod documents;
 pub mod domain;
 pub mod encoding;
 pub mod fairness;

@@ -40,6 +40,11 @@ pub struct FixtureData {
 }
 
 impl FixtureData {
+    /// One shipped summary's upstream document, by sid (for the benchmarks and tests).
+    pub fn summary(&self, sid: &str) -> Option<&Bytes> {
+        self.summaries.get(&sid.to_ascii_uppercase())
+    }
+
     /// The shipped fixtures. They are compiled in, so a parse failure is a build defect.
     pub fn shipped() -> Result<FixtureData, String> {
         let mut data = FixtureData::default();

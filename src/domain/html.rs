@@ -80,8 +80,69 @@ pub fn sanitize(html: &str) -> String {
     SANITIZER.clean(html).to_string()
 }
 
+/// One piece of sanitised HTML, in document order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HtmlToken {
+    /// An allowed tag opened, with its `href` (only `a` keeps one).
+    Open(String, Option<String>),
+    Close(String),
+    /// Text, entities decoded.
+    Text(String),
+}
+
+/// Entities as html5ever's serializer writes them, decoded (`&amp;` last).
+fn unescape(text: &str) -> String {
+    text.replace("&nbsp;", "\u{a0}")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
+/// An HTML field as tokens, for the documents that typeset it. The sanitiser's output is
+/// well-formed and narrow (allowlisted tags, no attribute but `a`'s `href`, text escaped by
+/// html5ever's serializer), which is all this reads; ammonia keeps its tree API unstable.
+pub fn sanitized_tokens(html: &str) -> Vec<HtmlToken> {
+    let clean = SANITIZER.clean(html).to_string();
+    let mut tokens = Vec::new();
+    let mut rest = clean.as_str();
+    while !rest.is_empty() {
+        match rest.find('<') {
+            Some(0) => {
+                let Some(end) = rest.find('>') else { break };
+                let tag = &rest[1..end];
+                rest = &rest[end + 1..];
+                if let Some(name) = tag.strip_prefix('/') {
+                    tokens.push(HtmlToken::Close(name.trim().to_ascii_lowercase()));
+                    continue;
+                }
+                let (name, attributes) = tag.split_once(' ').unwrap_or((tag, ""));
+                let href = attributes
+                    .trim()
+                    .strip_prefix("href=\"")
+                    .and_then(|v| v.split('"').next())
+                    .map(unescape);
+                tokens.push(HtmlToken::Open(
+                    name.trim_end_matches('/').to_ascii_lowercase(),
+                    href,
+                ));
+            }
+            Some(at) => {
+                tokens.push(HtmlToken::Text(unescape(&rest[..at])));
+                rest = &rest[at..];
+            }
+            None => {
+                tokens.push(HtmlToken::Text(unescape(rest)));
+                break;
+            }
+        }
+    }
+    tokens
+}
+
 /// `pageHeader` as text: tags removed, each `div` ends with a newline, other block elements
-/// become a space, entities decoded with `&`, `<`, `>` escaped again, the result trimmed.
+/// become a space, entities decoded, the result trimmed. Plain text, not HTML: VA.gov's page
+/// prints it as text (React escapes it), so an escaped `&amp;` showed literally (#27).
 ///
 /// ammonia first reduces the input to well-formed markup made only of attribute-less block
 /// tags (scripts and styles dropped with their content, text escaped by html5ever's
@@ -94,8 +155,8 @@ pub fn page_header_text(html: &str) -> String {
             .replace(&format!("<{tag}>"), " ")
             .replace(&format!("</{tag}>"), " ");
     }
-    // html5ever escapes U+00A0 as &nbsp;; the contract escapes only &, < and >.
-    let text = text.replace("&nbsp;", "\u{a0}");
+    // `&amp;` decoded last, so an escaped entity's text (`&amp;lt;`) comes back as typed.
+    let text = unescape(&text);
     text.trim_matches(|c: char| c.is_ascii_whitespace()).to_owned()
 }
 
@@ -146,9 +207,31 @@ mod tests {
     }
 
     #[test]
-    fn page_header_blocks_space_entities_escaped_scripts_gone() {
+    fn page_header_blocks_space_entities_decoded_scripts_gone() {
         let html = "<p>A</p><p>B &amp; C &lt;x&gt; &eacute;</p><script>evil()</script><span>s</span>";
-        assert_eq!(page_header_text(html), "A  B &amp; C &lt;x&gt; é s");
+        assert_eq!(page_header_text(html), "A  B & C <x> é s");
+        assert_eq!(
+            page_header_text("Ward &amp; Clinic &amp;lt;"),
+            "Ward & Clinic &lt;"
+        );
         assert_eq!(page_header_text("  <b>x</b>&nbsp;y "), "x\u{a0}y");
+    }
+
+    #[test]
+    fn sanitized_tokens_are_tags_links_and_decoded_text() {
+        assert_eq!(
+            sanitized_tokens(
+                r#"<p onclick="x">A &amp; B<br><a href="https://va.gov/?a=1&amp;b=2">va</a></p><script>no</script>"#
+            ),
+            [
+                HtmlToken::Open("p".into(), None),
+                HtmlToken::Text("A & B".into()),
+                HtmlToken::Open("br".into(), None),
+                HtmlToken::Open("a".into(), Some("https://va.gov/?a=1&b=2".into())),
+                HtmlToken::Text("va".into()),
+                HtmlToken::Close("a".into()),
+                HtmlToken::Close("p".into()),
+            ]
+        );
     }
 }

@@ -75,46 +75,7 @@ fn utc_date(raw: &str) -> Option<Date> {
         .map(|t| t.to_offset(time::UtcOffset::UTC).date())
 }
 
-/// What a document holds; nothing else is ever served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DocKind {
-    Pdf,
-    Text,
-}
-
-impl DocKind {
-    fn of(content_type: &str) -> Option<DocKind> {
-        let essence = content_type.split(';').next()?.trim().to_ascii_lowercase();
-        match essence.as_str() {
-            "application/pdf" => Some(DocKind::Pdf),
-            "text/plain" => Some(DocKind::Text),
-            _ => None,
-        }
-    }
-
-    /// The type VA.gov's item names.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            DocKind::Pdf => "application/pdf",
-            DocKind::Text => "text/plain",
-        }
-    }
-
-    /// The `Content-Type` the document is served with.
-    pub fn header(self) -> &'static str {
-        match self {
-            DocKind::Pdf => "application/pdf",
-            DocKind::Text => "text/plain; charset=utf-8",
-        }
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            DocKind::Pdf => "pdf",
-            DocKind::Text => "txt",
-        }
-    }
-}
+pub use super::document::DocKind;
 
 /// One item of VA.gov's `avsPdf` array: exactly the Ruby API's keys, so the appointments
 /// service copies it unchanged.

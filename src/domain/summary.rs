@@ -46,15 +46,14 @@ pub const ATTRIBUTES: [&str; 31] = [
 ];
 
 /// Attributes that are lists: absent (or null) upstream, they are `[]`, because the frontend
-/// iterates them without a null check.
-const LIST_ATTRIBUTES: [&str; 20] = [
+/// iterates them without a null check. Not `orders`: absent, it is `null` (see `render`).
+const LIST_ATTRIBUTES: [&str; 19] = [
     "appointmentIens",
     "clinicsVisited",
     "providers",
     "reasonForVisit",
     "diagnoses",
     "vitals",
-    "orders",
     "procedures",
     "immunizations",
     "appointments",
@@ -135,6 +134,12 @@ pub fn render(doc: Value, requested: &Sid) -> Result<RenderedSummary, ShapeError
             "appointmentIens" => list(appointment_iens.clone(), name)?,
             "meta" => meta.clone(),
             "patientInfo" => json!({ "smokingStatus": smoking.unwrap_or("") }),
+            // VA.gov's page shows "New orders from this appointment" over any array, an empty
+            // one too, and hides it only for a missing value (seen with the page's own code).
+            "orders" => match data.remove(name) {
+                None | Some(Value::Null) => Value::Null,
+                Some(value) => list(value, name)?,
+            },
             _ => {
                 let value = data.remove(name).unwrap_or(Value::Null);
                 if LIST_ATTRIBUTES.contains(&name) {

@@ -9,7 +9,67 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
-use crate::clinical::oracle::Document;
+use crate::domain::{DocKind, Document};
+
+/// Decoded bytes in one `avs_binaries` answer; items past it get the retrieval error.
+const BINARIES_MAX_BYTES: usize = 20 * 1024 * 1024;
+const EMPTY: &str = "Retrieved empty AVS binary";
+const FAILED: &str = "Error retrieving AVS binary";
+
+/// One item of VA.gov's `avs_binaries` answer, as found.
+pub(super) enum Binary<'a> {
+    /// The document, whose base64 form was made with it.
+    Found(&'a Document),
+    /// Absent, not the caller's, or without content: the apps show "no summary".
+    Empty,
+    /// The retrieval failed: the apps show an error.
+    Failed,
+}
+
+/// VA.gov's `avs_binaries` answer: one item per id, in request order, each its base64 bytes
+/// or one of the two strings the apps tell apart; always 200. Written straight into one buffer:
+/// the base64 text needs no JSON escaping, so each document's is copied once, not encoded, built
+/// into a JSON value and escaped again on every request.
+pub(super) fn binaries(items: Vec<(&str, Binary<'_>)>) -> Response {
+    let mut total = 0usize;
+    let size: usize = items
+        .iter()
+        .map(|(id, b)| {
+            96 + 2 * id.len()
+                + if let Binary::Found(d) = b {
+                    d.base64.len()
+                } else {
+                    32
+                }
+        })
+        .sum();
+    let mut body = Vec::with_capacity(size + 16);
+    body.extend_from_slice(b"{\"data\":[");
+    for (n, (id, found)) in items.into_iter().enumerate() {
+        if n > 0 {
+            body.push(b',');
+        }
+        // Ids are validated (hex digits, or letters, digits and hyphens); written as JSON anyway.
+        let id = serde_json::Value::from(id).to_string();
+        body.extend_from_slice(
+            format!("{{\"id\":{id},\"type\":\"avs_binary\",\"attributes\":{{\"docId\":{id},").as_bytes(),
+        );
+        match found {
+            Binary::Found(doc) if total + doc.bytes.len() <= BINARIES_MAX_BYTES => {
+                total += doc.bytes.len();
+                body.extend_from_slice(b"\"binary\":\"");
+                body.extend_from_slice(&doc.base64);
+                body.extend_from_slice(b"\"}}");
+            }
+            Binary::Empty => body.extend_from_slice(format!("\"error\":\"{EMPTY}\"}}}}").as_bytes()),
+            Binary::Found(_) | Binary::Failed => {
+                body.extend_from_slice(format!("\"error\":\"{FAILED}\"}}}}").as_bytes())
+            }
+        }
+    }
+    body.extend_from_slice(b"]}");
+    ([(CONTENT_TYPE, "application/json")], body).into_response()
+}
 
 /// A document's answer: whole, one range of it (206/416), or 304 for a matching validator;
 /// inline, or an attachment named `file_name`; never cached by anyone, never sniffed.
@@ -32,7 +92,7 @@ pub(super) fn serve(doc: &Document, file_name: &str, download: bool, request: &H
         HeaderValue::from_static("same-site"),
     );
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    if doc.kind == crate::domain::oracle::DocKind::Text {
+    if doc.kind == DocKind::Text {
         // Not on a PDF: browsers' PDF viewers refuse to run in a sandboxed document; the checked
         // `%PDF-` magic and nosniff keep a PDF from being read as anything else.
         headers.insert(

@@ -59,8 +59,8 @@ pub enum ApiError {
     BodyTimeout,
     UriTooLong,
     HeadersTooLarge,
-    /// An Oracle Health route's input is not valid; says what is wrong.
-    InvalidOh(String),
+    /// A route's query parameters are not valid (Oracle Health, documents); says what is wrong.
+    InvalidParameters(String),
     /// A caller whose token has no `icn` owns no Oracle Health summary.
     NoPatient,
     /// No such Oracle Health appointment or document for the caller (or not theirs).
@@ -135,7 +135,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         use ApiError::*;
         match self {
-            InvalidSid | InvalidSearch | InvalidLinks(_) | InvalidOh(_) => StatusCode::BAD_REQUEST,
+            InvalidSid | InvalidSearch | InvalidLinks(_) | InvalidParameters(_) => StatusCode::BAD_REQUEST,
             Unauthenticated | NotYourSummary | NotYourAppointment => StatusCode::UNAUTHORIZED,
             ToggleStoreReadOnly | ForgedForm | BearerRequired | NoPatient | TokenExpired | OutOfScope
             | ForeignOrigin | PreflightRefused => StatusCode::FORBIDDEN,
@@ -161,7 +161,7 @@ impl ApiError {
     fn title(&self) -> &'static str {
         match self {
             ApiError::InvalidSid => "Invalid AVS id",
-            ApiError::InvalidSearch | ApiError::InvalidLinks(_) | ApiError::InvalidOh(_) => {
+            ApiError::InvalidSearch | ApiError::InvalidLinks(_) | ApiError::InvalidParameters(_) => {
                 "Invalid parameters"
             }
             other => named(other.status()).1,
@@ -173,7 +173,7 @@ impl ApiError {
         Cow::Borrowed(match self {
             InvalidSid => "AVS id does not match accepted format.",
             InvalidSearch => "Station number and Appointment IEN must be present and valid.",
-            InvalidLinks(detail) | InvalidOh(detail) => return Cow::Owned(detail.clone()),
+            InvalidLinks(detail) | InvalidParameters(detail) => return Cow::Owned(detail.clone()),
             NoPatient => "The caller has no patient identity, so owns no summary",
             OhNotFound => "No Oracle Health summary found",
             RangeNotSatisfiable(_) => "The requested range is not within the document",
@@ -303,6 +303,8 @@ impl From<SummaryError> for ApiError {
             SummaryError::NotFound(sid) => ApiError::SummaryNotFound(sid),
             SummaryError::NotYourSummary => ApiError::NotYourSummary,
             SummaryError::NotYourAppointment => ApiError::NotYourAppointment,
+            SummaryError::Busy => ApiError::Busy,
+            SummaryError::RenderFailed => ApiError::Internal,
             SummaryError::Upstream(e) => e.into(),
         }
     }

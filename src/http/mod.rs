@@ -39,7 +39,12 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             "/avs/v0/avs/links",
             post(vista::links).layer(DefaultBodyLimit::max(vista::LINKS_BODY_LIMIT)),
         ),
+        (Method::GET, "/avs/v0/avs/binaries", get(vista::binaries)),
         (Method::GET, "/avs/v0/avs/{sid}", get(vista::show_summary)),
+        (Method::GET, "/avs/v0/avs/{sid}/pdf", get(vista::pdf)),
+        (Method::HEAD, "/avs/v0/avs/{sid}/pdf", get(vista::pdf)),
+        (Method::GET, "/avs/v0/avs/{sid}/txt", get(vista::txt)),
+        (Method::HEAD, "/avs/v0/avs/{sid}/txt", get(vista::txt)),
         (Method::GET, "/avs/v0/oh/summaries", get(oracle::summaries)),
         (
             Method::GET,

@@ -11,16 +11,16 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use base64::Engine;
 use serde_json::{Value, json};
 use time::Date;
 
 use super::auth::Authenticated;
-use super::documents;
+use super::documents::{self, Binary};
 use super::error::ApiError;
 use super::request_id::RequestId;
 use crate::app::AppState;
-use crate::clinical::oracle::{DocError, Document, Index, OracleSummaries};
+use crate::clinical::oracle::{DocError, Index, OracleSummaries};
+use crate::domain::Document;
 use crate::domain::PatientIcn;
 use crate::domain::oracle::{ApptId, DocId, IndexedDoc, format_date, parse_date};
 use crate::toggles::OH_AVS;
@@ -29,13 +29,8 @@ use crate::toggles::OH_AVS;
 pub const MAX_DOC_IDS: usize = 5;
 /// Documents fetched at once for one compatibility request.
 const COMPAT_CONCURRENCY: usize = 4;
-/// Decoded bytes in one compatibility answer; items past it get the retrieval error.
-const COMPAT_MAX_BYTES: usize = 20 * 1024 * 1024;
 /// The longest list window a caller may ask for.
 const MAX_SPAN_DAYS: i64 = 731;
-
-const EMPTY: &str = "Retrieved empty AVS binary";
-const FAILED: &str = "Error retrieving AVS binary";
 
 /// Steps 2 to 4 of every OH route after authentication: the service (404 when OH is off), the
 /// gate (404), the checks of the caller's input (400, by `validate`), and a patient (403).
@@ -54,11 +49,13 @@ fn open<'a, T>(
 /// The query's pairs; a repeated name is ambiguous, so invalid. Unknown names are ignored.
 fn query(raw: Option<&str>) -> Result<BTreeMap<String, String>, ApiError> {
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw.unwrap_or(""))
-        .map_err(|_| ApiError::InvalidOh("The query string could not be read".to_owned()))?;
+        .map_err(|_| ApiError::InvalidParameters("The query string could not be read".to_owned()))?;
     let mut map = BTreeMap::new();
     for (name, value) in pairs {
         if map.insert(name.clone(), value).is_some() {
-            return Err(ApiError::InvalidOh(format!("{name} is given more than once")));
+            return Err(ApiError::InvalidParameters(format!(
+                "{name} is given more than once"
+            )));
         }
     }
     Ok(map)
@@ -71,8 +68,9 @@ fn window(oh: &OracleSummaries, raw: Option<&str>) -> Result<(Date, Date), ApiEr
     let date = |name: &str| -> Result<Option<Date>, ApiError> {
         q.get(name)
             .map(|v| {
-                parse_date(v)
-                    .ok_or_else(|| ApiError::InvalidOh(format!("{name} must be a real date as YYYY-MM-DD")))
+                parse_date(v).ok_or_else(|| {
+                    ApiError::InvalidParameters(format!("{name} must be a real date as YYYY-MM-DD"))
+                })
             })
             .transpose()
     };
@@ -85,7 +83,7 @@ fn window(oh: &OracleSummaries, raw: Option<&str>) -> Result<(Date, Date), ApiEr
     // A window that ends before it starts holds no document: an empty list, not a 400, so a
     // contract tester's schema-valid `startDate` far in the future is answered (openapi.yaml).
     if (end - start).whole_days() > MAX_SPAN_DAYS {
-        return Err(ApiError::InvalidOh(format!(
+        return Err(ApiError::InvalidParameters(format!(
             "the dates may span at most {MAX_SPAN_DAYS} days"
         )));
     }
@@ -93,15 +91,15 @@ fn window(oh: &OracleSummaries, raw: Option<&str>) -> Result<(Date, Date), ApiEr
 }
 
 fn appt_id(raw: Result<Path<String>, PathRejection>) -> Result<ApptId, ApiError> {
-    raw.ok()
-        .and_then(|Path(raw)| ApptId::parse(&raw))
-        .ok_or_else(|| ApiError::InvalidOh("apptId must be 1 to 64 letters, digits or hyphens".to_owned()))
+    raw.ok().and_then(|Path(raw)| ApptId::parse(&raw)).ok_or_else(|| {
+        ApiError::InvalidParameters("apptId must be 1 to 64 letters, digits or hyphens".to_owned())
+    })
 }
 
 fn doc_id(raw: Result<Path<String>, PathRejection>) -> Result<DocId, ApiError> {
-    raw.ok()
-        .and_then(|Path(raw)| DocId::parse(&raw))
-        .ok_or_else(|| ApiError::InvalidOh("docId must be 1 to 64 letters, digits or hyphens".to_owned()))
+    raw.ok().and_then(|Path(raw)| DocId::parse(&raw)).ok_or_else(|| {
+        ApiError::InvalidParameters("docId must be 1 to 64 letters, digits or hyphens".to_owned())
+    })
 }
 
 /// The appointments of `docs` that `keep` lets through, newest first, each with its documents
@@ -199,14 +197,16 @@ pub async fn binaries(
         let list = match (q.get("doc_ids"), q.get("docIds")) {
             (Some(ids), None) | (None, Some(ids)) => ids,
             (Some(_), Some(_)) => {
-                return Err(ApiError::InvalidOh("give doc_ids or docIds, not both".to_owned()));
+                return Err(ApiError::InvalidParameters(
+                    "give doc_ids or docIds, not both".to_owned(),
+                ));
             }
-            (None, None) => return Err(ApiError::InvalidOh("doc_ids is required".to_owned())),
+            (None, None) => return Err(ApiError::InvalidParameters("doc_ids is required".to_owned())),
         };
         let mut ids: Vec<DocId> = Vec::new();
         for raw in list.split(',') {
             let id = DocId::parse(raw.trim()).ok_or_else(|| {
-                ApiError::InvalidOh(
+                ApiError::InvalidParameters(
                     "each doc_ids entry must be 1 to 64 letters, digits or hyphens".to_owned(),
                 )
             })?;
@@ -215,7 +215,7 @@ pub async fn binaries(
             }
         }
         if ids.len() > MAX_DOC_IDS {
-            return Err(ApiError::InvalidOh(format!(
+            return Err(ApiError::InvalidParameters(format!(
                 "doc_ids may name at most {MAX_DOC_IDS} documents"
             )));
         }
@@ -242,25 +242,17 @@ pub async fn binaries(
             futures_util::future::join_all(fetches).await
         }
     };
-    let mut total = 0usize;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let data: Vec<Value> = ids
+    let items = ids
         .iter()
-        .zip(results)
+        .zip(&results)
         .map(|(id, result)| {
-            let attribute = match result {
-                Ok(doc) if total + doc.bytes.len() <= COMPAT_MAX_BYTES => {
-                    total += doc.bytes.len();
-                    json!({"docId": id.as_str(), "binary": b64.encode(&doc.bytes)})
-                }
-                Ok(_) => json!({"docId": id.as_str(), "error": FAILED}),
-                Err(DocError::NotFound | DocError::NoUsableContent) => {
-                    json!({"docId": id.as_str(), "error": EMPTY})
-                }
-                Err(_) => json!({"docId": id.as_str(), "error": FAILED}),
+            let found = match result {
+                Ok(doc) => Binary::Found(doc),
+                Err(DocError::NotFound | DocError::NoUsableContent) => Binary::Empty,
+                Err(_) => Binary::Failed,
             };
-            json!({"id": id.as_str(), "type": "avs_binary", "attributes": attribute})
+            (id.as_str(), found)
         })
         .collect();
-    Ok(Json(json!({"data": data})).into_response())
+    Ok(documents::binaries(items))
 }

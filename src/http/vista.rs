@@ -11,14 +11,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::Authenticated;
+use super::documents::{self, Binary};
 use super::error::ApiError;
 use super::request_id::RequestId;
 use crate::app::AppState;
-use crate::clinical::vista::Summary;
 use crate::clinical::vista::links::{self, Link, MAX_ITEMS, SUMMARY_PAGE};
+use crate::clinical::vista::{Form, Summary, SummaryError};
 use crate::domain::{AppointmentIen, Sid, StationNo};
 use crate::encoding::negotiate;
-use crate::toggles::AVS_ENABLED;
+use crate::toggles::{AVS_ENABLED, AVS_PDF};
 
 /// The largest links request body: 100 items fit in a few KiB.
 pub const LINKS_BODY_LIMIT: usize = 64 * 1024;
@@ -72,6 +73,142 @@ pub async fn show_summary(
         .summary(&sid, caller.owner.as_ref(), &request_id.context())
         .await?;
     Ok(summary_body(&summary, &accept))
+}
+
+/// `GET|HEAD /avs/v0/avs/{sid}/pdf`: the summary as a tagged PDF.
+pub async fn pdf(
+    state: State<AppState>,
+    caller: Authenticated,
+    request_id: Extension<RequestId>,
+    query: RawQuery,
+    headers: HeaderMap,
+    sid: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    document(state, caller, request_id, query, headers, sid, Form::Pdf).await
+}
+
+/// `GET|HEAD /avs/v0/avs/{sid}/txt`: the summary as plain text.
+pub async fn txt(
+    state: State<AppState>,
+    caller: Authenticated,
+    request_id: Extension<RequestId>,
+    query: RawQuery,
+    headers: HeaderMap,
+    sid: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    document(state, caller, request_id, query, headers, sid, Form::Text).await
+}
+
+/// The documents' checks (`documents.md`): those of the summary route, then `avs_pdf_enabled`,
+/// then the document, rendered once.
+async fn document(
+    State(app): State<AppState>,
+    caller: Authenticated,
+    Extension(request_id): Extension<RequestId>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    sid: Result<Path<String>, PathRejection>,
+    form: Form,
+) -> Result<Response, ApiError> {
+    app.require(AVS_ENABLED, &caller)?;
+    let sid = sid
+        .ok()
+        .and_then(|Path(raw)| Sid::parse(raw))
+        .ok_or(ApiError::InvalidSid)?;
+    let download = download(query.as_deref())?;
+    let summary = app
+        .summaries
+        .summary(&sid, caller.owner.as_ref(), &request_id.context())
+        .await?;
+    app.require(AVS_PDF, &caller)?;
+    let rendered = app.summaries.document(&sid, &summary, form).await?;
+    Ok(documents::serve(
+        &rendered.document,
+        &rendered.file_name,
+        download,
+        &headers,
+    ))
+}
+
+#[derive(Deserialize)]
+struct DocumentParams {
+    download: Option<String>,
+}
+
+/// `?download=1` (or `true`): an attachment; anything else that is not a known parameter is
+/// ignored, as a browser's own parameters would be.
+fn download(query: Option<&str>) -> Result<bool, ApiError> {
+    let params: DocumentParams = serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|_| ApiError::InvalidParameters("download must be given once".to_owned()))?;
+    Ok(params.download.is_some_and(|v| v == "1" || v == "true"))
+}
+
+/// At most this many sids in one `binaries` request (after removing duplicates).
+pub const MAX_BINARIES: usize = 10;
+
+#[derive(Deserialize)]
+struct BinariesParams {
+    doc_ids: Option<String>,
+}
+
+/// The sids of a `binaries` request, in order, without repeats.
+fn binaries_ids(query: Option<&str>) -> Result<Vec<Sid>, ApiError> {
+    let invalid = |detail: &str| ApiError::InvalidParameters(detail.to_owned());
+    let params: BinariesParams =
+        serde_urlencoded::from_str(query.unwrap_or("")).map_err(|_| invalid("doc_ids must be given once"))?;
+    let list = params.doc_ids.ok_or_else(|| invalid("doc_ids is required"))?;
+    // Exactly as `openapi.yaml` has it: 1 to 10 sids, commas only between them.
+    let entries: Vec<&str> = list.split(',').collect();
+    if entries.len() > MAX_BINARIES {
+        return Err(invalid(&format!(
+            "doc_ids may name at most {MAX_BINARIES} summaries"
+        )));
+    }
+    let mut sids: Vec<Sid> = Vec::new();
+    for raw in entries {
+        let sid = Sid::parse(raw.to_owned())
+            .ok_or_else(|| invalid("each doc_ids entry must be an AVS id (30 to 40 hex digits)"))?;
+        if !sids.contains(&sid) {
+            sids.push(sid);
+        }
+    }
+    Ok(sids)
+}
+
+/// `GET /avs/v0/avs/binaries?doc_ids=<sid>,<sid>`: VA.gov's `avs_binaries` answer for VistA
+/// summaries (a base64 PDF per item), so the mobile app's viewer opens one unchanged. Always
+/// 200 once the checks pass; someone else's summary and a missing one read the same.
+pub async fn binaries(
+    State(app): State<AppState>,
+    caller: Authenticated,
+    Extension(request_id): Extension<RequestId>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    app.require(AVS_ENABLED, &caller)?;
+    let sids = binaries_ids(query.as_deref())?;
+    app.require(AVS_PDF, &caller)?;
+    let ctx = request_id.context();
+    let fetches = sids.iter().map(|sid| {
+        let (app, ctx, owner) = (&app, &ctx, caller.owner.as_ref());
+        async move {
+            let summary = app.summaries.summary(sid, owner, ctx).await?;
+            app.summaries.document(sid, &summary, Form::Pdf).await
+        }
+    });
+    let results = futures_util::future::join_all(fetches).await;
+    let items = sids
+        .iter()
+        .zip(&results)
+        .map(|(sid, result)| {
+            let found = match result {
+                Ok(rendered) => Binary::Found(&rendered.document),
+                Err(SummaryError::NotFound(_) | SummaryError::NotYourSummary) => Binary::Empty,
+                Err(_) => Binary::Failed,
+            };
+            (sid.as_str(), found)
+        })
+        .collect();
+    Ok(documents::binaries(items))
 }
 
 /// `GET /avs/v0/avs/`: an empty sid is a bad sid, answered after authentication and the gate
@@ -228,6 +365,8 @@ pub async fn links(
     } else {
         vec![Link::None; appointments.len()]
     };
+    // The documents' toggle, asked only of callers shown links (its report counts them).
+    let pdf_on = enabled && app.gate(AVS_PDF, &caller);
     // Every caller asked counts, links on or off: the plan's share is of all of them.
     let shown = links.iter().any(|l| matches!(l, Link::Page(_)));
     crate::telemetry::note(|n| n.links_shown = Some(shown));
@@ -235,12 +374,20 @@ pub async fn links(
         .iter()
         .zip(links)
         .map(|((station, ien), link)| {
-            let (path, error) = match link {
-                Link::Page(path) => (Some(path), None),
-                Link::None => (None, None),
-                Link::Failed => (None, Some("Error retrieving AVS info")),
+            let (path, error, pdf) = match link {
+                Link::Page(sid) => {
+                    // The item shape the mobile app reads for Oracle Health (`documents.md`).
+                    let pdf = pdf_on.then(|| {
+                        json!([{"id": sid.as_str(), "apptId": ien.as_str(), "name": crate::documents::TITLE,
+                                "noteType": "ambulatory_patient_summary", "loincCodes": ["96345-4"],
+                                "contentType": "application/pdf", "binary": null}])
+                    });
+                    (Some(format!("{SUMMARY_PAGE}{sid}")), None, pdf)
+                }
+                Link::None => (None, None, None),
+                Link::Failed => (None, Some("Error retrieving AVS info"), None),
             };
-            json!({"stationNo": station.as_str(), "appointmentIen": ien.as_str(), "path": path, "error": error})
+            json!({"stationNo": station.as_str(), "appointmentIen": ien.as_str(), "path": path, "error": error, "avsPdf": pdf})
         })
         .collect();
     Ok(axum::Json(json!({"data": data, "meta": {"linksEnabled": enabled}})).into_response())

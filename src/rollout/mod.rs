@@ -27,7 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 pub use crate::config::RolloutSettings;
-use crate::toggles::{AVS_ENABLED, Feature, LINKS_ENABLED, OH_AVS, Toggles};
+use crate::toggles::{AVS_ENABLED, AVS_PDF, Feature, LINKS_ENABLED, OH_AVS, Toggles};
 pub use figures::Figures;
 pub use hll::Hll;
 
@@ -75,7 +75,7 @@ fn now_secs() -> u64 {
 }
 
 /// The toggles every report shows, whether or not they have been asked yet.
-const KNOWN: [&str; 3] = [AVS_ENABLED, LINKS_ENABLED, OH_AVS];
+const KNOWN: [&str; 4] = [AVS_ENABLED, LINKS_ENABLED, OH_AVS, AVS_PDF];
 
 /// A stage's gates as stored in the fleet's table: enough to tell two settings apart and to
 /// judge and describe the stage, without the actor ids themselves (their count and a digest).

@@ -9,7 +9,7 @@ use askama::Template;
 use serde::Serialize;
 
 use super::figures::Figures;
-use crate::toggles::{AVS_ENABLED, LINKS_ENABLED, OH_AVS};
+use crate::toggles::{AVS_ENABLED, AVS_PDF, LINKS_ENABLED, OH_AVS};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -149,6 +149,14 @@ pub const GATE_POINTS: &[(&str, &[&str])] = &[
         OH_AVS,
         &[
             "src/http/oracle.rs: open (every Oracle Health route: `app.require(OH_AVS)`)",
+            "fixtures/toggles.toml and the toggle stores (the feature's rows)",
+        ],
+    ),
+    (
+        AVS_PDF,
+        &[
+            "src/http/vista.rs: document and binaries (`app.require(AVS_PDF)`, after avs_enabled)",
+            "src/http/vista.rs: links (`app.gate(AVS_PDF)`, the items' `avsPdf`)",
             "fixtures/toggles.toml and the toggle stores (the feature's rows)",
         ],
     ),

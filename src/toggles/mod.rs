@@ -31,6 +31,9 @@ pub const LINKS_ENABLED: &str = "va_online_scheduling_after_visit_summary";
 /// The toggle that opens the Oracle Health summaries to a caller (VA.gov's name for it; not
 /// `avs_enabled`, so the VistA rollout never takes OH summaries away).
 pub const OH_AVS: &str = "va_online_scheduling_add_OH_avs";
+/// The toggle that offers a VistA summary as a PDF and as text (`documents.md`), after
+/// `avs_enabled`: rolled out on its own, so the documents can be turned off alone.
+pub const AVS_PDF: &str = "avs_pdf_enabled";
 
 /// The file is re-read this often: a change is in force well within 2 s, however it was made
 /// (in place, by rename, deleted and recreated), with no platform file-watching API to trust.

@@ -267,6 +267,84 @@ async fn the_rollout_page_drives_the_gate_in_a_real_browser() {
 /// An Oracle Health document opened inline in Chromium with the auth cookie (a PDF viewer runs:
 /// no sandbox header stops it), and VA.gov web's own flow on the compatibility route: base64
 /// from JSON, decoded into a Blob that holds the very bytes of the raw route.
+/// #27: a VistA summary's PDF opens inline in the browser by the page's cookie, and
+/// `?download=1` saves it under its file name (no sid in it), byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vista_summary_pdf_opens_inline_by_cookie_and_downloads_under_its_name() {
+    let Some((chromedriver, chromium)) = browser() else {
+        return;
+    };
+    let upstream = FakeUpstream::start().await;
+    upstream.summary(&crate::contract::upstream_from_frontend_fixture(
+        &read_json("tests/peer/frontend-fixture.json"),
+        DEV_ICN,
+    ));
+    let toggles = format!("{TOGGLES_ON}[features.avs_pdf_enabled]\nboolean = true\n");
+    let app = Listening::start(upstream, &toggles, &[]).await;
+    let driver = Driver::start(&chromedriver, &chromium).await;
+    let downloads = temp_dir();
+    driver
+        .session(
+            "POST",
+            "/goog/cdp/execute",
+            json!({"cmd": "Browser.setDownloadBehavior", "params": {
+                "behavior": "allow", "downloadPath": downloads.path().display().to_string()}}),
+        )
+        .await;
+    driver.open(&app.url("/healthz")).await;
+    driver
+        .session(
+            "POST",
+            "/cookie",
+            json!({"cookie": {"name": "vagov_access_token", "value": owner_token(), "path": "/"}}),
+        )
+        .await;
+    let path = format!("/avs/v0/avs/{FULL_SID}/pdf");
+    driver.open(&app.url(&path)).await;
+    let opened = driver
+        .session(
+            "POST",
+            "/execute/sync",
+            json!({"script": "return document.contentType", "args": []}),
+        )
+        .await;
+    assert_eq!(opened, "application/pdf", "the browser shows the PDF inline");
+    driver.screenshot("vista-summary-inline.png").await;
+    // A download does not navigate: the page stays, and the file arrives in the folder.
+    driver.open(&app.url("/healthz")).await;
+    driver
+        .session(
+            "POST",
+            "/execute/sync",
+            json!({"script": "const a = document.createElement('a'); a.href = arguments[0]; document.body.appendChild(a); a.click();", "args": [format!("{path}?download=1")]}),
+        )
+        .await;
+    let saved = downloads.path().join("VA-after-visit-summary-2023-01-01.pdf");
+    let started = Instant::now();
+    while !saved.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no download in {:?}",
+            std::fs::read_dir(downloads.path()).unwrap().collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let direct = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(app.url(&path))
+        .bearer_auth(owner_token())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    // The file is complete once Chromium renames it from its partial name.
+    assert_eq!(std::fs::read(&saved).unwrap(), direct.to_vec());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oracle_health_pdf_opens_inline_and_the_compat_flow_yields_the_same_bytes() {
     let Some((chromedriver, chromium)) = browser() else {

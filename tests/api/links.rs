@@ -23,7 +23,7 @@ fn body(items: &[(&str, &str)]) -> String {
 }
 
 fn row(station: &str, ien: &str, path: Option<String>, error: Option<&str>) -> Value {
-    json!({"stationNo": station, "appointmentIen": ien, "path": path, "error": error})
+    json!({"stationNo": station, "appointmentIen": ien, "path": path, "error": error, "avsPdf": null})
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod browser;
 mod cache;
 mod container;
 mod contract;
+mod documents;
 mod encoding;
 mod errors;
 mod fleet;

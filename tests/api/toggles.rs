@@ -156,6 +156,7 @@ fn the_development_toggle_file_is_as_shipped() {
         names,
         [
             "avs_enabled",
+            "avs_pdf_enabled",
             "va_online_scheduling_add_OH_avs",
             "va_online_scheduling_after_visit_summary"
         ]

@@ -4,4 +4,4 @@ mod client;
 mod service;
 
 pub use client::OracleClient;
-pub use service::{DocError, Document, Index, OracleSummaries};
+pub use service::{DocError, Index, OracleSummaries};

@@ -13,15 +13,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use moka::sync::Cache;
 use time::{Date, OffsetDateTime};
 
 use super::client::OracleClient;
 use crate::clinical::{BreakerState, RequestContext, UpstreamError};
 use crate::config::OhSettings;
+use crate::domain::Document;
 use crate::domain::PatientIcn;
-use crate::domain::oracle::{BytesAnswer, DocId, DocKind, IndexedDoc, read_bytes, read_metadata};
+use crate::domain::oracle::{BytesAnswer, DocId, IndexedDoc, read_bytes, read_metadata};
 use crate::flights::Flights;
 use crate::telemetry;
 
@@ -29,15 +29,6 @@ use crate::telemetry;
 #[derive(Debug)]
 pub struct Index {
     pub docs: HashMap<DocId, IndexedDoc>,
-}
-
-/// A decoded, checked document.
-#[derive(Debug)]
-pub struct Document {
-    pub kind: DocKind,
-    pub bytes: Bytes,
-    /// A strong validator of the bytes.
-    pub etag: String,
 }
 
 /// Why a document is not served.
@@ -87,9 +78,7 @@ impl OracleSummaries {
         let documents = (settings.doc_cache_max_bytes > 0).then(|| {
             Cache::builder()
                 .max_capacity(settings.doc_cache_max_bytes)
-                .weigher(|_: &DocId, d: &Arc<Document>| {
-                    u32::try_from(d.bytes.len() + 256).unwrap_or(u32::MAX)
-                })
+                .weigher(|_: &DocId, d: &Arc<Document>| u32::try_from(d.weight() + 256).unwrap_or(u32::MAX))
                 .time_to_live(settings.index_ttl)
                 .build()
         });
@@ -234,11 +223,7 @@ impl OracleSummaries {
                     tracing::warn!("oracle health document's subject is not the one its index gave");
                     return Err(DocError::NotFound);
                 }
-                let document = Arc::new(Document {
-                    kind: bytes.kind,
-                    etag: etag(&bytes.bytes),
-                    bytes: bytes.bytes,
-                });
+                let document = Arc::new(Document::new(bytes.kind, bytes.bytes));
                 if let Some(cache) = &self.documents {
                     cache.insert(id.clone(), document.clone());
                 }
@@ -255,12 +240,4 @@ impl OracleSummaries {
     pub fn documents_loading(&self) -> usize {
         self.document_flights.in_flight()
     }
-}
-
-/// A strong ETag: a 128-bit keyed-free hash of the bytes (two fixed-seed foldhash passes).
-fn etag(bytes: &[u8]) -> String {
-    use std::hash::BuildHasher;
-    let a = foldhash::quality::FixedState::with_seed(0x0a75_0d0c).hash_one(bytes);
-    let b = foldhash::quality::FixedState::with_seed(0x5eed_f00d).hash_one(bytes);
-    format!("\"{a:016x}{b:016x}-{}\"", bytes.len())
 }

@@ -8,9 +8,10 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::service::{Summaries, SummaryError};
+use super::SummaryError;
+use super::service::Summaries;
 use crate::clinical::RequestContext;
-use crate::domain::{AppointmentIen, OwnerIcn, StationNo};
+use crate::domain::{AppointmentIen, OwnerIcn, Sid, StationNo};
 
 /// Where the VA.gov frontend shows a summary.
 pub const SUMMARY_PAGE: &str = "/my-health/medical-records/summaries-and-notes/visit-summary/";
@@ -21,7 +22,8 @@ pub const MAX_ITEMS: usize = 100;
 /// One appointment's answer: a page to link to, nothing, or a failed lookup.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Link {
-    Page(String),
+    /// The appointment's summary, the caller's own.
+    Page(Sid),
     None,
     Failed,
 }
@@ -52,7 +54,7 @@ pub async fn lookup(
                 return (index, Link::Failed);
             };
             let link = match summaries.search(&station, &ien, owner.as_ref(), &ctx).await {
-                Ok(Some(sid)) => Link::Page(format!("{SUMMARY_PAGE}{sid}")),
+                Ok(Some(sid)) => Link::Page(sid),
                 // Someone else's summary is no link, and no hint either.
                 Ok(None) | Err(SummaryError::NotYourAppointment) => Link::None,
                 Err(_) => Link::Failed,

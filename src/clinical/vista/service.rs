@@ -18,24 +18,14 @@ use serde_json::Value;
 // (moka's own clock cannot be), so freshness and stale-if-error are judged on it.
 use tokio::time::Instant;
 
+use super::SummaryError;
 use super::client::VistaClient;
+use super::documents::{DocumentState, Forms};
 use crate::clinical::{BreakerState, RequestContext, UpstreamError};
 use crate::config::CacheConfig;
 use crate::domain::{AppointmentIen, OwnerIcn, Sid, StationNo, render, same_patient};
 use crate::encoding::Encoded;
 use crate::flights::Flights;
-
-/// Why a summary (or an appointment's link to one) is not served.
-#[derive(Clone, Debug)]
-pub enum SummaryError {
-    /// The upstream has no such summary (kept for the negative TTL).
-    NotFound(Sid),
-    /// It exists and is someone else's.
-    NotYourSummary,
-    /// The appointment's summary is someone else's.
-    NotYourAppointment,
-    Upstream(UpstreamError),
-}
 
 /// A summary as cached: its response body in every coding, compressed once when it was
 /// rendered, and its owner, checked against the caller on every request.
@@ -43,6 +33,8 @@ pub enum SummaryError {
 pub struct Summary {
     pub body: Encoded,
     pub owner: Option<OwnerIcn>,
+    /// Its PDF and text, once rendered (`documents.rs`); shared by every copy of the entry.
+    pub forms: Arc<Forms>,
 }
 
 /// The first summary upstream knows for an appointment.
@@ -100,7 +92,7 @@ impl Entry {
     /// which 256 were counted before).
     fn weight(&self, key: &Key) -> u32 {
         let body = match &self.outcome {
-            Outcome::Summary(s) => s.body.len() + std::mem::size_of::<Summary>(),
+            Outcome::Summary(s) => s.body.len() + s.forms.bytes() + std::mem::size_of::<Summary>(),
             _ => 0,
         };
         u32::try_from(body + key.heap_bytes() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
@@ -168,6 +160,7 @@ pub struct Summaries {
     /// One brotli-best compression at a time (see `compress_better`).
     best_compression: Arc<tokio::sync::Semaphore>,
     outcomes: crate::telemetry::Handles<&'static str, metrics::Counter>,
+    pub(super) documents: DocumentState,
 }
 
 impl Summaries {
@@ -194,6 +187,7 @@ impl Summaries {
             flights: Flights::default(),
             best_compression: Arc::new(tokio::sync::Semaphore::new(1)),
             outcomes: crate::telemetry::Handles::default(),
+            documents: DocumentState::default(),
         }
     }
 
@@ -357,6 +351,7 @@ impl Summaries {
                 let better = Summary {
                     body,
                     owner: summary.owner.clone(),
+                    forms: summary.forms.clone(),
                 };
                 cache.insert(
                     key,
@@ -367,6 +362,17 @@ impl Summaries {
                 );
             }
         });
+    }
+
+    /// Re-inserts the summary's entry, if it is still this summary's, so that its weight
+    /// counts the documents rendered since it was cached.
+    pub(super) fn reweigh(&self, sid: &Sid, summary: &Arc<Summary>) {
+        let key = Key::Summary(sid.as_str().to_owned());
+        if let Some(entry) = self.cache.get(&key)
+            && matches!(&entry.outcome, Outcome::Summary(cached) if Arc::ptr_eq(&cached.forms, &summary.forms))
+        {
+            self.cache.insert(key, entry);
+        }
     }
 
     /// Loads in flight now (for tests and the leak check).
@@ -391,6 +397,7 @@ fn render_summary(doc: Value, sid: &Sid) -> Result<Arc<Summary>, UpstreamError> 
     Ok(Arc::new(Summary {
         body: Encoded::new(rendered.body),
         owner: rendered.owner,
+        forms: Arc::default(),
     }))
 }
 

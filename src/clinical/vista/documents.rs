@@ -1,0 +1,178 @@
+//! A VistA summary's documents (`docs/spec/documents.md`): its PDF and its text, each rendered
+//! once, on the first request for it, and kept with the summary's cache entry.
+//!
+//! A render is single flight per (sid, form), runs on a blocking thread (Typst is CPU work: a
+//! full summary costs tens of milliseconds), and at most `RENDERS` run at once; a request that
+//! cannot get a turn within `RENDER_WAIT` is answered 503 with `Retry-After`. The rendered bytes
+//! live in the summary's entry (every copy of it shares them), which is re-weighed so they count
+//! in the cache's byte budget; an evicted summary takes its documents with it.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::SummaryError;
+use super::service::{Summaries, Summary};
+use crate::documents::{SummaryDocument, render_pdf, render_text};
+use crate::domain::{DocKind, Document, Sid};
+
+/// Renders in flight at most: one per core keeps the async workers' cores free enough.
+pub(super) const RENDERS: usize = 2;
+/// How long a request waits for a render turn before it is told to come back.
+const RENDER_WAIT: Duration = Duration::from_secs(5);
+
+/// The two document forms of a summary.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Form {
+    Pdf,
+    Text,
+}
+
+/// A rendered document and the name it is saved under (no sid in it).
+#[derive(Debug)]
+pub struct Rendered {
+    pub document: Document,
+    pub file_name: String,
+}
+
+/// A summary's rendered forms, shared by every copy of its cache entry.
+#[derive(Debug, Default)]
+pub struct Forms {
+    pdf: OnceLock<Arc<Rendered>>,
+    text: OnceLock<Arc<Rendered>>,
+}
+
+impl Forms {
+    fn slot(&self, form: Form) -> &OnceLock<Arc<Rendered>> {
+        match form {
+            Form::Pdf => &self.pdf,
+            Form::Text => &self.text,
+        }
+    }
+
+    pub fn get(&self, form: Form) -> Option<Arc<Rendered>> {
+        self.slot(form).get().cloned()
+    }
+
+    /// Bytes held, for the cache's budget.
+    pub fn bytes(&self) -> usize {
+        [&self.pdf, &self.text]
+            .iter()
+            .filter_map(|slot| slot.get())
+            .map(|r| r.document.weight() + r.file_name.len() + std::mem::size_of::<Rendered>())
+            .sum()
+    }
+}
+
+/// Renders one form from the summary's own answer (its JSON:API body).
+fn render(form: Form, body: &[u8]) -> Result<Rendered, SummaryError> {
+    let parsed: serde_json::Value = serde_json::from_slice(body).map_err(|_| SummaryError::RenderFailed)?;
+    let model = SummaryDocument::from_attributes(&parsed["data"]["attributes"]);
+    let (kind, bytes) = match form {
+        Form::Pdf => {
+            let pdf = render_pdf(&model).map_err(|e| {
+                tracing::error!(reason = %e, "summary PDF not rendered");
+                SummaryError::RenderFailed
+            })?;
+            (DocKind::Pdf, Bytes::from(pdf))
+        }
+        Form::Text => (DocKind::Text, Bytes::from(render_text(&model))),
+    };
+    Ok(Rendered {
+        file_name: model.file_name(kind.extension()),
+        document: Document::new(kind, bytes),
+    })
+}
+
+impl Summaries {
+    /// The document in `form` of a summary the caller owns (from [`Summaries::summary`], which
+    /// checked): rendered once, then served from memory.
+    #[tracing::instrument(name = "summaries.document", skip_all, fields(document.form = form.label()))]
+    pub async fn document(
+        &self,
+        sid: &Sid,
+        summary: &Arc<Summary>,
+        form: Form,
+    ) -> Result<Arc<Rendered>, SummaryError> {
+        if let Some(rendered) = summary.forms.get(form) {
+            return Ok(rendered);
+        }
+        let key = (sid.as_str().to_owned(), form);
+        self.documents
+            .flights
+            .run(&key, || self.render_once(sid, summary, form))
+            .await
+    }
+
+    async fn render_once(
+        &self,
+        sid: &Sid,
+        summary: &Arc<Summary>,
+        form: Form,
+    ) -> Result<Arc<Rendered>, SummaryError> {
+        if let Some(rendered) = summary.forms.get(form) {
+            return Ok(rendered);
+        }
+        let Ok(Ok(turn)) =
+            tokio::time::timeout(RENDER_WAIT, self.documents.turns.clone().acquire_owned()).await
+        else {
+            metrics::counter!("avs_documents_shed_total").increment(1);
+            return Err(SummaryError::Busy);
+        };
+        let body = summary.body.get(crate::encoding::Coding::Identity).clone();
+        let started = std::time::Instant::now();
+        let rendered = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            render(form, &body)
+        })
+        .await
+        .map_err(|_| SummaryError::RenderFailed)??;
+        let elapsed = started.elapsed();
+        metrics::histogram!("avs_document_render_seconds", "form" => form.label())
+            .record(elapsed.as_secs_f64());
+        tracing::info!(
+            form = form.label(),
+            elapsed_ms = elapsed.as_millis() as u64,
+            bytes = rendered.document.bytes.len(),
+            "summary document rendered"
+        );
+        self.documents.rendered.fetch_add(1, Ordering::Relaxed);
+        let rendered = Arc::new(rendered);
+        let kept = summary.forms.slot(form).get_or_init(|| rendered.clone()).clone();
+        self.reweigh(sid, summary);
+        Ok(kept)
+    }
+
+    /// Documents rendered so far (for tests and the benchmark).
+    pub fn documents_rendered(&self) -> u64 {
+        self.documents.rendered.load(Ordering::Relaxed)
+    }
+}
+
+impl Form {
+    pub fn label(self) -> &'static str {
+        match self {
+            Form::Pdf => "pdf",
+            Form::Text => "txt",
+        }
+    }
+}
+
+/// What the service keeps for rendering: the turns, the flights, the count.
+pub(super) struct DocumentState {
+    pub(super) turns: Arc<tokio::sync::Semaphore>,
+    pub(super) flights: crate::flights::Flights<(String, Form), Result<Arc<Rendered>, SummaryError>>,
+    pub(super) rendered: std::sync::atomic::AtomicU64,
+}
+
+impl Default for DocumentState {
+    fn default() -> DocumentState {
+        DocumentState {
+            turns: Arc::new(tokio::sync::Semaphore::new(RENDERS)),
+            flights: crate::flights::Flights::default(),
+            rendered: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The summary as a tagged PDF/UA-1, typeset by Typst.
+//!
+//! The model goes to Typst as JSON (a virtual `data.json` the one template reads), never
+//! spliced into markup. The exporter holds the document to PDF/UA-1 (`PdfStandard::Ua_1`): a
+//! document that breaks it (no title, say) is refused at render time, not shipped. The font is
+//! Lato (OFL, `assets/fonts/`), embedded and subset. Rendering is CPU work: callers run it on a
+//! blocking thread, bounded (`clinical::vista::documents`).
+
+use std::sync::LazyLock;
+
+use serde::Serialize;
+use typst::diag::{FileError, FileResult, SourceDiagnostic};
+use typst::foundations::{Bytes, Datetime, Smart};
+use typst::syntax::{FileId, RootedPath, Source, VirtualPath, VirtualRoot};
+use typst::text::{Font, FontBook};
+use typst::utils::LazyHash;
+use typst::{Library, LibraryExt, World};
+use typst_layout::PagedDocument;
+use typst_pdf::{PdfOptions, PdfStandard, PdfStandards};
+
+use super::SummaryDocument;
+
+const TEMPLATE: &str = include_str!("template.typ");
+
+const FONTS: [&[u8]; 4] = [
+    include_bytes!("../../assets/fonts/Lato-Regular.ttf"),
+    include_bytes!("../../assets/fonts/Lato-Bold.ttf"),
+    include_bytes!("../../assets/fonts/Lato-Italic.ttf"),
+    include_bytes!("../../assets/fonts/Lato-BoldItalic.ttf"),
+];
+
+/// Why a PDF was not made. The message never holds the summary's content.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("typesetting failed: {0}")]
+pub struct PdfError(pub String);
+
+/// What never changes between renders: the standard library, the fonts, the file ids.
+struct Shared {
+    library: LazyHash<Library>,
+    book: LazyHash<FontBook>,
+    fonts: Vec<Font>,
+    main: FileId,
+    data: FileId,
+}
+
+static SHARED: LazyLock<Shared> = LazyLock::new(|| {
+    let fonts: Vec<Font> = FONTS
+        .iter()
+        .flat_map(|bytes| Font::iter(Bytes::new(*bytes)))
+        .collect();
+    let file = |name: &str| {
+        let path = VirtualPath::new(name).unwrap_or_else(|_| unreachable!("a fixed file name"));
+        RootedPath::new(VirtualRoot::Project, path).intern()
+    };
+    Shared {
+        library: LazyHash::new(Library::builder().build()),
+        book: LazyHash::new(FontBook::from_fonts(&fonts)),
+        fonts,
+        main: file("main.typ"),
+        data: file("data.json"),
+    }
+});
+
+/// One render: the template and this summary's data.
+struct SummaryWorld {
+    main: Source,
+    data: Bytes,
+}
+
+impl World for SummaryWorld {
+    fn library(&self) -> &LazyHash<Library> {
+        &SHARED.library
+    }
+
+    fn book(&self) -> &LazyHash<FontBook> {
+        &SHARED.book
+    }
+
+    fn main(&self) -> FileId {
+        SHARED.main
+    }
+
+    fn source(&self, id: FileId) -> FileResult<Source> {
+        match id == SHARED.main {
+            true => Ok(self.main.clone()),
+            false => Err(FileError::AccessDenied),
+        }
+    }
+
+    fn file(&self, id: FileId) -> FileResult<Bytes> {
+        match id == SHARED.data {
+            true => Ok(self.data.clone()),
+            false => Err(FileError::AccessDenied),
+        }
+    }
+
+    fn font(&self, index: usize) -> Option<Font> {
+        SHARED.fonts.get(index).cloned()
+    }
+
+    /// No date from the clock: the same summary always makes the same document.
+    fn today(&self, _: Option<typst::foundations::Duration>) -> Option<Datetime> {
+        None
+    }
+}
+
+#[derive(Serialize)]
+struct Data<'a> {
+    full_title: String,
+    doc: &'a SummaryDocument,
+}
+
+/// The tagged PDF/UA-1 of the summary.
+pub fn render_pdf(doc: &SummaryDocument) -> Result<Vec<u8>, PdfError> {
+    render_with(TEMPLATE, doc)
+}
+
+fn messages(diagnostics: &[SourceDiagnostic]) -> String {
+    diagnostics
+        .iter()
+        .map(|d| d.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn render_with(template: &str, doc: &SummaryDocument) -> Result<Vec<u8>, PdfError> {
+    let data = serde_json::to_vec(&Data {
+        full_title: doc.full_title(),
+        doc,
+    })
+    .map_err(|e| PdfError(e.to_string()))?;
+    let world = SummaryWorld {
+        main: Source::new(SHARED.main, template.to_owned()),
+        data: Bytes::new(data),
+    };
+    let compiled = typst::compile::<PagedDocument>(&world).output;
+    let result = compiled.map_err(|d| PdfError(messages(&d))).and_then(|paged| {
+        let standards =
+            PdfStandards::new(&[PdfStandard::Ua_1]).map_err(|e| PdfError(e.message().to_string()))?;
+        let options = PdfOptions {
+            ident: Smart::Auto,
+            standards,
+            tagged: true,
+            ..PdfOptions::default()
+        };
+        typst_pdf::pdf(&paged, &options).map_err(|d| PdfError(messages(&d)))
+    });
+    // Typst memoizes every layout it has done, globally: without eviction the cache grows with
+    // every summary rendered.
+    typst::comemo::evict(4);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::documents::{Block, Group, Section};
+
+    fn small() -> SummaryDocument {
+        SummaryDocument {
+            title: crate::documents::TITLE.to_owned(),
+            visit_date: Some("January 1, 2023".to_owned()),
+            header: vec!["Ward #1 [east] *wing* & clinic".to_owned()],
+            sections: vec![Section {
+                heading: "Your appointment on January 1, 2023".to_owned(),
+                groups: vec![Group {
+                    heading: Some("Providers".to_owned()),
+                    blocks: vec![Block::list(["DOCTOR,GREAT B".to_owned()]).unwrap()],
+                }],
+            }],
+            ..SummaryDocument::default()
+        }
+    }
+
+    #[test]
+    fn a_summary_is_a_pdf_and_markup_in_its_strings_is_text() {
+        let pdf = render_pdf(&small()).unwrap();
+        assert!(pdf.starts_with(b"%PDF-"));
+        assert!(pdf.len() < 150_000, "{}", pdf.len());
+    }
+
+    /// PDF/UA-1 is really checked: the same document without its title is refused.
+    #[test]
+    fn pdf_ua_refuses_a_document_without_a_title() {
+        let untitled = TEMPLATE.replace("#set document(title: data.full_title, ", "#set document(");
+        assert_ne!(untitled, TEMPLATE, "the template sets the title");
+        let refused = render_with(&untitled, &small()).unwrap_err();
+        assert!(refused.0.to_lowercase().contains("title"), "{refused}");
+    }
+}

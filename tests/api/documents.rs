@@ -1,0 +1,550 @@
+//! VistA summaries as documents (#27, `docs/spec/documents.md`): the PDF read back by Debian's
+//! poppler, the text form, the document headers, the mobile app's `binaries` shape, the links'
+//! `avsPdf` items, rendering once, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use serde_json::{Value, json};
+
+use crate::contract::upstream_from_frontend_fixture;
+use crate::support::*;
+
+const PDF_ON: &str = "[features.avs_enabled]\nboolean = true\n[features.avs_pdf_enabled]\nboolean = true\n";
+const PDF_OFF: &str = "[features.avs_enabled]\nboolean = true\n[features.avs_pdf_enabled]\nboolean = false\n";
+
+fn poppler(tool: &str) -> Option<PathBuf> {
+    required(&[&format!("/usr/bin/{tool}")], &format!("poppler-utils ({tool})"))
+}
+
+fn run(tool: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(tool).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        tool.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// White space collapsed, as text reflowed across lines and pages reads.
+fn flat(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Every string VA.gov's page shows for a summary (its JSON:API attributes), in the page's
+/// order, read from the data itself: the contract's list of what the documents hold.
+fn page_strings(a: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut push = |v: &Value| {
+        if let Some(s) = v.as_str().map(str::trim).filter(|s| !s.is_empty()) {
+            out.push(s.to_owned());
+        }
+    };
+    let each = |v: &Value| v.as_array().cloned().unwrap_or_default();
+    for line in a["meta"]["pageHeader"].as_str().unwrap_or("").lines() {
+        if line.trim() != "After Visit Summary" {
+            push(&json!(line));
+        }
+    }
+    for c in each(&a["clinicsVisited"]) {
+        push(&c["site"]);
+        push(&c["clinic"]);
+    }
+    each(&a["providers"]).iter().for_each(&mut push);
+    each(&a["reasonForVisit"])
+        .iter()
+        .for_each(|d| push(&d["diagnosis"]));
+    each(&a["diagnoses"]).iter().for_each(|d| push(&d["diagnosis"]));
+    each(&a["vitals"]).iter().for_each(|v| push(&v["value"]));
+    each(&a["procedures"]).iter().for_each(|p| push(&p["name"]));
+    each(&a["clinicMedications"])
+        .iter()
+        .for_each(|m| push(&m["name"]));
+    for kind in [
+        "Consultations",
+        "Imaging",
+        "Lab Tests",
+        "Medications",
+        "Other Orders",
+    ] {
+        each(&a["orders"])
+            .iter()
+            .filter(|o| o["type"] == kind)
+            .for_each(|o| push(&o["text"]));
+    }
+    each(&a["clinicalReminders"])
+        .iter()
+        .for_each(|r| push(&r["name"]));
+    for line in a["patientInstructions"].as_str().unwrap_or("").split("<br>") {
+        push(&json!(line));
+    }
+    for field in ["newMedications", "discontinuedMeds", "changedMedications"] {
+        each(&a["medChangesSummary"][field]).iter().for_each(&mut push);
+    }
+    each(&a["pharmacyTerms"]).iter().for_each(|t| push(&t["term"]));
+    push(&a["primaryCareProviders"][0]);
+    push(&a["primaryCareTeam"]);
+    each(&a["primaryCareTeamMembers"])
+        .iter()
+        .for_each(|m| push(&m["name"]));
+    for kind in ["Scheduled", "Recall"] {
+        each(&a["appointments"])
+            .iter()
+            .filter(|x| x["type"] == kind)
+            .for_each(|x| push(&x["location"]));
+    }
+    for p in each(&a["problems"]) {
+        let d = p["description"].as_str().unwrap_or("");
+        push(&json!(d.rsplit_once(" (").map_or(d, |(head, _)| head)));
+    }
+    push(&a["patientInfo"]["smokingStatus"]);
+    each(&a["immunizations"]).iter().for_each(|i| push(&i["name"]));
+    each(&a["allergiesReactions"]["allergies"])
+        .iter()
+        .for_each(|x| push(&x["allergen"]));
+    for lab in each(&a["labResults"]) {
+        push(&lab["specimen"]);
+        each(&lab["values"]).iter().for_each(|v| push(&v["test"]));
+    }
+    let meds: Vec<Value> = each(&a["vaMedications"])
+        .into_iter()
+        .chain(each(&a["nonvaMedications"]))
+        .collect();
+    let supply = |m: &Value| m["prescriptionType"] == "supply";
+    meds.iter().filter(|m| !supply(m)).for_each(|m| push(&m["name"]));
+    meds.iter().filter(|m| supply(m)).for_each(|m| push(&m["name"]));
+    each(&a["clinicalServices"]).iter().for_each(|s| push(&s["name"]));
+    out
+}
+
+/// Each of `strings` in `text`, in order (white space collapsed in both).
+fn assert_in_order(text: &str, strings: &[String], form: &str) {
+    let text = flat(text);
+    let mut at = 0;
+    for s in strings {
+        let s = flat(s);
+        match text[at..].find(&s) {
+            Some(found) => at += found + s.len(),
+            None => panic!(
+                "{form}: {s:?} not found after position {at}; next: {:?}",
+                &text[at..text.len().min(at + 300)]
+            ),
+        }
+    }
+}
+
+async fn frontend_app(toggles: &str) -> (TestApp, Value) {
+    let fixture = read_json("tests/peer/frontend-fixture.json");
+    // One caller asks many times at once in some tests: past the per-caller share.
+    let app = TestApp::builder()
+        .toggles(toggles)
+        .envs(&[("AVS_MAX_IN_FLIGHT_PER_CALLER", "1000")])
+        .start()
+        .await;
+    app.upstream
+        .summary(&upstream_from_frontend_fixture(&fixture, DEV_ICN));
+    (app, fixture)
+}
+
+fn pdf_path(sid: &str) -> String {
+    format!("/avs/v0/avs/{sid}/pdf")
+}
+
+/// poppler's reading of a PDF: `pdfinfo`, `pdffonts`, and `pdftotext` in reading order.
+struct Read {
+    info: String,
+    fonts: String,
+    text: String,
+}
+
+fn read_pdf(bytes: &[u8]) -> Option<Read> {
+    let (info, fonts, text) = (poppler("pdfinfo")?, poppler("pdffonts")?, poppler("pdftotext")?);
+    let dir = temp_dir();
+    let file = dir.path().join("summary.pdf");
+    std::fs::write(&file, bytes).unwrap();
+    let path = file.to_str().unwrap();
+    Some(Read {
+        info: run(&info, &[path]),
+        fonts: run(&fonts, &[path]),
+        text: run(&text, &["-raw", "-enc", "UTF-8", path, "-"]),
+    })
+}
+
+fn assert_accessible(read: &Read, title: &str) {
+    assert!(
+        read.info
+            .lines()
+            .any(|l| l.starts_with("Tagged:") && l.ends_with("yes")),
+        "{}",
+        read.info
+    );
+    assert!(
+        read.info
+            .lines()
+            .any(|l| l.starts_with("Title:") && l.trim_end().ends_with(title)),
+        "{}",
+        read.info
+    );
+    assert!(read.info.contains("612 x 792 pts (letter)"), "{}", read.info);
+    let fonts: Vec<&str> = read.fonts.lines().skip(2).collect();
+    assert!(!fonts.is_empty(), "{}", read.fonts);
+    for font in fonts {
+        let cols: Vec<&str> = font.split_whitespace().collect();
+        // name type encoding emb sub uni object ID: `emb` and `uni` are yes.
+        let n = cols.len();
+        assert!(
+            n >= 7 && cols[n - 5] == "yes" && cols[n - 3] == "yes",
+            "not embedded with a Unicode map: {font}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_frontends_fixture_is_a_tagged_letter_pdf_with_every_string_the_page_shows_in_order() {
+    let (app, fixture) = frontend_app(PDF_ON).await;
+    let r = app.get(&pdf_path(FULL_SID), &owner_token()).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "application/pdf");
+    std::fs::write(
+        std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("summary.pdf"),
+        &r.bytes,
+    )
+    .unwrap();
+    assert!(r.bytes.len() <= 150_000, "{} bytes", r.bytes.len());
+    let Some(read) = read_pdf(&r.bytes) else { return };
+    assert_accessible(&read, "After-visit summary, January 1, 2023");
+    let strings = page_strings(&fixture["data"]["attributes"]);
+    assert!(strings.len() > 100, "{} strings", strings.len());
+    assert_in_order(&read.text, &strings, "pdf");
+    for heading in [
+        "Your appointment on January 1, 2023",
+        "Your treatment plan",
+        "Your health information",
+        "More information",
+    ] {
+        assert!(flat(&read.text).contains(heading), "{heading}");
+    }
+    for secret in [DEV_ICN, FULL_SID] {
+        assert!(!read.text.contains(secret) && !String::from_utf8_lossy(&r.bytes).contains(secret));
+    }
+    // Page 1 as a picture, for the README (docs/images/summary-page-1.png is this, committed).
+    if let Some(ppm) = poppler("pdftoppm") {
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let pdf = dir.join("summary.pdf");
+        std::fs::write(&pdf, &r.bytes).unwrap();
+        let prefix = dir.join("summary-page-1");
+        run(
+            &ppm,
+            &[
+                "-png",
+                "-r",
+                "60",
+                "-f",
+                "1",
+                "-l",
+                "1",
+                "-singlefile",
+                pdf.to_str().unwrap(),
+                prefix.to_str().unwrap(),
+            ],
+        );
+        assert!(std::fs::metadata(dir.join("summary-page-1.png")).unwrap().len() > 10_000);
+    }
+
+    // The text form: the same strings in the same order, within 80 columns.
+    let t = app
+        .get(&format!("/avs/v0/avs/{FULL_SID}/txt"), &owner_token())
+        .await;
+    assert_eq!(t.status, 200);
+    assert_eq!(t.headers["content-type"], "text/plain; charset=utf-8");
+    assert_eq!(
+        t.headers["content-security-policy"],
+        "sandbox; default-src 'none'"
+    );
+    let text = String::from_utf8(t.bytes.to_vec()).unwrap();
+    assert!(
+        text.starts_with("After-visit summary, January 1, 2023\n"),
+        "{}",
+        &text[..200]
+    );
+    assert_in_order(&text, &strings, "txt");
+    assert!(
+        text.lines().all(|l| l.chars().count() <= 80),
+        "a line over 80 columns"
+    );
+    assert!(!text.contains(DEV_ICN) && !text.contains(FULL_SID));
+}
+
+#[tokio::test]
+async fn the_minimal_hostile_and_large_fixtures_render_accessible_pdfs() {
+    let app = TestApp::builder().toggles(PDF_ON).start().await;
+    let large = avs_api::clinical::fixture::FixtureData::shipped().unwrap();
+    let large_doc: Value =
+        serde_json::from_slice(large.summary(avs_api::clinical::fixture::LARGE_SID).unwrap()).unwrap();
+    let docs = [fixture("minimal"), fixture("hostile"), large_doc];
+    for doc in &docs {
+        app.upstream.summary(doc);
+        let sid = doc["sid"].as_str().unwrap();
+        let r = app.get(&pdf_path(sid), &owner_token()).await;
+        assert_eq!(r.status, 200, "{sid}: {}", r.json);
+        let Some(read) = read_pdf(&r.bytes) else { return };
+        let date = doc["data"]["clinicsVisited"][0]["date"].as_str();
+        let title = if date.is_some() {
+            "After-visit summary,"
+        } else {
+            "After-visit summary"
+        };
+        assert!(read.info.contains(title), "{}", read.info);
+        assert_accessible(
+            &read,
+            read.info
+                .lines()
+                .find(|l| l.starts_with("Title:"))
+                .unwrap()
+                .trim_start_matches("Title:")
+                .trim(),
+        );
+        assert!(!read.text.contains(sid) && !read.text.contains(DEV_ICN), "{sid}");
+        if doc == &docs[1] {
+            // The hostile one's markup is text, never code: no script survives as words.
+            assert!(
+                !read.text.contains("<script") && !read.text.contains("alert("),
+                "{}",
+                read.text
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn document_headers_are_those_of_oracle_health_documents() {
+    let (app, _) = frontend_app(PDF_ON).await;
+    let path = pdf_path(FULL_SID);
+    let r = app.get(&path, &owner_token()).await;
+    let len = r.bytes.len();
+    assert_eq!(r.headers["content-length"], len.to_string().as_str());
+    assert_eq!(r.headers["cache-control"], "private, no-store");
+    assert_eq!(r.headers["accept-ranges"], "bytes");
+    assert_eq!(
+        r.headers["content-disposition"],
+        "inline; filename=\"VA-after-visit-summary-2023-01-01.pdf\""
+    );
+    let etag = r.headers["etag"].to_str().unwrap().to_owned();
+    assert!(etag.starts_with('"') && !etag.starts_with("W/"), "{etag}");
+    let send = |extra: &[(&str, &str)], uri: &str, method: &str| {
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", format!("Bearer {}", owner_token()));
+        for (k, v) in extra {
+            request = request.header(*k, *v);
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    let not_modified = app.send(send(&[("if-none-match", &etag)], &path, "GET")).await;
+    assert_eq!(not_modified.status, 304);
+    let part = app.send(send(&[("range", "bytes=0-99")], &path, "GET")).await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.bytes.len(), 100);
+    assert_eq!(
+        part.headers["content-range"],
+        format!("bytes 0-99/{len}").as_str()
+    );
+    assert_eq!(&part.bytes[..], &r.bytes[..100]);
+    let beyond = app
+        .send(send(&[("range", &format!("bytes={len}-"))], &path, "GET"))
+        .await;
+    assert_eq!(beyond.status, 416);
+    let head = app.send(send(&[], &path, "HEAD")).await;
+    assert_eq!(head.status, 200);
+    assert!(head.bytes.is_empty());
+    assert_eq!(head.headers["content-length"], len.to_string().as_str());
+    let saved = app.get(&format!("{path}?download=1"), &owner_token()).await;
+    assert_eq!(
+        saved.headers["content-disposition"],
+        "attachment; filename=\"VA-after-visit-summary-2023-01-01.pdf\""
+    );
+    let txt = app
+        .get(
+            &format!("/avs/v0/avs/{FULL_SID}/txt?download=true"),
+            &owner_token(),
+        )
+        .await;
+    assert_eq!(
+        txt.headers["content-disposition"],
+        "attachment; filename=\"VA-after-visit-summary-2023-01-01.txt\""
+    );
+}
+
+#[tokio::test]
+async fn fifty_concurrent_first_requests_render_once_and_a_repeat_renders_nothing() {
+    let (app, _) = frontend_app(PDF_ON).await;
+    let app = Arc::new(app);
+    let before = app.state.summaries.documents_rendered();
+    let requests: Vec<_> = (0..50)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { app.get(&pdf_path(FULL_SID), &owner_token()).await })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for r in requests {
+        let r = r.await.unwrap();
+        assert_eq!(r.status, 200);
+        bodies.push(r.bytes);
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "one document for all");
+    assert_eq!(
+        app.state.summaries.documents_rendered() - before,
+        1,
+        "rendered once"
+    );
+    assert_eq!(app.upstream.hits(), 1, "fetched once");
+    app.get(&pdf_path(FULL_SID), &owner_token()).await;
+    assert_eq!(
+        app.state.summaries.documents_rendered() - before,
+        1,
+        "a repeat renders nothing"
+    );
+    // The rendered bytes count in the cache's budget.
+    let (_, weighed) = app.state.summaries.cache_usage().await;
+    assert!(weighed as usize > bodies[0].len(), "{weighed}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_the_json_routes_errors_or_leaves_the_section_out() {
+    let (app, _) = frontend_app(PDF_ON).await;
+    app.get("/avs/v0/avs/not-a-sid/pdf", &owner_token())
+        .await
+        .assert_error(400, "Invalid AVS id", "AVS id does not match accepted format.");
+    let stranger = rs256(&claims("stranger-1", Some(OTHER_ICN), None));
+    app.get(&pdf_path(FULL_SID), &stranger).await.assert_error(
+        401,
+        "Not authorized",
+        "User may not view this AVS.",
+    );
+    let missing = "0123456789ABCDEF0123456789ABCDEF";
+    app.get(&format!("/avs/v0/avs/{missing}/txt"), &owner_token())
+        .await
+        .assert_error(404, "Not found", &format!("No AVS found for sid {missing}"));
+    // A string where the page expects a list: that part is left out, the rest is there.
+    let mut odd = fixture("full");
+    odd["sid"] = json!("00112233445566778899AABBCCDDEEFF");
+    odd["data"]["diagnoses"] = json!("Coronary arteriosclerosis");
+    odd["data"]["vitals"] = json!({"type": "Pulse"});
+    app.upstream.summary(&odd);
+    for form in ["pdf", "txt"] {
+        let r = app
+            .get(
+                &format!("/avs/v0/avs/00112233445566778899AABBCCDDEEFF/{form}"),
+                &owner_token(),
+            )
+            .await;
+        // The JSON route refuses a wrongly shaped list (502): the documents do as it does.
+        assert!(r.status == 200 || r.status == 502, "{form}: {}", r.status);
+        if r.status == 200 {
+            let text = String::from_utf8_lossy(&r.bytes);
+            assert!(form == "pdf" || !text.contains("Diagnoses\n~"), "{text}");
+        } else {
+            assert_eq!(r.json["errors"][0]["status"], "bad_gateway");
+        }
+    }
+    // The toggle off: the gate's 404, after the summary's own checks.
+    let off = frontend_app(PDF_OFF).await.0;
+    off.get(&pdf_path(FULL_SID), &owner_token()).await.assert_error(
+        404,
+        "Not found",
+        "There are no routes matching your request",
+    );
+}
+
+#[tokio::test]
+async fn binaries_answer_vagovs_shape_in_item_order() {
+    let (app, _) = frontend_app(PDF_ON).await;
+    let mut theirs = fixture("someone-else");
+    theirs["sid"] = json!("FFEEDDCCBBAA99887766554433221100");
+    app.upstream.summary(&theirs);
+    app.upstream.script(
+        "/avs/ABCDEF0123456789ABCDEF0123456789",
+        Scripted::status(500, "{}"),
+    );
+    let missing = "0123456789ABCDEF0123456789ABCDEF";
+    let ids = format!(
+        "{FULL_SID},{missing},FFEEDDCCBBAA99887766554433221100,ABCDEF0123456789ABCDEF0123456789,{FULL_SID}"
+    );
+    let r = app
+        .get(&format!("/avs/v0/avs/binaries?doc_ids={ids}"), &owner_token())
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let pdf = app.get(&pdf_path(FULL_SID), &owner_token()).await.bytes;
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&pdf);
+    assert_eq!(
+        r.json,
+        json!({"data": [
+            {"id": FULL_SID, "type": "avs_binary", "attributes": {"docId": FULL_SID, "binary": b64}},
+            {"id": missing, "type": "avs_binary", "attributes": {"docId": missing, "error": "Retrieved empty AVS binary"}},
+            {"id": "FFEEDDCCBBAA99887766554433221100", "type": "avs_binary", "attributes": {"docId": "FFEEDDCCBBAA99887766554433221100", "error": "Retrieved empty AVS binary"}},
+            {"id": "ABCDEF0123456789ABCDEF0123456789", "type": "avs_binary", "attributes": {"docId": "ABCDEF0123456789ABCDEF0123456789", "error": "Error retrieving AVS binary"}},
+        ]})
+    );
+    let eleven: Vec<String> = (0..11).map(|i| format!("{i:032X}")).collect();
+    for bad in [
+        "",
+        "?doc_ids=",
+        "?doc_ids=nope",
+        &format!("?doc_ids={}", eleven.join(",")),
+    ] {
+        let r = app
+            .get(&format!("/avs/v0/avs/binaries{bad}"), &owner_token())
+            .await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.json);
+        assert_eq!(r.json["errors"][0]["title"], "Invalid parameters");
+    }
+}
+
+#[tokio::test]
+async fn links_offer_the_pdf_item_when_its_toggle_is_on() {
+    let links_on = "[features.va_online_scheduling_after_visit_summary]\nboolean = true\n";
+    let body = r#"{"appointments":[{"stationNo":"500","appointmentIen":"9876543"},{"stationNo":"500","appointmentIen":"1000"}]}"#;
+    for (toggles, offered) in [(PDF_ON, true), (PDF_OFF, false)] {
+        let app = TestApp::builder()
+            .toggles(&format!("{toggles}{links_on}"))
+            .start()
+            .await;
+        app.upstream.script(
+            "/avs-by-appointment/500/9876543",
+            Scripted::json(&json!([{"sid": FULL_SID, "icn": DEV_ICN}])),
+        );
+        let r = app.post_json("/avs/v0/avs/links", &owner_token(), body).await;
+        assert_eq!(r.status, 200, "{}", r.json);
+        let expected = offered.then(|| {
+            json!([{"id": FULL_SID, "apptId": "9876543", "name": "After-visit summary",
+                    "noteType": "ambulatory_patient_summary", "loincCodes": ["96345-4"],
+                    "contentType": "application/pdf", "binary": null}])
+        });
+        assert_eq!(r.json["data"][0]["avsPdf"], expected.unwrap_or(Value::Null));
+        assert_eq!(r.json["data"][1]["avsPdf"], Value::Null, "no summary, no item");
+    }
+}
+
+#[tokio::test]
+async fn the_page_header_is_plain_text_and_absent_orders_are_null() {
+    let app = TestApp::start().await;
+    let mut doc = fixture("minimal");
+    doc["data"]["header"] = json!({"pageHeader": "<div>Ward &amp; Clinic</div><div>A &lt;b&gt;</div>"});
+    app.upstream.summary(&doc);
+    let r = app
+        .get(
+            &format!("/avs/v0/avs/{}", doc["sid"].as_str().unwrap()),
+            &owner_token(),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let a = &r.json["data"]["attributes"];
+    assert_eq!(a["meta"]["pageHeader"], "Ward & Clinic\nA <b>");
+    assert_eq!(a["orders"], Value::Null);
+}
