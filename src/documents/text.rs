@@ -34,8 +34,14 @@ pub fn render_text(doc: &SummaryDocument) -> String {
     out
 }
 
+/// Wrapping at white space only: never inside a word, and never after a hyphen (a phone number
+/// `1-877-…` broken there would read as two numbers).
+fn options(width: usize) -> textwrap::Options<'static> {
+    textwrap::Options::new(width).word_splitter(textwrap::WordSplitter::NoHyphenation)
+}
+
 fn heading(out: &mut String, text: &str, underline: char) {
-    let lines = textwrap::wrap(text, WIDTH);
+    let lines = textwrap::wrap(text, options(WIDTH));
     let longest = lines
         .iter()
         .map(|l| textwrap::core::display_width(l))
@@ -61,9 +67,7 @@ fn spans_text(spans: &[Span]) -> String {
 }
 
 fn wrapped(out: &mut String, text: &str, first: &str, rest: &str) {
-    let options = textwrap::Options::new(WIDTH)
-        .initial_indent(first)
-        .subsequent_indent(rest);
+    let options = options(WIDTH).initial_indent(first).subsequent_indent(rest);
     for line in textwrap::wrap(text, options) {
         out.push_str(line.trim_end());
         out.push('\n');
@@ -132,7 +136,7 @@ fn table(out: &mut String, head: &[String], rows: &[Vec<String>]) {
             text.push_str(GUTTER);
         }
         let last_cell = cell(row, last);
-        let lines = textwrap::wrap(&last_cell, room.max(1));
+        let lines = textwrap::wrap(&last_cell, options(room.max(1)));
         let mut lines = lines.iter();
         text.push_str(lines.next().map(|l| l.as_ref()).unwrap_or(""));
         out.push_str(text.trim_end());

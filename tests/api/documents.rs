@@ -78,8 +78,8 @@ fn page_strings(a: &Value) -> Vec<String> {
     each(&a["clinicalReminders"])
         .iter()
         .for_each(|r| push(&r["name"]));
-    for line in a["patientInstructions"].as_str().unwrap_or("").split("<br>") {
-        push(&json!(line));
+    for piece in html_texts(&a["patientInstructions"]) {
+        push(&json!(piece));
     }
     for field in ["newMedications", "discontinuedMeds", "changedMedications"] {
         each(&a["medChangesSummary"][field]).iter().for_each(&mut push);
@@ -117,7 +117,29 @@ fn page_strings(a: &Value) -> Vec<String> {
     meds.iter().filter(|m| !supply(m)).for_each(|m| push(&m["name"]));
     meds.iter().filter(|m| supply(m)).for_each(|m| push(&m["name"]));
     each(&a["clinicalServices"]).iter().for_each(|s| push(&s["name"]));
+    for piece in html_texts(&a["moreHelpAndInformation"]) {
+        push(&json!(piece));
+    }
     out
+}
+
+/// The words between the tags of a sanitised HTML field, entities decoded.
+fn html_texts(html: &Value) -> Vec<String> {
+    let html = html.as_str().unwrap_or("");
+    let mut pieces = Vec::new();
+    for chunk in html.split('<') {
+        let text = chunk.split_once('>').map_or(chunk, |(_, text)| text);
+        let text = text
+            .replace("&nbsp;", " ")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&amp;", "&");
+        if !text.trim().is_empty() {
+            pieces.push(flat(&text));
+        }
+    }
+    pieces
 }
 
 /// Each of `strings` in `text`, in order (white space collapsed in both).
@@ -288,6 +310,14 @@ async fn the_minimal_hostile_and_large_fixtures_render_accessible_pdfs() {
     for doc in &docs {
         app.upstream.summary(doc);
         let sid = doc["sid"].as_str().unwrap();
+        let shown = app.get(&format!("/avs/v0/avs/{sid}"), &owner_token()).await;
+        let strings = page_strings(&shown.json["data"]["attributes"]);
+        let text = app.get(&format!("/avs/v0/avs/{sid}/txt"), &owner_token()).await;
+        assert_in_order(
+            &String::from_utf8_lossy(&text.bytes),
+            &strings,
+            &format!("{sid} txt"),
+        );
         let r = app.get(&pdf_path(sid), &owner_token()).await;
         assert_eq!(r.status, 200, "{sid}: {}", r.json);
         let Some(read) = read_pdf(&r.bytes) else { return };
@@ -308,6 +338,7 @@ async fn the_minimal_hostile_and_large_fixtures_render_accessible_pdfs() {
                 .trim(),
         );
         assert!(!read.text.contains(sid) && !read.text.contains(DEV_ICN), "{sid}");
+        assert_in_order(&read.text, &strings, &format!("{sid} pdf"));
         if doc == &docs[1] {
             // The hostile one's markup is text, never code: no script survives as words.
             assert!(
