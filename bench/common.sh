@@ -51,3 +51,16 @@ CONF
 # A process's CPU time so far, in clock ticks (user + system).
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# Usage: measure URL PID -> "rps cpu_us_per_req": wrk with one thread and 64 connections for
+# $secs seconds (with $token), and PID's CPU over the run per request; fails on a non-2xx.
+measure() {
+  local before after
+  before=$(ticks "$2")
+  wrk -t1 -c64 -d"${secs}s" -H "Authorization: Bearer $token" "$1" > "$work/wrk"
+  after=$(ticks "$2")
+  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
+    /Requests\/sec/ { rps = $2 } / requests in / { n = $1 } /Non-2xx/ { bad = $NF }
+    END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
+          printf "%.0f %.1f\n", rps, ticks / hz * 1e6 / n }' "$work/wrk"
+}

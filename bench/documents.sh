@@ -28,16 +28,6 @@ start_nginx "
 await_url http://127.0.0.1:18082/doc.pdf
 nginx_url="http://127.0.0.1:18082/doc.pdf"
 
-measure() {
-  local before after
-  before=$(ticks "$2")
-  wrk -t1 -c64 -d"${secs}s" -H "Authorization: Bearer $token" "$1" > "$work/wrk"
-  after=$(ticks "$2")
-  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
-    /Requests\/sec/ { rps = $2 } / requests in / { n = $1 } /Non-2xx/ { bad = $NF }
-    END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
-          printf "%.0f %.1f\n", rps, ticks / hz * 1e6 / n }' "$work/wrk"
-}
 
 service_pid=${pids[0]}
 nginx_pid=${pids[1]}

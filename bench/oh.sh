@@ -26,17 +26,6 @@ start_nginx "
   server { listen 127.0.0.1:18082; root $work/html; }"
 await_url http://127.0.0.1:18082/doc.pdf
 
-# Usage: measure URL PID -> "rps cpu_us_per_req"
-measure() {
-  local before after
-  before=$(ticks "$2")
-  wrk -t1 -c64 -d"${secs}s" -H "Authorization: Bearer $token" "$1" > "$work/wrk"
-  after=$(ticks "$2")
-  awk -v ticks=$((after - before)) -v hz="$(getconf CLK_TCK)" '
-    /Requests\/sec/ { rps = $2 } / requests in / { n = $1 } /Non-2xx/ { bad = $NF }
-    END { if (bad) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
-          printf "%.0f %.1f\n", rps, ticks / hz * 1e6 / n }' "$work/wrk"
-}
 
 raw="http://127.0.0.1:18080/avs/v0/oh/documents/$doc"
 compat="http://127.0.0.1:18080/avs/v0/oh/appointments/4818609/binaries?doc_ids=$doc"

@@ -143,6 +143,16 @@ impl Driver {
         self.session("POST", "/url", json!({"url": url})).await;
     }
 
+    /// The content type of the document the browser shows.
+    async fn content_type(&self) -> Value {
+        self.session(
+            "POST",
+            "/execute/sync",
+            json!({"script": "return document.contentType", "args": []}),
+        )
+        .await
+    }
+
     async fn click(&self, xpath: &str) {
         let element = self
             .session("POST", "/element", json!({"using": "xpath", "value": xpath}))
@@ -301,14 +311,11 @@ async fn a_vista_summary_pdf_opens_inline_by_cookie_and_downloads_under_its_name
         .await;
     let path = format!("/avs/v0/avs/{FULL_SID}/pdf");
     driver.open(&app.url(&path)).await;
-    let opened = driver
-        .session(
-            "POST",
-            "/execute/sync",
-            json!({"script": "return document.contentType", "args": []}),
-        )
-        .await;
-    assert_eq!(opened, "application/pdf", "the browser shows the PDF inline");
+    assert_eq!(
+        driver.content_type().await,
+        "application/pdf",
+        "the browser shows the PDF inline"
+    );
     driver.screenshot("vista-summary-inline.png").await;
     // A download does not navigate: the page stays, and the file arrives in the folder.
     driver.open(&app.url("/healthz")).await;
@@ -352,7 +359,7 @@ async fn an_oracle_health_pdf_opens_inline_and_the_compat_flow_yields_the_same_b
     };
     // The embedded fixture upstream serves the development patient's Oracle Health summaries.
     let upstream = FakeUpstream::start().await;
-    let toggles = format!("{TOGGLES_ON}[features.va_online_scheduling_add_OH_avs]\nboolean = true\n");
+    let toggles = format!("{TOGGLES_ON}{OH_ON}");
     let app = Listening::start(upstream, &toggles, &[]).await;
     let token = owner_token();
     let doc = "15249638962"; // the long one, several pages
@@ -368,14 +375,11 @@ async fn an_oracle_health_pdf_opens_inline_and_the_compat_flow_yields_the_same_b
     driver
         .open(&app.url(&format!("/avs/v0/oh/documents/{doc}")))
         .await;
-    let opened = driver
-        .session(
-            "POST",
-            "/execute/sync",
-            json!({"script": "return document.contentType", "args": []}),
-        )
-        .await;
-    assert_eq!(opened, "application/pdf", "the browser shows the PDF inline");
+    assert_eq!(
+        driver.content_type().await,
+        "application/pdf",
+        "the browser shows the PDF inline"
+    );
     driver.screenshot("oh-document-inline.png").await;
 
     driver.open(&app.url("/healthz")).await;

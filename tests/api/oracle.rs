@@ -7,67 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use base64::Engine;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::support::*;
-
-const OH_ON: &str = "[features.va_online_scheduling_add_OH_avs]\nboolean = true\n";
-const SUBJECT: &str = "Patient/oh-owner";
-const METADATA: &str = "/oh/avs/oracle-health";
-const LOGIN: &str = "/oh/login";
-
-fn doc_path(id: &str) -> String {
-    format!("/oh/document-reference/oracle-health/{id}")
-}
-
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// A small real-looking PDF of `n` bytes.
-fn pdf(n: usize) -> Vec<u8> {
-    let mut bytes = b"%PDF-1.4\n".to_vec();
-    bytes.resize(n.max(10), b'x');
-    bytes
-}
-
-/// A document of the metadata Bundle: id, its appointment, date, content type, LOINC codes.
-struct Doc<'a>(&'a str, &'a str, &'a str, &'a str, &'a [&'a str]);
-
-fn metadata(docs: &[Doc<'_>], subject: &str) -> Value {
-    let mut entry = Vec::new();
-    for Doc(id, appt, date, content_type, codes) in docs {
-        entry.push(
-            json!({"resource": {"resourceType": "Encounter", "id": format!("enc-{id}"),
-            "appointment": [{"reference": format!("Appointment/{appt}")}]}}),
-        );
-        entry.push(json!({"resource": {"resourceType": "DocumentReference", "id": id,
-            "subject": {"reference": subject}, "date": date,
-            "type": {"coding": codes.iter().map(|c| json!({"code": c})).collect::<Vec<_>>()},
-            "context": {"encounter": [{"reference": format!("Encounter/enc-{id}")}]},
-            "content": [{"attachment": {"contentType": "application/xml", "url": format!("x/Binary/XML-{id}")}},
-                        {"attachment": {"contentType": content_type, "url": format!("x/Binary/XR-{id}")}}]}}));
-    }
-    json!({"resourceType": "Bundle", "entry": entry})
-}
-
-fn bytes_bundle(id: &str, content_type: &str, bytes: &[u8], subject: &str) -> Value {
-    json!({"resourceType": "Bundle", "entry": [
-        {"resource": {"resourceType": "DocumentReference", "id": id, "subject": {"reference": subject},
-            "content": [{"attachment": {"contentType": "application/xml", "url": format!("x/Binary/XML-{id}")}},
-                        {"attachment": {"contentType": content_type, "url": format!("x/Binary/XR-{id}")}}]}},
-        {"resource": {"resourceType": "Binary", "id": format!("XML-{id}"), "contentType": "application/xml", "data": b64(b"<x/>")}},
-        {"resource": {"resourceType": "Binary", "id": format!("XR-{id}"), "contentType": content_type, "data": b64(bytes)}}
-    ]})
-}
-
-/// Today's date as `YYYY-MM-DD` (UTC), moved by `days`.
-fn day(days: i64) -> String {
-    let d = time::OffsetDateTime::now_utc().date() + time::Duration::days(days);
-    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
-}
 
 /// The owner's three documents: two for appointment A-1 (yesterday, a week ago), one text
 /// document for A-2 (a month ago); and the stub's login.
@@ -78,13 +21,10 @@ async fn oh_app(extra: &[(&str, &str)]) -> TestApp {
         .start()
         .await;
     let up = &app.upstream;
-    up.script(
-        LOGIN,
-        Scripted::json(&json!({})).header("authorization", "Bearer uhd-token-1"),
-    );
-    up.script(
-        &format!("{METADATA}#patientId={DEV_ICN}"),
-        Scripted::json(&metadata(
+    up.uhd_login("uhd-token-1");
+    up.uhd_metadata(
+        DEV_ICN,
+        &metadata(
             &[
                 Doc(
                     "d-new",
@@ -97,14 +37,14 @@ async fn oh_app(extra: &[(&str, &str)]) -> TestApp {
                 Doc("d-text", "A-2", &day(-30), "text/plain", &["18842-5"]),
             ],
             SUBJECT,
-        )),
+        ),
     );
-    up.script(
-        &format!("{METADATA}#patientId={OTHER_ICN}"),
-        Scripted::json(&metadata(
+    up.uhd_metadata(
+        OTHER_ICN,
+        &metadata(
             &[Doc("d-theirs", "B-1", &day(-2), "application/pdf", &[])],
             "Patient/other",
-        )),
+        ),
     );
     up.script(
         &doc_path("d-new"),

@@ -37,7 +37,7 @@ fn by_cookie(uri: &str, token: &str) -> axum::http::Request<Body> {
 
 #[tokio::test]
 async fn a_sis_user_is_who_vets_api_says_on_every_route() {
-    let toggles = format!("{TOGGLES_ON}[features.va_online_scheduling_add_OH_avs]\nboolean = true\n");
+    let toggles = format!("{TOGGLES_ON}{OH_ON}");
     let (app, sis) = sis_app(&toggles, &[]).await;
     let summary = format!("/avs/v0/avs/{FULL_SID}");
     // An icn or email claim in a SiS token is never read: the owner is vets-api's answer.
