@@ -6,7 +6,9 @@ command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; 
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || { echo "nginx is required: apt-get install nginx" >&2; exit 1; }
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
-out="${CARGO_TARGET_DIR:-target}/release"
+# BENCH_PREBUILT=DIR measures the binaries already in DIR (a build kept from before a change,
+# for a baseline) instead of building.
+out="${BENCH_PREBUILT:-${CARGO_TARGET_DIR:-target}/release}"
 bin="$out/avs-api"
 work=$(mktemp -d)
 pids=()

@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
 rounds="${2:-3}"
-cargo build --release --quiet --bin avs-api --example render
+[ -n "${BENCH_PREBUILT:-}" ] || cargo build --release --quiet --bin avs-api --example render
 . bench/common.sh
 
 "$out/examples/render"

@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
 rounds="${2:-3}"
-cargo build --release --quiet --bin avs-api --example oh_probe
+[ -n "${BENCH_PREBUILT:-}" ] || cargo build --release --quiet --bin avs-api --example oh_probe
 . bench/common.sh
 
 doc=15249638962
@@ -48,8 +48,8 @@ col() { awk -v c="$1" '{ print $c }' "$work/rounds" | median; }
 echo "date $(date -u +%Y-%m-%dT%H:%MZ)"
 echo "machine $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -m)"
 echo "nginx_sendfile_rps $(col 1)  cpu_us_per_req $(col 2)"
-echo "oh_raw_hit_rps $(col 3)  cpu_us_per_req $(col 4)  rps_ratio_to_nginx $(awk '{ print $3 / $1 }' "$work/rounds" | median)"
-echo "oh_compat_hit_rps $(col 5)  cpu_us_per_req $(col 6)"
+echo "oh_raw_hit_rps $(col 3)  cpu_us_per_req $(col 4)  rps_ratio_to_nginx $(awk '{ print $3 / $1 }' "$work/rounds" | median)  cpu_ratio_to_nginx $(awk '{ print $4 / $2 }' "$work/rounds" | median)"
+echo "oh_compat_hit_rps $(col 5)  cpu_us_per_req $(col 6)  cpu_ratio_to_raw $(awk '{ print $6 / $4 }' "$work/rounds" | median)"
 raw_bytes=$(curl -s -o /dev/null -w '%{size_download}' -H "Authorization: Bearer $token" "$raw")
 compat_bytes=$(curl -s -o /dev/null -w '%{size_download}' -H "Authorization: Bearer $token" "$compat")
 echo "bytes_on_wire raw $raw_bytes compat $compat_bytes ratio $(awk -v a="$compat_bytes" -v b="$raw_bytes" 'BEGIN { printf "%.3f", a / b }')"

@@ -95,6 +95,8 @@ async fn service(uhd_url: &str, budget: u64) -> (axum::Router, AppState) {
     .unwrap();
     let vars: Vars = [
         ("AVS_ENV", "test".to_owned()),
+        // The probes hold claims tokens (`dev_token`); SiS needs a vets-api to ask.
+        ("AVS_IDENTITY", "claims".to_owned()),
         ("AVS_UPSTREAM_URL", uhd_url.to_owned()),
         ("AVS_OH_UPSTREAM_URL", uhd_url.to_owned()),
         ("AVS_OH_LOGIN_URL", format!("{uhd_url}login")),

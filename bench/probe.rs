@@ -61,6 +61,8 @@ async fn service(upstream_url: &str, extra: &[(&str, &str)]) -> (axum::Router, A
     std::fs::write(&toggles, "[features.avs_enabled]\nboolean = true\n").unwrap();
     let mut vars: Vars = [
         ("AVS_ENV", "test".to_owned()),
+        // The probes hold claims tokens (`dev_token`); SiS needs a vets-api to ask.
+        ("AVS_IDENTITY", "claims".to_owned()),
         ("AVS_UPSTREAM_URL", upstream_url.to_owned()),
         ("AVS_PROXY_URL", "direct".to_owned()),
         ("AVS_TOGGLES", format!("file:{}", toggles.display())),

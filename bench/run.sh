@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-5}"
 rounds="${2:-3}"
 threads="${WRK_THREADS:-1}"
-cargo build --release --quiet --bin avs-api --example baseline --example probe
+[ -n "${BENCH_PREBUILT:-}" ] || cargo build --release --quiet --bin avs-api --example baseline --example probe
 . bench/common.sh
 
 sid=9A7AF40B2BC2471EA116891839113252
@@ -114,6 +114,8 @@ for target in "bare 1" "nginx 5" "identity 9" "br 13" "gzip 17" "claims 21" "sis
   printf "%-9s %8s %8s %8s %12s %12.2f %10.2f\n" "$1" "$(col "$2")" "$(col $(($2 + 1)))" "$(col $(($2 + 2)))" \
     "$(col $(($2 + 3)))" "$(ratio $(($2 + 3)) 4)" "$(ratio "$2" 1)"
 done
+# #28's figure: the identity hit against nginx's proxy_cache hit of the same bytes, per round.
+echo "identity_cpu_vs_nginx $(ratio 12 8)  identity_rps_vs_nginx $(ratio 9 5)"
 # #25's figure: a cached hit with a SiS cookie against one with a claims token, per round.
 echo "sis_cookie_cpu_vs_claims $(ratio 28 24)  sis_cookie_rps_vs_claims $(ratio 25 21)"
 for enc in identity br gzip; do

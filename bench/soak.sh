@@ -11,7 +11,7 @@ secs="${1:-600}"
 tinyproxy=$(command -v tinyproxy || echo /usr/sbin/tinyproxy)
 [ -x "$tinyproxy" ] || { echo "tinyproxy is required: apt-get install tinyproxy" >&2; exit 1; }
 
-cargo build --release --quiet --bin avs-api --example soak
+[ -n "${BENCH_PREBUILT:-}" ] || cargo build --release --quiet --bin avs-api --example soak
 out="${CARGO_TARGET_DIR:-target}/release"
 work=$(mktemp -d)
 pids=()

@@ -23,6 +23,7 @@ pub mod identity;
 #[cfg(test)]
 mod properties;
 pub mod rollout;
+pub mod sealed;
 pub mod startup;
 pub mod telemetry;
 pub mod toggles;

@@ -45,10 +45,12 @@ impl Application {
         let state = AppState::new(config, Upstreams::resolve(config, fixture.as_ref())?).await?;
         let limits = config.listeners.connections;
         let budget = Budget::raise(limits.max_connections);
+        crate::sealed::allow(budget.sealed);
         tracing::info!(
             open_files = budget.open_files,
             public = budget.public,
             admin = budget.admin,
+            sealed_documents = budget.sealed,
             limited_by_open_files = budget.limited,
             "connection caps"
         );

@@ -57,13 +57,15 @@ pub struct Document {
 }
 
 impl Document {
-    pub fn new(kind: DocKind, bytes: Bytes) -> Document {
+    /// The document of `bytes`, its bytes and base64 form stored by `keep` (the caches pass
+    /// the `sealed` module's `keep`, which puts large ones where the kernel sends them without a copy).
+    pub fn new(kind: DocKind, bytes: &[u8], keep: impl Fn(&[u8]) -> Bytes) -> Document {
         use base64::Engine;
-        let base64 = Bytes::from(base64::engine::general_purpose::STANDARD.encode(&bytes));
+        let base64 = keep(base64::engine::general_purpose::STANDARD.encode(bytes).as_bytes());
         Document {
             kind,
-            etag: etag(&bytes),
-            bytes,
+            etag: etag(bytes),
+            bytes: keep(bytes),
             base64,
         }
     }

@@ -12,6 +12,10 @@
 /// the database pool, the toggle file, the runtime's own, and the admin listener's share.
 pub const RESERVE: u64 = 256;
 
+/// Cached documents sealed in memory files at most (`crate::sealed`): one descriptor each, taken
+/// only from what the public cap leaves over.
+pub const SEALED_DOCUMENTS: usize = 4096;
+
 /// Connections the admin listener holds at most (part of [`RESERVE`]); it serves operators and
 /// the metrics scraper, not the public.
 pub const ADMIN_CONNECTIONS: usize = 64;
@@ -23,6 +27,9 @@ pub struct Budget {
     pub open_files: u64,
     pub public: usize,
     pub admin: usize,
+    /// Documents that may be sealed (`crate::sealed`): the descriptors left after the public
+    /// cap, at most [`SEALED_DOCUMENTS`]; none when the limit decided the cap.
+    pub sealed: usize,
     /// Whether the limit, not the setting, decided the public cap.
     pub limited: bool,
 }
@@ -37,6 +44,7 @@ impl Budget {
             open_files,
             public,
             admin: setting.min(ADMIN_CONNECTIONS),
+            sealed: room.saturating_sub(public).min(SEALED_DOCUMENTS),
             limited: public < setting,
         }
     }
@@ -89,6 +97,12 @@ mod tests {
         assert_eq!((low.public, low.admin, low.limited), (768, 64, true));
         let high = Budget::under(1_048_576, 10_000);
         assert_eq!((high.public, high.limited), (10_000, false));
+        assert_eq!(
+            (low.sealed, high.sealed),
+            (0, SEALED_DOCUMENTS),
+            "documents use what connections leave"
+        );
+        assert_eq!(Budget::under(10_256 + 100, 10_000).sealed, 100);
         assert_eq!(Budget::under(100, 10_000).public, 1, "never zero");
         assert_eq!(Budget::under(u64::MAX, 5).admin, 5);
         assert!(

@@ -8,6 +8,15 @@ use axum::http::header::{
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+
 use super::error::ApiError;
 use crate::domain::{DocKind, Document};
 
@@ -27,48 +36,77 @@ pub(super) enum Binary<'a> {
 }
 
 /// VA.gov's `avs_binaries` answer: one item per id, in request order, each its base64 bytes
-/// or one of the two strings the apps tell apart; always 200. Written straight into one buffer:
-/// the base64 text needs no JSON escaping, so each document's is copied once, not encoded, built
-/// into a JSON value and escaped again on every request.
+/// or one of the two strings the apps tell apart; always 200. Each document's base64 form was
+/// made with it (and sealed, when large: `crate::sealed`), so the answer is the small JSON
+/// between the items plus those forms as they are: nothing encoded, escaped or copied per
+/// request (the base64 text needs no JSON escaping).
 pub(super) fn binaries(items: Vec<(&str, Binary<'_>)>) -> Response {
     let mut total = 0usize;
-    let size: usize = items
-        .iter()
-        .map(|(id, b)| {
-            96 + 2 * id.len()
-                + if let Binary::Found(d) = b {
-                    d.base64.len()
-                } else {
-                    32
-                }
-        })
-        .sum();
-    let mut body = Vec::with_capacity(size + 16);
-    body.extend_from_slice(b"{\"data\":[");
+    let mut parts = Parts::default();
+    let mut text = String::from("{\"data\":[");
     for (n, (id, found)) in items.into_iter().enumerate() {
         if n > 0 {
-            body.push(b',');
+            text.push(',');
         }
         // Ids are validated (hex digits, or letters, digits and hyphens); written as JSON anyway.
         let id = serde_json::Value::from(id).to_string();
-        body.extend_from_slice(
-            format!("{{\"id\":{id},\"type\":\"avs_binary\",\"attributes\":{{\"docId\":{id},").as_bytes(),
-        );
+        text.push_str(&format!(
+            "{{\"id\":{id},\"type\":\"avs_binary\",\"attributes\":{{\"docId\":{id},"
+        ));
         match found {
             Binary::Found(doc) if total + doc.bytes.len() <= BINARIES_MAX_BYTES => {
                 total += doc.bytes.len();
-                body.extend_from_slice(b"\"binary\":\"");
-                body.extend_from_slice(&doc.base64);
-                body.extend_from_slice(b"\"}}");
+                text.push_str("\"binary\":\"");
+                parts.push(Bytes::from(std::mem::take(&mut text)));
+                parts.push(doc.base64.clone());
+                text.push_str("\"}}");
             }
-            Binary::Empty => body.extend_from_slice(format!("\"error\":\"{EMPTY}\"}}}}").as_bytes()),
-            Binary::Found(_) | Binary::Failed => {
-                body.extend_from_slice(format!("\"error\":\"{FAILED}\"}}}}").as_bytes())
-            }
+            Binary::Empty => text.push_str(&format!("\"error\":\"{EMPTY}\"}}}}")),
+            Binary::Found(_) | Binary::Failed => text.push_str(&format!("\"error\":\"{FAILED}\"}}}}")),
         }
     }
-    body.extend_from_slice(b"]}");
-    ([(CONTENT_TYPE, "application/json")], body).into_response()
+    text.push_str("]}");
+    parts.push(Bytes::from(text));
+    ([(CONTENT_TYPE, "application/json")], Body::new(parts)).into_response()
+}
+
+/// A body of several buffers sent as they are, with its length known up front (hyper writes
+/// `Content-Length` and hands each buffer to the socket in one vectored write).
+#[derive(Default)]
+struct Parts {
+    buffers: VecDeque<Bytes>,
+    len: u64,
+}
+
+impl Parts {
+    fn push(&mut self, buffer: Bytes) {
+        self.len += buffer.len() as u64;
+        self.buffers.push_back(buffer);
+    }
+}
+
+impl http_body::Body for Parts {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let next = self.buffers.pop_front();
+        if let Some(buffer) = &next {
+            self.len -= buffer.len() as u64;
+        }
+        Poll::Ready(next.map(|buffer| Ok(Frame::data(buffer))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.buffers.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
 }
 
 /// A document's answer: whole, one range of it (206/416), or 304 for a matching validator;

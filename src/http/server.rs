@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::config::ConnectionLimits;
+use crate::sealed;
 
 /// Serves `router` on `listener` until `stop` fires, then lets the open connections finish
 /// (idle ones close at once) for up to `grace`. Returns whether every connection drained.
@@ -217,9 +218,56 @@ impl AsyncRead for Watched {
     }
 }
 
+impl Watched {
+    /// Sends `data`, a slice of a sealed document, from its file without copying it.
+    fn poll_send_sealed(&self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        let Some((fd, mut offset)) = sealed::find(data) else {
+            return Poll::Ready(Err(io::ErrorKind::InvalidInput.into()));
+        };
+        // SAFETY: `data` is borrowed from a `Bytes` whose owner holds this file open for as
+        // long as the slice lives, which outlasts this call.
+        let file = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let sent = self.poll_io(cx, || {
+            rustix::fs::sendfile(&self.stream, file, Some(&mut offset), data.len()).map_err(io::Error::from)
+        });
+        if let Poll::Ready(Ok(n)) = sent {
+            metrics::counter!("avs_document_bytes_sent_from_files_total").increment(n as u64);
+        }
+        sent
+    }
+
+    /// Writes `bufs` with more to follow at once, so the kernel holds them for the next send
+    /// (the socket has `TCP_NODELAY`, which would send a head alone).
+    fn poll_send_more(&self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        self.poll_io(cx, || {
+            let mut control = rustix::net::SendAncillaryBuffer::default();
+            rustix::net::sendmsg(&self.stream, bufs, &mut control, rustix::net::SendFlags::MORE)
+                .map_err(io::Error::from)
+        })
+    }
+
+    fn poll_io(
+        &self,
+        cx: &mut Context<'_>,
+        mut io: impl FnMut() -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            std::task::ready!(self.stream.poll_write_ready(cx))?;
+            match self.stream.try_io(tokio::io::Interest::WRITABLE, &mut io) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+}
+
 impl AsyncWrite for Watched {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.stream).poll_write(cx, data);
+        let polled = if sealed::find(data).is_some() {
+            self.poll_send_sealed(cx, data)
+        } else {
+            Pin::new(&mut self.stream).poll_write(cx, data)
+        };
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.clock.traffic(false);
         }
@@ -231,7 +279,13 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        // A sealed document's slice goes out with sendfile; what comes before it (the head)
+        // is written first, held back (MSG_MORE) so head and body still leave together.
+        let polled = match bufs.iter().position(|b| sealed::find(b).is_some()) {
+            None => Pin::new(&mut self.stream).poll_write_vectored(cx, bufs),
+            Some(0) => self.poll_send_sealed(cx, &bufs[0]),
+            Some(n) => self.poll_send_more(cx, &bufs[..n]),
+        };
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.clock.traffic(false);
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use serde_json::{Value, json};
+use tower::ServiceExt;
 
 use crate::contract::upstream_from_frontend_fixture;
 use crate::support::*;
@@ -578,4 +579,63 @@ async fn the_page_header_is_plain_text_and_absent_orders_are_null() {
     let a = &r.json["data"]["attributes"];
     assert_eq!(a["meta"]["pageHeader"], "Ward & Clinic\nA <b>");
     assert_eq!(a["orders"], Value::Null);
+}
+
+/// Over a real socket a cached document leaves from its sealed memory file by `sendfile`
+/// (#28): the same bytes as in process, whole, as a range and inside the binaries answer.
+#[tokio::test]
+async fn over_a_socket_a_cached_pdf_is_sent_from_its_sealed_file_byte_for_byte() {
+    let before = metric_sum("avs_document_bytes_sent_from_files_total");
+    let upstream = FakeUpstream::start().await;
+    let fixture = read_json("tests/peer/frontend-fixture.json");
+    upstream.summary(&upstream_from_frontend_fixture(&fixture, DEV_ICN));
+    let app = Listening::start(upstream, PDF_ON, &[]).await;
+    let client = client();
+    let fetch = |path: String, range: Option<&'static str>| {
+        let mut request = client.get(app.url(&path)).bearer_auth(owner_token());
+        if let Some(range) = range {
+            request = request.header("range", range);
+        }
+        async move {
+            let answer = request.send().await.unwrap();
+            (answer.status().as_u16(), answer.bytes().await.unwrap())
+        }
+    };
+    let (status, rendered) = fetch(pdf_path(FULL_SID), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        rendered.len() > 100_000,
+        "the full fixture's PDF: {}",
+        rendered.len()
+    );
+    let (_, cached) = fetch(pdf_path(FULL_SID), None).await;
+    assert_eq!(cached, rendered, "a hit is the same bytes");
+    let sent = metric_sum("avs_document_bytes_sent_from_files_total") - before;
+    assert!(
+        sent >= (2 * rendered.len() - 2 * 16 * 1024) as f64,
+        "both answers left by sendfile, but for short tails: {sent} bytes"
+    );
+    let (status, part) = fetch(pdf_path(FULL_SID), Some("bytes=1000-60999")).await;
+    assert_eq!((status, &part[..]), (206, &rendered[1000..61000]));
+
+    let local = avs_api::app(app.state.clone())
+        .oneshot(
+            get(&pdf_path(FULL_SID))
+                .header("authorization", format!("Bearer {}", owner_token()))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let local = axum::body::to_bytes(local.into_body(), usize::MAX).await.unwrap();
+    assert_eq!(local, rendered, "in process and over the socket alike");
+
+    let (status, binaries) = fetch(format!("/avs/v0/avs/binaries?doc_ids={FULL_SID}"), None).await;
+    assert_eq!(status, 200);
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&rendered);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&binaries).unwrap(),
+        json!({"data": [{"id": FULL_SID, "type": "avs_binary", "attributes": {"docId": FULL_SID, "binary": b64}}]})
+    );
 }

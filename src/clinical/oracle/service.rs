@@ -223,7 +223,7 @@ impl OracleSummaries {
                     tracing::warn!("oracle health document's subject is not the one its index gave");
                     return Err(DocError::NotFound);
                 }
-                let document = Arc::new(Document::new(bytes.kind, bytes.bytes));
+                let document = Arc::new(Document::new(bytes.kind, &bytes.bytes, crate::sealed::keep));
                 if let Some(cache) = &self.documents {
                     cache.insert(id.clone(), document.clone());
                 }

@@ -11,8 +11,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::SummaryError;
 use super::service::{Summaries, Summary};
 use crate::documents::{SummaryDocument, render_pdf, render_text};
@@ -76,13 +74,13 @@ fn render(form: Form, body: &[u8]) -> Result<Rendered, SummaryError> {
                 tracing::error!(reason = %e, "summary PDF not rendered");
                 SummaryError::RenderFailed
             })?;
-            (DocKind::Pdf, Bytes::from(pdf))
+            (DocKind::Pdf, pdf)
         }
-        Form::Text => (DocKind::Text, Bytes::from(render_text(&model))),
+        Form::Text => (DocKind::Text, render_text(&model).into_bytes()),
     };
     Ok(Rendered {
         file_name: model.file_name(kind.extension()),
-        document: Document::new(kind, bytes),
+        document: Document::new(kind, &bytes, crate::sealed::keep),
     })
 }
 
