@@ -61,8 +61,11 @@ pub fn keep(bytes: &[u8]) -> Bytes {
         match seal(bytes) {
             Ok(sealed) => return sealed,
             Err(e) => {
+                // Refused by the platform (a seccomp filter, no memfd) or out of descriptors:
+                // either way later ones would fail too, and descriptors are the connections'.
                 SEALED.fetch_sub(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, "could not seal a document; kept in memory");
+                allow(0);
+                tracing::warn!(error = %e, "could not seal a document; documents are kept in memory from now on");
             }
         }
     }
