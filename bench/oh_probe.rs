@@ -84,7 +84,7 @@ async fn uhd(docs: &[(&str, usize)], delay: Duration) -> (Arc<Uhd>, String) {
     (state, url)
 }
 
-async fn service(uhd_url: &str, budget: u64) -> (axum::Router, AppState) {
+async fn service(uhd_url: &str, budget: u64) -> (avs_api::Api, AppState) {
     let dir = std::env::temp_dir().join(format!("avs-oh-probe-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let toggles = dir.join("toggles.toml");
@@ -127,7 +127,7 @@ fn token() -> String {
     .unwrap()
 }
 
-async fn get(router: &axum::Router, uri: &str, token: &str) -> (u16, usize) {
+async fn get(router: &avs_api::Api, uri: &str, token: &str) -> (u16, usize) {
     let request = Request::get(uri)
         .header("authorization", format!("Bearer {token}"))
         .body(Body::empty())

@@ -54,7 +54,7 @@ async fn upstream_serving(delay: Duration, template: String) -> (Arc<Upstream>, 
     (state, url)
 }
 
-async fn service(upstream_url: &str, extra: &[(&str, &str)]) -> (axum::Router, AppState) {
+async fn service(upstream_url: &str, extra: &[(&str, &str)]) -> (avs_api::Api, AppState) {
     let dir = std::env::temp_dir().join(format!("avs-probe-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let toggles = dir.join("toggles.toml");
@@ -93,7 +93,18 @@ fn token() -> String {
     .unwrap()
 }
 
-async fn get(router: &axum::Router, sid: &str, token: &str) -> u16 {
+/// The service under test (`app`), or the no-logic router it is weighed against.
+trait Served:
+    tower::Service<Request<Body>, Response = axum::response::Response, Error = std::convert::Infallible> + Clone
+{
+}
+impl<S> Served for S where
+    S: tower::Service<Request<Body>, Response = axum::response::Response, Error = std::convert::Infallible>
+        + Clone
+{
+}
+
+async fn get(router: &impl Served, sid: &str, token: &str) -> u16 {
     let request = Request::get(format!("/avs/v0/avs/{sid}"))
         .header("authorization", format!("Bearer {token}"))
         .body(Body::empty())
@@ -122,7 +133,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Mean time per request of `rounds` sequential in-process requests (no sockets): what the
 /// application itself costs, apart from the kernel and the load generator.
-async fn in_process_ns(router: &axum::Router, sid: &str, token: &str, rounds: u32) -> f64 {
+async fn in_process_ns(router: &impl Served, sid: &str, token: &str, rounds: u32) -> f64 {
     let started = Instant::now();
     for _ in 0..rounds {
         assert_eq!(get(router, sid, token).await, 200);
@@ -132,7 +143,7 @@ async fn in_process_ns(router: &axum::Router, sid: &str, token: &str, rounds: u3
 
 /// Step 4: the cost of a cache hit in process, against a router that answers the same bytes
 /// with no logic (as bench/baseline.rs does over sockets); best of five runs each, alternating.
-async fn hit_cost(router: &axum::Router, sid: &str, token: &str) {
+async fn hit_cost(router: &avs_api::Api, sid: &str, token: &str) {
     assert_eq!(get(router, sid, token).await, 200);
     let request = Request::get(format!("/avs/v0/avs/{sid}"))
         .header("authorization", format!("Bearer {token}"))

@@ -65,6 +65,8 @@ pub struct Encoded {
     pub identity: Bytes,
     pub br: Bytes,
     pub gzip: Bytes,
+    /// Each form's `Content-Length` value, made once: making one per answer allocated twice.
+    lengths: [axum::http::HeaderValue; 3],
 }
 
 impl Encoded {
@@ -77,20 +79,28 @@ impl Encoded {
         );
         let _ = gzip.write_all(&identity);
         let gzip = gzip.finish().unwrap_or_default();
+        Encoded::of(identity, br, Bytes::from(gzip))
+    }
+
+    fn of(identity: Bytes, br: Bytes, gzip: Bytes) -> Encoded {
+        let lengths = [&identity, &br, &gzip].map(|form| axum::http::HeaderValue::from(form.len()));
         Encoded {
             identity,
             br,
-            gzip: Bytes::from(gzip),
+            gzip,
+            lengths,
         }
     }
 
     /// The same forms with brotli at its best quality: slow (tens of ms), so never on a
     /// request's path. `None` when the body is too large to be worth it.
     pub fn best(&self) -> Option<Encoded> {
-        (self.identity.len() <= BEST_BROTLI_MAX_BYTES).then(|| Encoded {
-            identity: self.identity.clone(),
-            br: brotli(&self.identity, BEST_BROTLI_QUALITY),
-            gzip: self.gzip.clone(),
+        (self.identity.len() <= BEST_BROTLI_MAX_BYTES).then(|| {
+            Encoded::of(
+                self.identity.clone(),
+                brotli(&self.identity, BEST_BROTLI_QUALITY),
+                self.gzip.clone(),
+            )
         })
     }
 
@@ -101,6 +111,15 @@ impl Encoded {
 
     pub fn is_empty(&self) -> bool {
         self.identity.is_empty()
+    }
+
+    /// The `Content-Length` of [`Encoded::get`]'s form.
+    pub fn length(&self, coding: Coding) -> &axum::http::HeaderValue {
+        &self.lengths[match coding {
+            Coding::Identity => 0,
+            Coding::Brotli => 1,
+            Coding::Gzip => 2,
+        }]
     }
 
     pub fn get(&self, coding: Coding) -> &Bytes {

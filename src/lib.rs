@@ -29,5 +29,5 @@ pub mod telemetry;
 pub mod toggles;
 
 pub use crate::app::{AppState, OPENAPI_YAML, StartupError, Upstreams};
-pub use crate::http::app;
+pub use crate::http::{Api, app};
 pub use crate::startup::{Application, serve};

@@ -10,14 +10,19 @@ use std::sync::Arc;
 ///
 /// Checked byte by byte rather than with a regex, so there is no anchor or `\d` subtlety:
 /// a newline, a non-ASCII digit or a 41st character is simply not a hex digit in range.
+///
+/// Held inline (at most 40 bytes): a cached hit parses one and looks it up without allocating.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Sid(String);
+pub struct Sid(arrayvec::ArrayString<40>);
 
 impl Sid {
-    pub fn parse(raw: impl AsRef<str> + Into<String>) -> Option<Sid> {
+    pub fn parse(raw: impl AsRef<str>) -> Option<Sid> {
         let text = raw.as_ref();
         let ok = (30..=40).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_hexdigit());
-        ok.then(|| Sid(raw.into()))
+        if !ok {
+            return None;
+        }
+        arrayvec::ArrayString::from(text).ok().map(Sid)
     }
 
     pub fn as_str(&self) -> &str {

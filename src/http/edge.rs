@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::HeaderValue;
-use axum::http::header::{CACHE_CONTROL, X_CONTENT_TYPE_OPTIONS};
+use axum::http::header::{CACHE_CONTROL, CONTENT_LENGTH, X_CONTENT_TYPE_OPTIONS};
 use axum::response::{IntoResponse, Response};
 use tower::ServiceExt;
 use tracing::Instrument;
@@ -31,7 +31,55 @@ use crate::telemetry::{self, UpstreamErrorKind};
 pub(super) struct Edge<S> {
     pub(super) app: AppState,
     pub(super) cors: std::sync::Arc<Cors>,
+    /// The route's template when this edge serves one route outside the router (the summary
+    /// route, `super::Api`); otherwise the router's `MatchedPath`.
+    pub(super) route: Option<&'static str>,
     pub(super) inner: S,
+}
+
+/// Puts an [`Edge`] around a service.
+#[derive(Clone)]
+pub(super) struct EdgeLayer {
+    pub(super) app: AppState,
+    pub(super) cors: std::sync::Arc<Cors>,
+    pub(super) route: Option<&'static str>,
+}
+
+impl<S> tower::Layer<S> for EdgeLayer {
+    type Service = Edge<S>;
+
+    fn layer(&self, inner: S) -> Edge<S> {
+        Edge {
+            app: self.app.clone(),
+            cors: self.cors.clone(),
+            route: self.route,
+            inner,
+        }
+    }
+}
+
+/// The template of the route a request matched, for the span, the metrics and the report.
+enum RouteName {
+    Fixed(&'static str),
+    Matched(MatchedPath),
+    Unmatched,
+}
+
+impl RouteName {
+    fn as_str(&self) -> &str {
+        match self {
+            RouteName::Fixed(route) => route,
+            RouteName::Matched(route) => route.as_str(),
+            RouteName::Unmatched => UNMATCHED,
+        }
+    }
+
+    fn matched(&self) -> Option<&str> {
+        match self {
+            RouteName::Unmatched => None,
+            _ => Some(self.as_str()),
+        }
+    }
 }
 
 impl<S> tower::Service<Request> for Edge<S>
@@ -51,15 +99,19 @@ where
     fn call(&mut self, mut request: Request) -> Self::Future {
         let app = self.app.clone();
         let request_id = request_id::assign(&mut request);
-        let route = request.extensions().get::<MatchedPath>().cloned();
-        let span = request_span(&request, route.as_ref(), &request_id);
+        let route = match (self.route, request.extensions().get::<MatchedPath>()) {
+            (Some(fixed), _) => RouteName::Fixed(fixed),
+            (None, Some(matched)) => RouteName::Matched(matched.clone()),
+            (None, None) => RouteName::Unmatched,
+        };
+        let span = request_span(&request, route.as_str(), &request_id);
         // `/healthz` is never shed: an orchestrator would restart a healthy, busy process.
-        let sheddable = route.as_ref().is_none_or(|r| r.as_str() != "/healthz");
+        let sheddable = route.as_str() != "/healthz";
         let origin = self.cors.listed(request.headers());
         let preflight = self.cors.preflight(
             request.method(),
             request.headers(),
-            route.as_ref().map(MatchedPath::as_str),
+            route.matched(),
             origin.as_ref(),
         );
         // A preflight's answer has its CORS headers, or (refused) must have none.
@@ -82,9 +134,11 @@ where
                 match handling {
                     Handling::Refused(refused) => refused.into_response(),
                     Handling::Answered(answer) => answer,
-                    Handling::Ready(handled) => within_limits(&app, sheddable, handled).await,
+                    Handling::Ready(handled) => within_limits(&app, started, sheddable, handled).await,
                     Handling::AfterBody(inner, request) => match read_body(request, &app.connections).await {
-                        Ok(request) => within_limits(&app, sheddable, inner.oneshot(request)).await,
+                        Ok(request) => {
+                            within_limits(&app, Instant::now(), sheddable, inner.oneshot(request)).await
+                        }
                         Err(refused) => refused.into_response(),
                     },
                 }
@@ -106,9 +160,9 @@ where
                     "request"
                 )
             });
-            let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-            app.request_metrics.record(route, status, latency);
+            app.request_metrics.record(route.as_str(), status, latency);
             app.rollout.record(&notes, status, latency);
+            let length = axum::body::HttpBody::size_hint(response.body()).exact();
             let headers = response.headers_mut();
             headers.insert(request_id::X_REQUEST_ID, request_id);
             // A route may say more (documents: `private, no-store`); never less.
@@ -119,6 +173,13 @@ where
             if let Some(origin) = origin {
                 Cors::allow(origin, headers);
             }
+            // What the router does for the routes it matches, done here for the one served
+            // without it (`super::Api`), so both answer alike.
+            if let Some(length) = length
+                && !headers.contains_key(CONTENT_LENGTH)
+            {
+                headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+            }
             Ok(response)
         })
     }
@@ -127,8 +188,7 @@ where
 const UNMATCHED: &str = "unmatched";
 
 /// The request's span; its fields are only formatted when the span is enabled.
-fn request_span(request: &Request, route: Option<&MatchedPath>, request_id: &HeaderValue) -> tracing::Span {
-    let route = route.map_or(UNMATCHED, MatchedPath::as_str);
+fn request_span(request: &Request, route: &str, request_id: &HeaderValue) -> tracing::Span {
     let span = tracing::info_span!(
         "request",
         otel.name = %format!("{} {route}", request.method()),
@@ -210,13 +270,11 @@ async fn read_body(request: Request, limits: &ConnectionLimits) -> Result<Reques
 /// queueing without limit (one counter for the whole listener; `/healthz` never counts).
 /// Within the limit, the whole-request deadline, above the upstream timeout, so no request
 /// holds a worker long.
-async fn within_limits<F, R>(app: &AppState, sheddable: bool, handled: F) -> Response
+async fn within_limits<F, R>(app: &AppState, started: Instant, sheddable: bool, handled: F) -> Response
 where
     F: Future<Output = Result<R, Infallible>>,
     R: IntoResponse,
 {
-    // tokio's clock, like every other deadline: a test that moves it moves this too.
-    let deadline = tokio::time::Instant::now() + app.request_timeout;
     let _slot = if sheddable {
         let Some(slot) = Slot::take(&app.in_flight, app.max_in_flight) else {
             metrics::counter!("avs_requests_shed_total").increment(1);
@@ -233,6 +291,9 @@ where
     if let Poll::Ready(response) = first {
         return response;
     }
+    // tokio's clock, like every other deadline: a test that moves it moves this too. Read
+    // only for a request that waits (a clock read less per hit), less what its first poll took.
+    let deadline = tokio::time::Instant::now() + app.request_timeout.saturating_sub(started.elapsed());
     match tokio::time::timeout_at(deadline, handled).await {
         Ok(answered) => answer(answered),
         Err(_) => ApiError::GatewayTimeout.into_response(),

@@ -24,7 +24,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -37,16 +36,21 @@ use tower::ServiceExt;
 use crate::config::ConnectionLimits;
 use crate::sealed;
 
-/// Serves `router` on `listener` until `stop` fires, then lets the open connections finish
+/// Serves `router` (the public `Api`, or the admin router) on `listener` until `stop` fires, then lets the open connections finish
 /// (idle ones close at once) for up to `grace`. Returns whether every connection drained.
-pub async fn serve(
+pub async fn serve<S>(
     listener: TcpListener,
-    router: Router,
+    router: S,
     limits: ConnectionLimits,
     mut stop: tokio::sync::watch::Receiver<bool>,
     grace: Duration,
     name: &'static str,
-) -> bool {
+) -> bool
+where
+    S: Clone + Send + Sync + 'static,
+    S: tower::Service<axum::extract::Request, Response = Response, Error = Infallible>,
+    S::Future: Send,
+{
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -306,8 +310,8 @@ impl AsyncWrite for Watched {
 }
 
 /// The router as hyper's service, marking the connection busy while a request is served.
-struct Tracked {
-    router: Router,
+struct Tracked<S> {
+    router: S,
     clock: Arc<ConnectionClock>,
 }
 
@@ -329,7 +333,14 @@ impl Drop for Busy {
     }
 }
 
-impl hyper::service::Service<hyper::Request<Incoming>> for Tracked {
+impl<S> hyper::service::Service<hyper::Request<Incoming>> for Tracked<S>
+where
+    S: Clone
+        + Send
+        + 'static
+        + tower::Service<axum::extract::Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
     type Response = Response;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;

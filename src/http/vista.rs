@@ -2,8 +2,9 @@
 
 use axum::Extension;
 use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, RawQuery, State};
-use axum::http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use axum::extract::{FromRequestParts, Path, RawQuery, State};
+use axum::http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, VARY};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -50,9 +51,30 @@ fn summary_body(summary: &Summary, accept: &AcceptEncoding) -> Response {
     if let Some(encoding) = coding.header() {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static(encoding));
     }
+    headers.insert(CONTENT_LENGTH, summary.body.length(coding).clone());
     let mut response = Response::new(axum::body::Body::from(summary.body.get(coding).clone()));
     *response.headers_mut() = headers;
     response
+}
+
+/// The `{sid}` of `/avs/v0/avs/{sid}`, or `None` when it is not one (answered after the gate).
+/// Read from the path's last segment, so it is the same whether the router matched the route
+/// or `super::Api` served it without matching (only segments with nothing to percent-decode
+/// take that way; the router decodes the others, as `Path` always did).
+pub struct SummarySid(Option<Sid>);
+
+impl FromRequestParts<AppState> for SummarySid {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let path = parts.uri.path();
+        let segment = path.rfind('/').map_or(path, |slash| &path[slash + 1..]);
+        if !segment.as_bytes().contains(&b'%') {
+            return Ok(SummarySid(Sid::parse(segment)));
+        }
+        let decoded = Path::<String>::from_request_parts(parts, state).await;
+        Ok(SummarySid(decoded.ok().and_then(|Path(raw)| Sid::parse(raw))))
+    }
 }
 
 /// `GET /avs/v0/avs/{sid}`
@@ -61,13 +83,10 @@ pub async fn show_summary(
     caller: Authenticated,
     Extension(request_id): Extension<RequestId>,
     accept: AcceptEncoding,
-    sid: Result<Path<String>, PathRejection>,
+    SummarySid(sid): SummarySid,
 ) -> Result<Response, ApiError> {
     app.require(AVS_ENABLED, &caller)?;
-    let sid = sid
-        .ok()
-        .and_then(|Path(raw)| Sid::parse(raw))
-        .ok_or(ApiError::InvalidSid)?;
+    let sid = sid.ok_or(ApiError::InvalidSid)?;
     let summary = app
         .summaries
         .summary(&sid, caller.owner.as_ref(), &request_id.context())
@@ -166,7 +185,7 @@ fn binaries_ids(query: Option<&str>) -> Result<Vec<Sid>, ApiError> {
     }
     let mut sids: Vec<Sid> = Vec::new();
     for raw in entries {
-        let sid = Sid::parse(raw.to_owned())
+        let sid = Sid::parse(raw)
             .ok_or_else(|| invalid("each doc_ids entry must be an AVS id (30 to 40 hex digits)"))?;
         if !sids.contains(&sid) {
             sids.push(sid);

@@ -81,3 +81,46 @@ async fn authentication_and_gate_come_before_validation() {
     );
     assert_eq!(app.upstream.hits(), 0);
 }
+
+/// The summary route is served past the router when its sid needs no decoding, and through it
+/// when it does (`http::Api`): both ways answer alike, for every outcome, and both count under
+/// the route's template.
+#[tokio::test]
+async fn the_summary_route_answers_alike_past_the_router_and_through_it() {
+    let app = TestApp::start().await;
+    let (mine, theirs, missing) = (
+        "0123456789ABCDEF0123456789ABCDEF",
+        "1123456789ABCDEF0123456789ABCDEF",
+        "2123456789ABCDEF0123456789ABCDEF",
+    );
+    for (sid, icn) in [(mine, DEV_ICN), (theirs, OTHER_ICN)] {
+        app.upstream
+            .summary(&serde_json::json!({"sid": sid, "data": {"patientInfo": {"icn": icn}}}));
+    }
+    let token = owner_token();
+    let counted = r#"avs_http_requests_total{route="/avs/v0/avs/{sid}",status="401"}"#;
+    let before = metric_sum(counted);
+    let short = "A".repeat(29);
+    for (sid, status) in [(mine, 200), (theirs, 401), (missing, 404), (short.as_str(), 400)] {
+        let past = app.get(&format!("/avs/v0/avs/{sid}"), &token).await;
+        // The same sid with its first character percent-encoded: only the router decodes it.
+        let encoded = format!("%{:02X}{}", sid.as_bytes()[0], &sid[1..]);
+        let through = app.get(&format!("/avs/v0/avs/{encoded}"), &token).await;
+        assert_eq!(past.status, status, "{sid}");
+        assert_eq!(
+            (through.status, &through.bytes),
+            (past.status, &past.bytes),
+            "{sid}"
+        );
+        let headers = |r: &TestResponse| {
+            let mut h = r.headers.clone();
+            h.remove("x-request-id");
+            format!("{h:?}")
+        };
+        assert_eq!(headers(&through), headers(&past), "{sid}");
+    }
+    assert!(
+        metric_sum(counted) >= before + 2.0,
+        "both 401s under the template"
+    );
+}

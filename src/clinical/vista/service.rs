@@ -47,7 +47,7 @@ enum SearchHit {
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 enum Key {
     /// The sid's one canonical spelling (see [`Sid`]), the very one sent upstream.
-    Summary(String),
+    Summary(Sid),
     Search(String, String),
 }
 
@@ -69,7 +69,8 @@ impl Key {
     /// Heap bytes the key holds.
     fn heap_bytes(&self) -> usize {
         match self {
-            Key::Summary(sid) => sid.capacity(),
+            // Inline, but in moka's node: more than the `String` the overhead was measured with.
+            Key::Summary(_) => std::mem::size_of::<Sid>(),
             Key::Search(station, ien) => station.capacity() + ien.capacity(),
         }
     }
@@ -218,7 +219,7 @@ impl Summaries {
         caller: Option<&OwnerIcn>,
         ctx: &RequestContext,
     ) -> Result<Arc<Summary>, SummaryError> {
-        let key = Key::Summary(sid.as_str().to_owned());
+        let key = Key::Summary(sid.clone());
         let outcome = self
             .lookup(key, || async {
                 match self.upstream.summary(sid, ctx).await {
@@ -367,7 +368,7 @@ impl Summaries {
     /// Re-inserts the summary's entry, if it is still this summary's, so that its weight
     /// counts the documents rendered since it was cached.
     pub(super) fn reweigh(&self, sid: &Sid, summary: &Arc<Summary>) {
-        let key = Key::Summary(sid.as_str().to_owned());
+        let key = Key::Summary(sid.clone());
         if let Some(entry) = self.cache.get(&key)
             && matches!(&entry.outcome, Outcome::Summary(cached) if Arc::ptr_eq(&cached.forms, &summary.forms))
         {

@@ -4,7 +4,7 @@ use serde_json::json;
 
 #[test]
 fn a_negative_entry_weighs_what_it_holds() {
-    let key = Key::Summary("9A7AF40B2BC2471EA116891839113252".to_owned());
+    let key = Key::Summary(Sid::parse("9A7AF40B2BC2471EA116891839113252").unwrap());
     let entry = Entry {
         outcome: Outcome::NotFound,
         fetched: Instant::now(),
