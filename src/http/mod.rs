@@ -40,7 +40,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
             post(vista::links).layer(DefaultBodyLimit::max(vista::LINKS_BODY_LIMIT)),
         ),
         (Method::GET, "/avs/v0/avs/binaries", get(vista::binaries)),
-        (Method::GET, "/avs/v0/avs/{sid}", get(vista::show_summary)),
+        (Method::GET, SUMMARY_ROUTE, get(vista::show_summary)),
         (Method::GET, "/avs/v0/avs/{sid}/pdf", get(vista::pdf)),
         (Method::HEAD, "/avs/v0/avs/{sid}/pdf", get(vista::pdf)),
         (Method::GET, "/avs/v0/avs/{sid}/txt", get(vista::txt)),
@@ -75,6 +75,12 @@ pub fn app(state: AppState) -> Api {
     let mut router = Router::new();
     let routes = routes();
     let table: Vec<(Method, &'static str)> = routes.iter().map(|(m, p, _)| (m.clone(), *p)).collect();
+    // The fixed routes beside `{sid}` (`search`, `links`, `binaries`): theirs, not a sid.
+    let siblings = table
+        .iter()
+        .filter_map(|(_, path)| path.strip_prefix(SUMMARY_PREFIX))
+        .filter(|rest| !rest.contains(['/', '{']))
+        .collect();
     let cors = std::sync::Arc::new(cors::Cors::new(state.cors_origins.clone(), &table));
     for (method, path, method_router) in routes {
         if method == Method::HEAD {
@@ -85,7 +91,7 @@ pub fn app(state: AppState) -> Api {
     // An empty sid answers 400 after authentication and the gate, as the Ruby API does; the
     // contract leaves it out, since no request to it is valid (Schemathesis would count every
     // one it generates as a failure).
-    router = router.route("/avs/v0/avs/", get(vista::show_empty_sid));
+    router = router.route(SUMMARY_PREFIX, get(vista::show_empty_sid));
     let edge = |route| EdgeLayer {
         app: state.clone(),
         cors: cors.clone(),
@@ -98,10 +104,14 @@ pub fn app(state: AppState) -> Api {
         .layer(
             ServiceBuilder::new()
                 .layer(edge(None))
-                .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response())),
+                .layer(CatchPanicLayer::custom(panic_answer)),
         )
         .with_state(state);
-    Api { summary, router }
+    Api {
+        summary,
+        siblings,
+        router,
+    }
 }
 
 /// The public API: every route through the router, but the cached hit's own route, the one a
@@ -112,23 +122,26 @@ pub fn app(state: AppState) -> Api {
 #[derive(Clone)]
 pub struct Api {
     summary: Edge<SummaryRoute>,
+    /// The fixed routes' segments beside the summary route's `{sid}`.
+    siblings: Vec<&'static str>,
     router: Router,
 }
 
 /// `GET /avs/v0/avs/{sid}`'s template, as the router names it.
 const SUMMARY_ROUTE: &str = "/avs/v0/avs/{sid}";
+const SUMMARY_PREFIX: &str = "/avs/v0/avs/";
 
 impl Api {
     /// Whether the router would match this request to the summary route with a sid that needs
     /// no percent-decoding: `GET /avs/v0/avs/` and one segment that is not another route's.
-    fn is_summary(request: &axum::extract::Request) -> bool {
-        let Some(sid) = request.uri().path().as_bytes().strip_prefix(b"/avs/v0/avs/") else {
+    fn is_summary(&self, request: &axum::extract::Request) -> bool {
+        let Some(sid) = request.uri().path().strip_prefix(SUMMARY_PREFIX) else {
             return false;
         };
         request.method() == Method::GET
             && !sid.is_empty()
-            && !sid.iter().any(|b| matches!(b, b'/' | b'%'))
-            && !matches!(sid, b"search" | b"links" | b"binaries")
+            && !sid.bytes().any(|b| matches!(b, b'/' | b'%'))
+            && !self.siblings.contains(&sid)
     }
 }
 
@@ -152,7 +165,7 @@ where
 
     fn call(&mut self, request: axum::http::Request<B>) -> Self::Future {
         let request = request.map(axum::body::Body::new);
-        if Api::is_summary(&request) {
+        if self.is_summary(&request) {
             futures_util::future::Either::Left(tower::Service::call(&mut self.summary, request))
         } else {
             futures_util::future::Either::Right(tower::Service::call(&mut self.router, request))
@@ -192,5 +205,10 @@ impl tower::Service<axum::extract::Request> for SummaryRoute {
 }
 
 fn answer_panic(answered: std::thread::Result<Response>) -> Result<Response, std::convert::Infallible> {
-    Ok(answered.unwrap_or_else(|_| ApiError::Internal.into_response()))
+    Ok(answered.unwrap_or_else(panic_answer))
+}
+
+/// A panic's answer, on either way.
+fn panic_answer(_: Box<dyn std::any::Any + Send>) -> Response {
+    ApiError::Internal.into_response()
 }
