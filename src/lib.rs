@@ -18,6 +18,7 @@ pub mod domain;
 pub mod encoding;
 pub mod fairness;
 pub mod flights;
+pub mod hot;
 pub mod http;
 pub mod identity;
 #[cfg(test)]

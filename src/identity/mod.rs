@@ -27,6 +27,7 @@ pub use vets_api::{EXPIRED_BODY, UserLookup};
 
 use crate::config::IdentitySettings;
 use crate::domain::{ActorId, OwnerIcn, PatientIcn};
+use crate::hot::{self, Hot};
 
 /// Who is calling: the gating actor and the patient they are.
 #[derive(Clone, Debug)]
@@ -112,6 +113,46 @@ struct Verified {
     /// Unix seconds: a hit past it is a miss, whatever the cache's own clock says.
     valid_until: u64,
     lifetime: Duration,
+    /// Unix seconds: when moka lets it go (`lifetime` after it was verified). The hot map
+    /// serves it until the earlier of this and `valid_until`.
+    kept_until: u64,
+}
+
+impl Verified {
+    fn servable(&self, now: u64) -> bool {
+        self.valid_until.min(self.kept_until) > now
+    }
+}
+
+/// The hash of a token: its length and its last 32 bytes, which lie in its signature. A hit
+/// hashed the whole ~500-byte token (~560 instructions, callgrind); the signature's bytes are
+/// as good as random, only verified tokens are ever stored (no caller can choose what shares
+/// a hash with them), and equality is still checked on every byte.
+#[derive(Clone, Default)]
+struct TokenHash(foldhash::fast::RandomState);
+
+impl std::hash::BuildHasher for TokenHash {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+struct TailHasher(foldhash::fast::FoldHasher<'static>);
+
+impl std::hash::Hasher for TailHasher {
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.write(&bytes[bytes.len().saturating_sub(32)..]);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0.write_usize(n);
+    }
 }
 
 struct UntilExp;
@@ -134,7 +175,9 @@ pub struct Identity {
     issuer: Issuer,
     /// Keyed by the token's bytes: a hit needs no UTF-8 check of ~500 bytes (callgrind: as
     /// much as the lookup itself); only a token to verify is read as text.
-    verified: moka::sync::Cache<Arc<[u8]>, Verified, foldhash::fast::RandomState>,
+    verified: moka::sync::Cache<Arc<[u8]>, Verified, TokenHash>,
+    /// The verified tokens moka holds, read on a hit without moka's bookkeeping (`crate::hot`).
+    hot: Arc<Hot<Arc<[u8]>, Verified, TokenHash>>,
     signature_checks: AtomicU64,
 }
 
@@ -159,16 +202,23 @@ impl Identity {
     }
 
     fn with(issuer: Issuer) -> Identity {
+        let hot: Arc<Hot<Arc<[u8]>, Verified, TokenHash>> = Arc::default();
+        let gone = hot.clone();
         let verified = moka::sync::Cache::builder()
             .max_capacity(TOKEN_CACHE_BYTES)
             .weigher(|token: &Arc<[u8]>, _: &Verified| {
                 u32::try_from(token.len() + TOKEN_ENTRY_OVERHEAD).unwrap_or(u32::MAX)
             })
             .expire_after(UntilExp)
-            .build_with_hasher(foldhash::fast::RandomState::default());
+            // Called once moka has let the token go (evicted, expired, replaced).
+            .eviction_listener(move |token: Arc<Arc<[u8]>>, left: Verified, _| {
+                gone.forget(&**token, |here| Arc::ptr_eq(&here.caller, &left.caller));
+            })
+            .build_with_hasher(TokenHash::default());
         Identity {
             issuer,
             verified,
+            hot,
             signature_checks: AtomicU64::new(0),
         }
     }
@@ -200,9 +250,24 @@ impl Identity {
         request_id: Option<&HeaderValue>,
     ) -> Result<Arc<Caller>, TokenError> {
         let now = jsonwebtoken::get_current_timestamp();
-        let caller = match self.verified.get(token) {
-            Some(hit) if hit.valid_until > now => hit.caller,
-            _ => self.verify(token, now, request_id).await?,
+        let caller = match self.hot.get(token, |hit| hit.servable(now)) {
+            Some(hit) => {
+                if hot::touch() {
+                    let _ = self.verified.get(token);
+                }
+                hit.caller
+            }
+            None => match self.verified.get(token) {
+                Some(hit) if hit.servable(now) => {
+                    let still_held = || {
+                        (self.verified.get(token)).is_some_and(|held| Arc::ptr_eq(&held.caller, &hit.caller))
+                    };
+                    let same = |a: &Verified, b: &Verified| Arc::ptr_eq(&a.caller, &b.caller);
+                    self.hot.keep(Arc::from(token), hit.clone(), still_held, same);
+                    hit.caller
+                }
+                _ => self.verify(token, now, request_id).await?,
+            },
         };
         if caller.may_call(path) {
             Ok(caller)
@@ -235,6 +300,7 @@ impl Identity {
                     caller: caller.clone(),
                     valid_until,
                     lifetime,
+                    kept_until: now + lifetime.as_secs(),
                 },
             );
         }

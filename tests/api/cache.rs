@@ -78,7 +78,11 @@ async fn ownership_is_checked_on_cache_hits() {
     let app = TestApp::start().await;
     app.upstream.summary(&fixture("full"));
     let uri = format!("/avs/v0/avs/{FULL_SID}");
-    assert_eq!(app.get(&uri, &owner_token()).await.status, 200);
+    // A miss, a hit through moka, then hits from the hot map (`clinical/vista/hot.rs`).
+    for _ in 0..3 {
+        assert_eq!(app.get(&uri, &owner_token()).await.status, 200);
+    }
+    assert_eq!(app.state.summaries.hot_summaries(), 1);
     let stranger = rs256(&claims("u-2", Some(OTHER_ICN), None));
     app.get(&uri, &stranger)
         .await
@@ -163,22 +167,32 @@ async fn the_byte_budget_holds() {
         .await;
     for n in 0..20 {
         app.upstream.summary(&summary_with(&sid(n), DEV_ICN, 30_000));
-        assert_eq!(
-            app.get(&format!("/avs/v0/avs/{}", sid(n)), &owner_token())
-                .await
-                .status,
-            200
-        );
-        let (_, weighted) = app.state.summaries.cache_usage().await;
+        // A miss, then a hit through moka (it enters the hot map), then a hit from that map.
+        for _ in 0..3 {
+            let answer = app.get(&format!("/avs/v0/avs/{}", sid(n)), &owner_token()).await;
+            assert_eq!(answer.status, 200);
+        }
+        let (entries, weighted) = app.state.summaries.cache_usage().await;
         assert!(
             weighted <= budget,
             "weighted size {weighted} over the budget {budget}"
+        );
+        // What moka lets go leaves the hot map too: it holds nothing outside the budget.
+        let hot = app.state.summaries.hot_summaries() as u64;
+        assert!(
+            (1..=entries).contains(&hot),
+            "{hot} hot summaries, {entries} cached"
         );
     }
     let (entries, weighted) = app.state.summaries.cache_usage().await;
     assert!(
         (3..20).contains(&entries),
         "filling past the budget evicts: {entries} entries, {weighted} bytes"
+    );
+    assert_eq!(
+        app.upstream.hits(),
+        20,
+        "every hit after the first request was a hit"
     );
 }
 

@@ -2,6 +2,7 @@
 
 mod client;
 mod documents;
+mod entry;
 pub mod links;
 mod service;
 

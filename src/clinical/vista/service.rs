@@ -9,9 +9,7 @@
 //! and served if a refresh fails (stale-if-error).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use moka::Expiry;
 use moka::sync::Cache;
 use serde_json::Value;
 // tokio's clock: the same as std's in production, and one a test can move forward
@@ -21,11 +19,13 @@ use tokio::time::Instant;
 use super::SummaryError;
 use super::client::VistaClient;
 use super::documents::{DocumentState, Forms};
+use super::entry::{Entry, Key, Lifetimes, Outcome, SearchHit};
 use crate::clinical::{BreakerState, RequestContext, UpstreamError};
 use crate::config::CacheConfig;
 use crate::domain::{AppointmentIen, OwnerIcn, Sid, StationNo, render, same_patient};
 use crate::encoding::Encoded;
 use crate::flights::Flights;
+use crate::hot::{self, Hot};
 
 /// A summary as cached: its response body in every coding, compressed once when it was
 /// rendered, and its owner, checked against the caller on every request.
@@ -37,121 +37,6 @@ pub struct Summary {
     pub forms: Arc<Forms>,
 }
 
-/// The first summary upstream knows for an appointment.
-#[derive(Clone, Debug)]
-enum SearchHit {
-    None,
-    Found { sid: Sid, owner: Option<OwnerIcn> },
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-enum Key {
-    /// The sid's one canonical spelling (see [`Sid`]), the very one sent upstream.
-    Summary(Sid),
-    Search(String, String),
-}
-
-#[derive(Clone, Debug)]
-enum Outcome {
-    Summary(Arc<Summary>),
-    Search(SearchHit),
-    /// Upstream 404: kept for the negative TTL only.
-    NotFound,
-}
-
-#[derive(Clone, Debug)]
-struct Entry {
-    outcome: Outcome,
-    fetched: Instant,
-}
-
-impl Key {
-    /// Heap bytes the key holds.
-    fn heap_bytes(&self) -> usize {
-        match self {
-            // Inline, but in moka's node: more than the `String` the overhead was measured with.
-            Key::Summary(_) => std::mem::size_of::<Sid>(),
-            Key::Search(station, ien) => station.capacity() + ien.capacity(),
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self {
-            Key::Summary(_) => "summary",
-            Key::Search(..) => "search",
-        }
-    }
-}
-
-impl Entry {
-    fn negative(&self) -> bool {
-        matches!(self.outcome, Outcome::NotFound | Outcome::Search(SearchHit::None))
-    }
-
-    /// Bytes held, for the byte budget: the body, the key, and what moka and this entry hold
-    /// besides (measured: a negative entry with a 32-character sid grew RSS by ~540 bytes, of
-    /// which 256 were counted before).
-    fn weight(&self, key: &Key) -> u32 {
-        let body = match &self.outcome {
-            Outcome::Summary(s) => s.body.len() + s.forms.bytes() + std::mem::size_of::<Summary>(),
-            _ => 0,
-        };
-        u32::try_from(body + key.heap_bytes() + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
-    }
-}
-
-/// How long moka keeps each entry: negative ones for their TTL, others for TTL plus the
-/// stale-if-error window (freshness within that is judged by `fetched`).
-#[derive(Clone, Copy)]
-struct Lifetimes {
-    ttl: Duration,
-    negative_ttl: Duration,
-    stale_if_error: Duration,
-}
-
-impl Lifetimes {
-    fn keep(&self, entry: &Entry) -> Duration {
-        if entry.negative() {
-            self.negative_ttl
-        } else {
-            self.ttl + self.stale_if_error
-        }
-    }
-
-    fn fresh(&self, entry: &Entry) -> bool {
-        let ttl = if entry.negative() {
-            self.negative_ttl
-        } else {
-            self.ttl
-        };
-        entry.fetched.elapsed() < ttl
-    }
-
-    fn servable_stale(&self, entry: &Entry) -> bool {
-        !entry.negative() && entry.fetched.elapsed() < self.ttl + self.stale_if_error
-    }
-}
-
-impl Expiry<Key, Entry> for Lifetimes {
-    fn expire_after_create(&self, _: &Key, entry: &Entry, _: std::time::Instant) -> Option<Duration> {
-        Some(self.keep(entry))
-    }
-
-    fn expire_after_update(
-        &self,
-        _: &Key,
-        entry: &Entry,
-        _: std::time::Instant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(self.keep(entry))
-    }
-}
-
-/// Per entry, beyond the body and the key: moka's node, its deques and timer wheel, the
-/// entry itself and allocator rounding (measured with 12,000 negative entries).
-const ENTRY_OVERHEAD: usize = 512;
-
 pub struct Summaries {
     upstream: VistaClient,
     cache: Cache<Key, Entry, foldhash::fast::RandomState>,
@@ -162,6 +47,8 @@ pub struct Summaries {
     best_compression: Arc<tokio::sync::Semaphore>,
     outcomes: crate::telemetry::Handles<&'static str, metrics::Counter>,
     pub(super) documents: DocumentState,
+    /// The summaries moka holds, read on a hit without moka's bookkeeping (`crate::hot`).
+    hot: Arc<Hot<Sid, (Arc<Summary>, Instant)>>,
 }
 
 impl Summaries {
@@ -171,11 +58,17 @@ impl Summaries {
             negative_ttl: config.negative_ttl,
             stale_if_error: config.stale_if_error,
         };
+        let hot: Arc<Hot<Sid, (Arc<Summary>, Instant)>> = Arc::default();
+        let gone = hot.clone();
         let cache = Cache::builder()
             .max_capacity(config.max_bytes)
             .weigher(|key: &Key, entry: &Entry| entry.weight(key))
             .expire_after(lifetimes)
-            .eviction_listener(|_, _, cause| {
+            // Called once moka has let the entry go (evicted, expired, replaced).
+            .eviction_listener(move |key: Arc<Key>, entry: Entry, cause| {
+                if let (Key::Summary(sid), Outcome::Summary(summary)) = (&*key, &entry.outcome) {
+                    gone.forget(sid, |(here, _)| Arc::ptr_eq(here, summary));
+                }
                 metrics::counter!("avs_cache_evictions_total", "cause" => format!("{cause:?}")).increment(1);
             })
             // foldhash, seeded per process, as the token cache: SipHash of the key was a tenth
@@ -189,6 +82,7 @@ impl Summaries {
             best_compression: Arc::new(tokio::sync::Semaphore::new(1)),
             outcomes: crate::telemetry::Handles::default(),
             documents: DocumentState::default(),
+            hot,
         }
     }
 
@@ -209,6 +103,11 @@ impl Summaries {
     pub async fn cache_usage(&self) -> (u64, u64) {
         self.cache.run_pending_tasks();
         (self.cache.entry_count(), self.cache.weighted_size())
+    }
+
+    /// The summaries in the hot map (each one moka holds too): for tests.
+    pub fn hot_summaries(&self) -> usize {
+        self.hot.len()
     }
 
     /// The rendered summary for `sid`, when `caller` (the caller's ICN) owns it.
@@ -276,13 +175,28 @@ impl Summaries {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Outcome, UpstreamError>>,
     {
+        if let Key::Summary(sid) = &key
+            && let Some((summary, _)) = self
+                .hot
+                .get(sid, |(_, fetched)| fetched.elapsed() < self.lifetimes.ttl)
+        {
+            if hot::touch() {
+                let _ = self.cache.get(&key);
+            }
+            self.note_hit();
+            return Ok(Outcome::Summary(summary));
+        }
         let cached = self.cache.get(&key);
         if let Some(entry) = &cached
             && self.lifetimes.fresh(entry)
         {
-            self.count_outcome("hit");
-            crate::telemetry::note(|n| n.cache = Some("hit"));
-            record_outcome("hit");
+            self.note_hit();
+            if let (Key::Summary(sid), Outcome::Summary(summary)) = (&key, &entry.outcome) {
+                let still_held = || self.holds(&key, summary);
+                let value = (summary.clone(), entry.fetched);
+                self.hot
+                    .keep(sid.clone(), value, still_held, |a, b| Arc::ptr_eq(&a.0, &b.0));
+            }
             return Ok(entry.outcome.clone());
         }
         self.count_outcome("miss");
@@ -303,6 +217,19 @@ impl Summaries {
                 _ => Err(e),
             },
         }
+    }
+
+    fn note_hit(&self) {
+        self.count_outcome("hit");
+        crate::telemetry::note(|n| n.cache = Some("hit"));
+        record_outcome("hit");
+    }
+
+    /// Whether moka still holds this very summary for `key`.
+    fn holds(&self, key: &Key, summary: &Arc<Summary>) -> bool {
+        self.cache.get(key).is_some_and(
+            |entry| matches!(&entry.outcome, Outcome::Summary(held) if Arc::ptr_eq(held, summary)),
+        )
     }
 
     /// One load per key at a time; everyone waiting gets its result, error included. If the
