@@ -13,7 +13,7 @@ rounds="${2:-3}"
 [ -n "${BENCH_PREBUILT:-}" ] || cargo build --release --quiet --bin avs-api --example render
 . bench/common.sh
 
-"$out/examples/render"
+[ "${RENDER:-1}" = 0 ] || "$out/examples/render" # RENDER=0: the HTTP rounds only
 sid=9A7AF40B2BC2471EA116891839113252
 start_service AVS_MAX_IN_FLIGHT_PER_CALLER=1000
 pdf="http://127.0.0.1:18080/avs/v0/avs/$sid/pdf"

@@ -53,4 +53,4 @@ echo "oh_compat_hit_rps $(col 5)  cpu_us_per_req $(col 6)  cpu_ratio_to_raw $(aw
 raw_bytes=$(curl -s -o /dev/null -w '%{size_download}' -H "Authorization: Bearer $token" "$raw")
 compat_bytes=$(curl -s -o /dev/null -w '%{size_download}' -H "Authorization: Bearer $token" "$compat")
 echo "bytes_on_wire raw $raw_bytes compat $compat_bytes ratio $(awk -v a="$compat_bytes" -v b="$raw_bytes" 'BEGIN { printf "%.3f", a / b }')"
-"$out/examples/oh_probe"
+[ "${PROBE:-1}" = 0 ] || "$out/examples/oh_probe"
