@@ -18,10 +18,16 @@ trap cleanup EXIT
 # Waits (up to 5 s) until URL answers 2xx.
 await_url() { for _ in $(seq 50); do curl -sf -o /dev/null "$1" && return; sleep 0.1; done; }
 
+# Worker threads of every measured server: 1, as nginx's one worker (WORKERS=N to change).
+# Two runtime workers beside the one wrk thread on a 2-core machine measured 1.5-2x the CPU per
+# document hit of one (cross-CPU wake-ups; bench/README.md, 2026-12-04): like for like, or the
+# peer's figure flatters it.
+workers="${WORKERS:-1}"
+
 # The service on 127.0.0.1:18080 at RUST_LOG=warn with these extra VAR=value settings; sets
 # $token to a development token for the fixture patient.
 start_service() {
-  env AVS_LISTEN=127.0.0.1:18080 AVS_ADMIN_LISTEN=127.0.0.1:19090 RUST_LOG=warn "$@" "$bin" >/dev/null 2>&1 &
+  env AVS_LISTEN=127.0.0.1:18080 AVS_ADMIN_LISTEN=127.0.0.1:19090 AVS_WORKER_THREADS="$workers" RUST_LOG=warn "$@" "$bin" >/dev/null 2>&1 &
   pids+=($!)
   token=$("$bin" dev-token --icn 1012345678V123456)
   await_url http://127.0.0.1:18080/healthz

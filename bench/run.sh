@@ -24,12 +24,12 @@ threads="${WRK_THREADS:-1}"
 sid=9A7AF40B2BC2471EA116891839113252
 start_service
 curl -sf -H "Authorization: Bearer $token" "http://127.0.0.1:18080/avs/v0/avs/$sid" -o "$work/body.json"
-"$out/examples/baseline" 127.0.0.1:18081 "$work/body.json" &
+TOKIO_WORKER_THREADS="$workers" "$out/examples/baseline" 127.0.0.1:18081 "$work/body.json" &
 pids+=($!)
 await_url http://127.0.0.1:18081/
 # The same service in `claims` mode beside it (#25): a hit with a claims token is the peer of a
 # hit with a Sign-in Service cookie (token and session both cached) on the SiS instance above.
-env AVS_IDENTITY=claims AVS_LISTEN=127.0.0.1:18083 AVS_ADMIN_LISTEN=127.0.0.1:19093 RUST_LOG=warn "$bin" >/dev/null 2>&1 &
+env AVS_IDENTITY=claims AVS_LISTEN=127.0.0.1:18083 AVS_ADMIN_LISTEN=127.0.0.1:19093 AVS_WORKER_THREADS="$workers" RUST_LOG=warn "$bin" >/dev/null 2>&1 &
 pids+=($!)
 claims_token=$(AVS_IDENTITY=claims "$bin" dev-token --icn 1012345678V123456)
 await_url http://127.0.0.1:18083/healthz

@@ -165,7 +165,12 @@ fn main() -> ExitCode {
                 });
             let telemetry =
                 avs_api::telemetry::init(&config.telemetry.log_filter, config.telemetry.log_format, otlp);
-            let runtime = match tokio::runtime::Runtime::new() {
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            runtime.enable_all();
+            if let Some(threads) = config.listeners.worker_threads {
+                runtime.worker_threads(threads);
+            }
+            let runtime = match runtime.build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("tokio runtime: {e}");

@@ -22,6 +22,10 @@ pub struct ConnectionLimits {
 pub struct ListenerSettings {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// The runtime's worker threads; `None`: one per CPU the process may use (tokio's default,
+    /// which reads the cgroup's CPU quota). Set it to the CPUs a container is given when the
+    /// quota is not visible, or to 1 beside a one-worker peer in the benchmarks.
+    pub worker_threads: Option<usize>,
     pub connections: ConnectionLimits,
     /// The whole-request deadline; always above the upstream timeout.
     pub request_timeout: Duration,
@@ -41,6 +45,9 @@ impl ListenerSettings {
     pub(super) fn parse(p: &mut Parser<'_>) -> ListenerSettings {
         let listen = p.address("AVS_LISTEN");
         let admin_listen = p.address("AVS_ADMIN_LISTEN");
+        let worker_threads = p
+            .given("AVS_WORKER_THREADS")
+            .then(|| p.count("AVS_WORKER_THREADS"));
         let connections = ConnectionLimits {
             header_timeout: p.millis("AVS_HEADER_TIMEOUT_MS"),
             idle_timeout: p.positive_secs("AVS_IDLE_TIMEOUT_SECS"),
@@ -64,6 +71,7 @@ impl ListenerSettings {
         ListenerSettings {
             listen,
             admin_listen,
+            worker_threads,
             connections,
             request_timeout,
             max_in_flight,

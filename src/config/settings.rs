@@ -59,6 +59,11 @@ pub const SETTINGS: &[Setting] = &[
         "admin listener: metrics, toggle admin, rollout report",
     ),
     plain(
+        "AVS_WORKER_THREADS",
+        None,
+        "threads serving requests (default: the CPUs the process may use)",
+    ),
+    plain(
         "AVS_HEADER_TIMEOUT_MS",
         Some("10000"),
         "a request's head must arrive within this, from its first byte",

@@ -21,6 +21,18 @@ fn empty_environment_is_the_embedded_default() {
         SourceConfig::File("fixtures/toggles.toml".into())
     );
     assert_eq!(c.transport.max_body_bytes, 16_777_216);
+    assert_eq!(c.listeners.worker_threads, None, "tokio's default: one per CPU");
+}
+
+#[test]
+fn worker_threads_are_a_count_when_given() {
+    let c = Config::from_vars(&vars(&[("AVS_WORKER_THREADS", "1")])).unwrap();
+    assert_eq!(c.listeners.worker_threads, Some(1));
+    let err = Config::from_vars(&vars(&[("AVS_WORKER_THREADS", "0")])).unwrap_err();
+    assert!(
+        err.to_string().contains("AVS_WORKER_THREADS: must be above 0"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -52,27 +52,49 @@ pub struct Document {
     /// A strong validator of the bytes.
     pub etag: String,
     /// The bytes in standard base64, for VA.gov's `avs_binaries` answer: encoded once with the
-    /// document, not on every request (it was 9x the raw route's CPU per request, #28).
-    pub base64: Bytes,
+    /// document, not on every request (it was 9x the raw route's CPU per request, #28); then
+    /// [`BINARIES_CLOSING`], so an answer whose last item this is ends in the same sealed file
+    /// (see [`Document::base64`]).
+    base64_closed: Bytes,
 }
+
+/// The JSON that closes an `avs_binaries` answer after its last item's base64 text (the string,
+/// the attributes, the item, the list, the answer). Kept after each document's base64 form: an
+/// answer then ends with the document's own slice, not a separate write of five bytes, which
+/// went out as a segment of its own (the socket has `TCP_NODELAY`).
+pub const BINARIES_CLOSING: &[u8] = b"\"}}]}";
 
 impl Document {
     /// The document of `bytes`, its bytes and base64 form stored by `keep` (the caches pass
     /// the `sealed` module's `keep`, which puts large ones where the kernel sends them without a copy).
     pub fn new(kind: DocKind, bytes: &[u8], keep: impl Fn(&[u8]) -> Bytes) -> Document {
         use base64::Engine;
-        let base64 = keep(base64::engine::general_purpose::STANDARD.encode(bytes).as_bytes());
+        let mut base64 = base64::engine::general_purpose::STANDARD
+            .encode(bytes)
+            .into_bytes();
+        base64.extend_from_slice(BINARIES_CLOSING);
         Document {
             kind,
             etag: etag(bytes),
             bytes: keep(bytes),
-            base64,
+            base64_closed: keep(&base64),
         }
+    }
+
+    /// The bytes in standard base64.
+    pub fn base64(&self) -> Bytes {
+        self.base64_closed
+            .slice(..self.base64_closed.len() - BINARIES_CLOSING.len())
+    }
+
+    /// [`Document::base64`] followed by [`BINARIES_CLOSING`].
+    pub fn base64_closed(&self) -> &Bytes {
+        &self.base64_closed
     }
 
     /// What the document holds in memory, for a cache's byte budget.
     pub fn weight(&self) -> usize {
-        self.bytes.len() + self.base64.len() + self.etag.len() + std::mem::size_of::<Document>()
+        self.bytes.len() + self.base64_closed.len() + self.etag.len() + std::mem::size_of::<Document>()
     }
 }
 

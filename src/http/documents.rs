@@ -44,6 +44,7 @@ pub(super) fn binaries(items: Vec<(&str, Binary<'_>)>) -> Response {
     let mut total = 0usize;
     let mut parts = Parts::default();
     let mut text = String::from("{\"data\":[");
+    let last = items.len().saturating_sub(1);
     for (n, (id, found)) in items.into_iter().enumerate() {
         if n > 0 {
             text.push(',');
@@ -58,7 +59,12 @@ pub(super) fn binaries(items: Vec<(&str, Binary<'_>)>) -> Response {
                 total += doc.bytes.len();
                 text.push_str("\"binary\":\"");
                 parts.push(Bytes::from(std::mem::take(&mut text)));
-                parts.push(doc.base64.clone());
+                if n == last {
+                    // The answer ends with the document's own slice (`BINARIES_CLOSING`).
+                    parts.push(doc.base64_closed().clone());
+                    return binaries_answer(parts);
+                }
+                parts.push(doc.base64());
                 text.push_str("\"}}");
             }
             Binary::Empty => text.push_str(&format!("\"error\":\"{EMPTY}\"}}}}")),
@@ -67,6 +73,10 @@ pub(super) fn binaries(items: Vec<(&str, Binary<'_>)>) -> Response {
     }
     text.push_str("]}");
     parts.push(Bytes::from(text));
+    binaries_answer(parts)
+}
+
+fn binaries_answer(parts: Parts) -> Response {
     ([(CONTENT_TYPE, "application/json")], Body::new(parts)).into_response()
 }
 
@@ -218,7 +228,35 @@ fn byte_range(header: &str, len: usize) -> Option<Result<(usize, usize), ()>> {
 
 #[cfg(test)]
 mod tests {
-    use super::byte_range;
+    use super::{Binary, binaries, byte_range};
+    use crate::domain::{DocKind, Document};
+
+    /// The answer is valid JSON whether a found item is last (its slice closes the answer) or not.
+    #[tokio::test]
+    async fn a_binaries_answer_closes_after_its_last_item_found_or_not() {
+        let doc = Document::new(DocKind::Text, b"hello", bytes::Bytes::copy_from_slice);
+        let item = |id: &str, binary: &str| serde_json::json!({"id": id, "type": "avs_binary", "attributes": {"docId": id, "binary": binary}});
+        let empty = serde_json::json!({"id": "b", "type": "avs_binary",
+            "attributes": {"docId": "b", "error": "Retrieved empty AVS binary"}});
+        for (items, expected) in [
+            (vec![("a", Binary::Found(&doc))], vec![item("a", "aGVsbG8=")]),
+            (
+                vec![("a", Binary::Found(&doc)), ("b", Binary::Empty)],
+                vec![item("a", "aGVsbG8="), empty.clone()],
+            ),
+            (
+                vec![("b", Binary::Empty), ("a", Binary::Found(&doc))],
+                vec![empty.clone(), item("a", "aGVsbG8=")],
+            ),
+        ] {
+            let answer = binaries(items);
+            let body = axum::body::to_bytes(answer.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+            assert_eq!(json, serde_json::json!({ "data": expected }));
+        }
+    }
 
     #[test]
     fn ranges() {

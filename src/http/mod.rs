@@ -123,7 +123,8 @@ pub fn app(state: AppState) -> Api {
 pub struct Api {
     summary: Edge<SummaryRoute>,
     /// The fixed routes' segments beside the summary route's `{sid}`.
-    siblings: Vec<&'static str>,
+    /// Shared: hyper's service clones the `Api` for every request.
+    siblings: std::sync::Arc<[&'static str]>,
     router: Router,
 }
 
@@ -140,7 +141,8 @@ impl Api {
         };
         request.method() == Method::GET
             && !sid.is_empty()
-            && !sid.bytes().any(|b| matches!(b, b'/' | b'%'))
+            // memchr: a byte loop over the sid was a tenth of this check (callgrind).
+            && memchr::memchr2(b'/', b'%', sid.as_bytes()).is_none()
             && !self.siblings.contains(&sid)
     }
 }

@@ -27,7 +27,7 @@ pub use vets_api::{EXPIRED_BODY, UserLookup};
 
 use crate::config::IdentitySettings;
 use crate::domain::{ActorId, OwnerIcn, PatientIcn};
-use crate::hot::{self, Hot};
+use crate::hot::{Hot, Read};
 
 /// Who is calling: the gating actor and the patient they are.
 #[derive(Clone, Debug)]
@@ -202,7 +202,8 @@ impl Identity {
     }
 
     fn with(issuer: Issuer) -> Identity {
-        let hot: Arc<Hot<Arc<[u8]>, Verified, TokenHash>> = Arc::default();
+        let hot: Arc<Hot<Arc<[u8]>, Verified, TokenHash>> =
+            Arc::new(Hot::new(|a, b| Arc::ptr_eq(&a.caller, &b.caller)));
         let gone = hot.clone();
         let verified = moka::sync::Cache::builder()
             .max_capacity(TOKEN_CACHE_BYTES)
@@ -212,7 +213,7 @@ impl Identity {
             .expire_after(UntilExp)
             // Called once moka has let the token go (evicted, expired, replaced).
             .eviction_listener(move |token: Arc<Arc<[u8]>>, left: Verified, _| {
-                gone.forget(&**token, |here| Arc::ptr_eq(&here.caller, &left.caller));
+                gone.forget(&**token, &left);
             })
             .build_with_hasher(TokenHash::default());
         Identity {
@@ -250,24 +251,19 @@ impl Identity {
         request_id: Option<&HeaderValue>,
     ) -> Result<Arc<Caller>, TokenError> {
         let now = jsonwebtoken::get_current_timestamp();
-        let caller = match self.hot.get(token, |hit| hit.servable(now)) {
-            Some(hit) => {
-                if hot::touch() {
-                    let _ = self.verified.get(token);
-                }
-                hit.caller
-            }
-            None => match self.verified.get(token) {
-                Some(hit) if hit.servable(now) => {
-                    let still_held = || {
-                        (self.verified.get(token)).is_some_and(|held| Arc::ptr_eq(&held.caller, &hit.caller))
-                    };
-                    let same = |a: &Verified, b: &Verified| Arc::ptr_eq(&a.caller, &b.caller);
-                    self.hot.keep(Arc::from(token), hit.clone(), still_held, same);
-                    hit.caller
-                }
-                _ => self.verify(token, now, request_id).await?,
-            },
+        let held = || self.verified.get(token);
+        let caller = match self.hot.read(
+            token,
+            |hit| hit.servable(now),
+            held,
+            |hit| Some(hit.clone()),
+            |token: &[u8]| Arc::from(token),
+        ) {
+            Read::Hot(hit) => hit.caller,
+            Read::Held(Some(hit)) if hit.servable(now) => hit.caller,
+            // Boxed: verifying (a vets-api call in `sis` mode) is a large future, and every
+            // hit would otherwise carry its size and move it from layer to layer.
+            Read::Held(_) => Box::pin(self.verify(token, now, request_id)).await?,
         };
         if caller.may_call(path) {
             Ok(caller)

@@ -25,7 +25,7 @@ use crate::config::CacheConfig;
 use crate::domain::{AppointmentIen, OwnerIcn, Sid, StationNo, render, same_patient};
 use crate::encoding::Encoded;
 use crate::flights::Flights;
-use crate::hot::{self, Hot};
+use crate::hot::{Hot, Read};
 
 /// A summary as cached: its response body in every coding, compressed once when it was
 /// rendered, and its owner, checked against the caller on every request.
@@ -58,7 +58,7 @@ impl Summaries {
             negative_ttl: config.negative_ttl,
             stale_if_error: config.stale_if_error,
         };
-        let hot: Arc<Hot<Sid, (Arc<Summary>, Instant)>> = Arc::default();
+        let hot: Arc<Hot<Sid, (Arc<Summary>, Instant)>> = Arc::new(Hot::new(|a, b| Arc::ptr_eq(&a.0, &b.0)));
         let gone = hot.clone();
         let cache = Cache::builder()
             .max_capacity(config.max_bytes)
@@ -67,7 +67,7 @@ impl Summaries {
             // Called once moka has let the entry go (evicted, expired, replaced).
             .eviction_listener(move |key: Arc<Key>, entry: Entry, cause| {
                 if let (Key::Summary(sid), Outcome::Summary(summary)) = (&*key, &entry.outcome) {
-                    gone.forget(sid, |(here, _)| Arc::ptr_eq(here, summary));
+                    gone.forget(sid, &(summary.clone(), entry.fetched));
                 }
                 metrics::counter!("avs_cache_evictions_total", "cause" => format!("{cause:?}")).increment(1);
             })
@@ -175,34 +175,36 @@ impl Summaries {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Outcome, UpstreamError>>,
     {
-        if let Key::Summary(sid) = &key
-            && let Some((summary, _)) = self
-                .hot
-                .get(sid, |(_, fetched)| fetched.elapsed() < self.lifetimes.ttl)
-        {
-            if hot::touch() {
-                let _ = self.cache.get(&key);
+        let held = || self.cache.get(&key);
+        let cached = match &key {
+            Key::Summary(sid) => {
+                let fresh = |(_, fetched): &(Arc<Summary>, Instant)| fetched.elapsed() < self.lifetimes.ttl;
+                let promote = |entry: &Entry| match &entry.outcome {
+                    Outcome::Summary(summary) => Some((summary.clone(), entry.fetched)),
+                    _ => None,
+                };
+                match self.hot.read(sid, fresh, held, promote, Sid::clone) {
+                    Read::Hot((summary, _)) => {
+                        self.note_hit();
+                        return Ok(Outcome::Summary(summary));
+                    }
+                    Read::Held(cached) => cached,
+                }
             }
-            self.note_hit();
-            return Ok(Outcome::Summary(summary));
-        }
-        let cached = self.cache.get(&key);
+            _ => held(),
+        };
         if let Some(entry) = &cached
             && self.lifetimes.fresh(entry)
         {
             self.note_hit();
-            if let (Key::Summary(sid), Outcome::Summary(summary)) = (&key, &entry.outcome) {
-                let still_held = || self.holds(&key, summary);
-                let value = (summary.clone(), entry.fetched);
-                self.hot
-                    .keep(sid.clone(), value, still_held, |a, b| Arc::ptr_eq(&a.0, &b.0));
-            }
             return Ok(entry.outcome.clone());
         }
         self.count_outcome("miss");
         crate::telemetry::note(|n| n.cache = Some("miss"));
         record_outcome("miss");
-        match self.load_once(&key, load).await {
+        // Boxed: the load (the upstream call) is a large future, and every hit would otherwise
+        // carry its size and move it from layer to layer.
+        match Box::pin(self.load_once(&key, load)).await {
             Ok(entry) => Ok(entry.outcome),
             Err(e) => match cached {
                 Some(entry) if e.is_failure() && self.lifetimes.servable_stale(&entry) => {
@@ -223,13 +225,6 @@ impl Summaries {
         self.count_outcome("hit");
         crate::telemetry::note(|n| n.cache = Some("hit"));
         record_outcome("hit");
-    }
-
-    /// Whether moka still holds this very summary for `key`.
-    fn holds(&self, key: &Key, summary: &Arc<Summary>) -> bool {
-        self.cache.get(key).is_some_and(
-            |entry| matches!(&entry.outcome, Outcome::Summary(held) if Arc::ptr_eq(held, summary)),
-        )
     }
 
     /// One load per key at a time; everyone waiting gets its result, error included. If the
