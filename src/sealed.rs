@@ -6,10 +6,12 @@
 //! that lies inside one ([`find`]), the server sends it from the file with `sendfile(2)` (see
 //! `http::server`), nginx's path for a static file, instead of copying it through user space:
 //! a 443 KB Oracle Health PDF cost 65 µs of CPU per hit written from memory against nginx's 37
-//! (#28). Anything else (headers, a summary, a copy some layer made) is written as before, so a
-//! slice not found costs only the copy, never a wrong byte. A summary's 32 KB JSON is not
-//! sealed: sent this way a hit cost 28.3 µs of CPU against 22.8 µs copied (a lookup, two system
-//! calls and eight page-cache lookups outweigh copying 32 KB).
+//! (#28). Anything else (headers, a copy some layer made) is written as before, so a slice not
+//! found costs only the copy, never a wrong byte. A summary's identity JSON (32 KB for the full
+//! fixture) is sealed too: with one worker thread beside nginx's one, a hit sent this way cost
+//! 10.2 µs of CPU against 10.7 copied (`bench/run.sh`, two alternating pairs, 2026-12-04). On
+//! 12-03, with two worker threads, it measured the other way (28.3 against 22.8): the
+//! cross-CPU wake-ups of two workers beside the load generator had hidden what the copy costs.
 //!
 //! Every sealed document holds one file descriptor, and descriptors are what the public
 //! listener's connection cap is made of (`http::descriptors`): sealing uses only the ones that
@@ -24,9 +26,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
-/// Documents smaller than this are kept in ordinary memory: a descriptor and a mapping (a
-/// 4 KiB page at least) are not worth it for a few pages of text.
-pub const MIN_BYTES: usize = 64 * 1024;
+/// Bodies smaller than this are kept in ordinary memory: a descriptor and a mapping (a 4 KiB
+/// page at least) are not worth it for a few pages of text, nor a compressed summary (6 KB).
+pub const MIN_BYTES: usize = 16 * 1024;
 
 /// Slices shorter than this are copied even from a sealed document: a lookup and a
 /// `sendfile` call cost more than copying a few KB (the tail of a large write, a short range).

@@ -12,8 +12,9 @@
 /// the database pool, the toggle file, the runtime's own, and the admin listener's share.
 pub const RESERVE: u64 = 256;
 
-/// Cached documents sealed in memory files at most (`crate::sealed`): one descriptor each, taken
-/// only from what the public cap leaves over.
+/// Cached bodies (documents, and summaries' identity JSON) sealed in memory files at most
+/// (`crate::sealed`): one descriptor each, taken only from what the public cap leaves over;
+/// past it a body is kept in ordinary memory (a 64 MiB summary cache holds ~2,000 full ones).
 pub const SEALED_DOCUMENTS: usize = 4096;
 
 /// Connections the admin listener holds at most (part of [`RESERVE`]); it serves operators and

@@ -582,7 +582,8 @@ async fn the_page_header_is_plain_text_and_absent_orders_are_null() {
 }
 
 /// Over a real socket a cached document leaves from its sealed memory file by `sendfile`
-/// (#28): the same bytes as in process, whole, as a range and inside the binaries answer.
+/// (#28): the same bytes as in process, whole, as a range and inside the binaries answer; and
+/// so does a summary's identity JSON.
 #[tokio::test]
 async fn over_a_socket_a_cached_pdf_is_sent_from_its_sealed_file_byte_for_byte() {
     let before = metric_sum("avs_document_bytes_sent_from_files_total");
@@ -638,4 +639,31 @@ async fn over_a_socket_a_cached_pdf_is_sent_from_its_sealed_file_byte_for_byte()
         serde_json::from_slice::<Value>(&binaries).unwrap(),
         json!({"data": [{"id": FULL_SID, "type": "avs_binary", "attributes": {"docId": FULL_SID, "binary": b64}}]})
     );
+
+    // A summary's identity JSON (from 16 KiB) is sealed as well: the same bytes as in process,
+    // sent from its file.
+    let before = metric_sum("avs_document_bytes_sent_from_files_total");
+    let (status, summary) = fetch(format!("/avs/v0/avs/{FULL_SID}"), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        summary.len() > 20 * 1024,
+        "the full fixture's JSON: {}",
+        summary.len()
+    );
+    let sent = metric_sum("avs_document_bytes_sent_from_files_total") - before;
+    assert!(
+        sent >= (summary.len() - 16 * 1024) as f64,
+        "the summary left by sendfile, but for a short tail: {sent} bytes"
+    );
+    let local = avs_api::app(app.state.clone())
+        .oneshot(
+            get(&format!("/avs/v0/avs/{FULL_SID}"))
+                .header("authorization", format!("Bearer {}", owner_token()))
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let local = axum::body::to_bytes(local.into_body(), usize::MAX).await.unwrap();
+    assert_eq!(local, summary, "in process and over the socket alike");
 }

@@ -318,7 +318,8 @@ fn render_summary(doc: Value, sid: &Sid) -> Result<Arc<Summary>, UpstreamError> 
         );
     }
     Ok(Arc::new(Summary {
-        body: Encoded::new(rendered.body),
+        // Sealed when large (`crate::sealed`): a hit's body then leaves with `sendfile`.
+        body: Encoded::new(crate::sealed::keep(&rendered.body)),
         owner: rendered.owner,
         forms: Arc::default(),
     }))
