@@ -619,16 +619,22 @@ async fn over_a_socket_a_cached_pdf_is_sent_from_its_sealed_file_byte_for_byte()
     let (status, part) = fetch(pdf_path(FULL_SID), Some("bytes=1000-60999")).await;
     assert_eq!((status, &part[..]), (206, &rendered[1000..61000]));
 
-    let local = avs_api::app(app.state.clone())
-        .oneshot(
-            get(&pdf_path(FULL_SID))
+    // The same request answered in process, without a socket.
+    let in_process = |path: String| {
+        let answer = avs_api::app(app.state.clone()).oneshot(
+            get(&path)
                 .header("authorization", format!("Bearer {}", owner_token()))
                 .body(axum::body::Body::empty())
                 .unwrap(),
-        )
-        .await
-        .unwrap();
-    let local = axum::body::to_bytes(local.into_body(), usize::MAX).await.unwrap();
+        );
+        async move {
+            let answer = answer.await.unwrap();
+            axum::body::to_bytes(answer.into_body(), usize::MAX)
+                .await
+                .unwrap()
+        }
+    };
+    let local = in_process(pdf_path(FULL_SID)).await;
     assert_eq!(local, rendered, "in process and over the socket alike");
 
     let (status, binaries) = fetch(format!("/avs/v0/avs/binaries?doc_ids={FULL_SID}"), None).await;
@@ -655,15 +661,6 @@ async fn over_a_socket_a_cached_pdf_is_sent_from_its_sealed_file_byte_for_byte()
         sent >= (summary.len() - 16 * 1024) as f64,
         "the summary left by sendfile, but for a short tail: {sent} bytes"
     );
-    let local = avs_api::app(app.state.clone())
-        .oneshot(
-            get(&format!("/avs/v0/avs/{FULL_SID}"))
-                .header("authorization", format!("Bearer {}", owner_token()))
-                .body(axum::body::Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let local = axum::body::to_bytes(local.into_body(), usize::MAX).await.unwrap();
+    let local = in_process(format!("/avs/v0/avs/{FULL_SID}")).await;
     assert_eq!(local, summary, "in process and over the socket alike");
 }
