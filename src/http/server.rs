@@ -316,7 +316,7 @@ struct Tracked<S> {
 }
 
 /// A request being served; the connection is idle again once every one has ended.
-pub struct Busy(Arc<ConnectionClock>);
+struct Busy(Arc<ConnectionClock>);
 
 impl Busy {
     fn start(clock: &Arc<ConnectionClock>) -> Busy {
@@ -357,7 +357,7 @@ where
 pin_project_lite::pin_project! {
     /// A request's answer, the connection busy until it is ready. Not boxed: boxing it moved
     /// the whole request into the box once more per hit (callgrind).
-    pub struct Served<F> {
+    struct Served<F> {
         #[pin]
         answer: F,
         busy: Option<Busy>,

@@ -93,12 +93,16 @@ impl Lifetimes {
     }
 
     pub(super) fn fresh(&self, entry: &Entry) -> bool {
-        let ttl = if entry.negative() {
-            self.negative_ttl
+        if entry.negative() {
+            entry.fetched.elapsed() < self.negative_ttl
         } else {
-            self.ttl
-        };
-        entry.fetched.elapsed() < ttl
+            self.fresh_answer(entry.fetched)
+        }
+    }
+
+    /// Whether an answer (not a negative entry) fetched then is fresh: the hot map's rule too.
+    pub(super) fn fresh_answer(&self, fetched: Instant) -> bool {
+        fetched.elapsed() < self.ttl
     }
 
     pub(super) fn servable_stale(&self, entry: &Entry) -> bool {

@@ -178,7 +178,7 @@ impl Summaries {
         let held = || self.cache.get(&key);
         let cached = match &key {
             Key::Summary(sid) => {
-                let fresh = |(_, fetched): &(Arc<Summary>, Instant)| fetched.elapsed() < self.lifetimes.ttl;
+                let fresh = |(_, fetched): &(Arc<Summary>, Instant)| self.lifetimes.fresh_answer(*fetched);
                 let promote = |entry: &Entry| match &entry.outcome {
                     Outcome::Summary(summary) => Some((summary.clone(), entry.fetched)),
                     _ => None,
