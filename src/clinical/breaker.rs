@@ -106,6 +106,9 @@ impl Breaker {
     /// A breaker for one clinical source; `source` labels its gauge (`vista`, `oracle`), so an
     /// open breaker of one source never shows as the other's.
     pub fn new(policy: BreakerPolicy, source: &'static str) -> Breaker {
+        // Published closed from the start, so a dashboard and an alert see each source's series
+        // before its first call (absent reads as "no data", not as "closed").
+        metrics::gauge!("avs_upstream_breaker_open", "source" => source).set(0.0);
         Breaker {
             policy,
             source,

@@ -37,12 +37,18 @@ impl HttpClient {
 
     /// A client that never takes a proxy, configured or from the environment: vets-api is not
     /// behind the clinical sources' forward proxy.
-    pub(crate) fn direct(timeout: Duration) -> Result<HttpClient, String> {
+    pub(crate) fn direct(timeout: Duration, ca_file: Option<&std::path::Path>) -> Result<HttpClient, String> {
         let built = |b: ClientBuilder| b.build().map_err(|e| format!("vets-api client: {e}"));
-        let base = || base_builder(timeout, timeout).no_proxy();
+        let base = || {
+            with_roots(
+                base_builder(timeout, timeout).no_proxy(),
+                ca_file,
+                "AVS_SIS_CA_FILE",
+            )
+        };
         Ok(HttpClient {
-            pooled: built(base().pool_idle_timeout(Duration::from_secs(30)))?,
-            fresh: built(base().pool_max_idle_per_host(0))?,
+            pooled: built(base()?.pool_idle_timeout(Duration::from_secs(30)))?,
+            fresh: built(base()?.pool_max_idle_per_host(0))?,
         })
     }
 
@@ -88,10 +94,10 @@ fn base_builder(connect_timeout: Duration, timeout: Duration) -> ClientBuilder {
 
 /// Everything but the pool: both clients of a clinical source are built alike.
 fn builder(config: &TransportConfig, timeout: Duration) -> Result<ClientBuilder, String> {
-    let mut builder = base_builder(config.connect_timeout, timeout);
+    let builder = base_builder(config.connect_timeout, timeout);
     // Always an explicit choice: reqwest would otherwise honour HTTP(S)_PROXY from the
     // environment, and a missing forward proxy must never be papered over by one.
-    builder = match &config.proxy {
+    let builder = match &config.proxy {
         ProxySetting::Unset | ProxySetting::Direct => builder.no_proxy(),
         ProxySetting::Via(url) => {
             // reqwest takes `user:pass@` credentials from the proxy URL itself.
@@ -101,13 +107,19 @@ fn builder(config: &TransportConfig, timeout: Duration) -> Result<ClientBuilder,
             builder.no_proxy().proxy(proxy)
         }
     };
-    if let Some(path) = &config.ca_file {
-        let pem = std::fs::read(path).map_err(|e| format!("AVS_UPSTREAM_CA_FILE: {e}"))?;
-        let certs =
-            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("AVS_UPSTREAM_CA_FILE: {e}"))?;
-        builder = builder.tls_certs_merge(certs);
-    }
-    Ok(builder)
+    with_roots(builder, config.ca_file.as_deref(), "AVS_UPSTREAM_CA_FILE")
+}
+
+/// The builder trusting the roots in `ca_file` (PEM) besides the system's, when given.
+fn with_roots(
+    builder: ClientBuilder,
+    ca_file: Option<&std::path::Path>,
+    setting: &str,
+) -> Result<ClientBuilder, String> {
+    let Some(path) = ca_file else { return Ok(builder) };
+    let pem = std::fs::read(path).map_err(|e| format!("{setting}: {e}"))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("{setting}: {e}"))?;
+    Ok(builder.tls_certs_merge(certs))
 }
 
 /// A request that failed on its connection before a whole answer came, other than by

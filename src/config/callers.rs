@@ -55,11 +55,15 @@ pub struct SisSettings {
     pub user_audiences: Vec<String>,
     /// vets-api's `/v0/user`; `None`: the embedded stand-in's (development only).
     pub user_url: Option<Url>,
+    /// Extra trusted roots for vets-api's certificate (an internal CA).
+    pub ca_file: Option<PathBuf>,
     pub user_timeout: Duration,
     pub user_concurrency: usize,
     pub user_ttl: Duration,
     pub service_audience: Option<String>,
     pub service_accounts: Vec<String>,
+    /// Production: every key set that arrives is refused if it holds a development key.
+    pub refuse_development_keys: bool,
 }
 
 /// The embedded stand-in's service account, accepted only when both the keys and the user
@@ -76,6 +80,7 @@ const CLAIMS_ONLY: &[&str] = &[
 ];
 const SIS_ONLY: &[&str] = &[
     "AVS_SIS_JWKS_URL",
+    "AVS_SIS_CA_FILE",
     "AVS_SIS_JWKS_FILE",
     "AVS_SIS_JWKS_REFRESH_SECS",
     "AVS_SIS_ISSUER",
@@ -135,6 +140,13 @@ impl AuthConfig {
                 p.problem(
                     "AVS_CORS_ORIGINS",
                     format!("{origin:?} is not an origin (scheme://host[:port], no path; never *)"),
+                );
+            } else if production && origin.starts_with("http://") {
+                // A page served over plain HTTP can be rewritten in transit, and it would
+                // then call with the veteran's cookie.
+                p.problem(
+                    "AVS_CORS_ORIGINS",
+                    format!("{origin:?} is http://, which production refuses: list https:// origins only"),
                 );
             }
         }
@@ -232,6 +244,15 @@ impl SisSettings {
             }
             None => None,
         };
+        let ca_file = p.raw("AVS_SIS_CA_FILE").map(PathBuf::from);
+        if let Some(path) = &ca_file
+            && !path.is_file()
+        {
+            p.problem(
+                "AVS_SIS_CA_FILE",
+                format!("{} is not a readable file", path.display()),
+            );
+        }
         let user_ttl = p.positive_secs("AVS_SIS_USER_TTL_SECS");
         if user_ttl > MAX_USER_TTL {
             p.problem("AVS_SIS_USER_TTL_SECS", "must be at most 300");
@@ -255,11 +276,13 @@ impl SisSettings {
             issuer: p.raw("AVS_SIS_ISSUER").unwrap_or_default().to_owned(),
             user_audiences: list(p.raw("AVS_SIS_USER_AUDIENCES")),
             user_url,
+            ca_file,
             user_timeout: p.millis("AVS_SIS_USER_TIMEOUT_MS"),
             user_concurrency: p.count("AVS_SIS_USER_CONCURRENCY"),
             user_ttl: user_ttl.min(MAX_USER_TTL),
             service_audience,
             service_accounts,
+            refuse_development_keys: production,
         })
     }
 }
@@ -268,6 +291,15 @@ impl IdentitySettings {
     /// Whether the embedded SiS stand-in has to run (keys or user lookup unset, development).
     pub fn needs_standin(&self) -> bool {
         matches!(self, IdentitySettings::Sis(s) if s.keys == SisKeys::Embedded || s.user_url.is_none())
+    }
+
+    /// Whether callers would be verified by the development identity: the embedded stand-in
+    /// (`sis` without its keys or user lookup) or a development key (`claims`).
+    pub fn is_development(&self) -> bool {
+        match self {
+            IdentitySettings::Sis(_) => self.needs_standin(),
+            IdentitySettings::Claims(c) => c.keys.contains_development_key(),
+        }
     }
 
     /// For `check-config`.

@@ -136,6 +136,9 @@ impl Config {
         let rollout = RolloutSettings::parse(p);
         let cache = CacheConfig::parse(p);
         let telemetry = TelemetrySettings::parse(p, production);
+        if let Some(auth) = &auth {
+            fail_closed(p, env, &listeners, &vista, &oracle, auth);
+        }
         if listeners.request_timeout <= vista.timeout {
             p.problem(
                 "AVS_REQUEST_TIMEOUT_MS",
@@ -167,6 +170,43 @@ impl Config {
     /// one line per entry of the settings table, in its order.
     pub fn describe(&self) -> String {
         describe::describe(self)
+    }
+}
+
+/// The development identity (the embedded Sign-in Service stand-in, the development keys) is
+/// the default only beside the embedded fixture sources, on loopback. Anything else needs
+/// `AVS_ENV` said explicitly: an unset `AVS_ENV` is development, but does not count as saying
+/// so (`identity.md`, "The development keys never verify outside development").
+fn fail_closed(
+    p: &mut Parser<'_>,
+    env: Environment,
+    listeners: &ListenerSettings,
+    vista: &VistaSettings,
+    oracle: &OhSettings,
+    auth: &AuthConfig,
+) {
+    let said = p.given("AVS_ENV") && matches!(env, Environment::Development | Environment::Test);
+    if said || env == Environment::Production || !auth.identity.is_development() {
+        return; // production has its own refusals, which name the missing identity settings
+    }
+    let fix = "set the identity settings (AVS_SIS_JWKS_URL and AVS_SIS_USER_URL, or AVS_IDENTITY=claims with its keys), or AVS_ENV=development explicitly";
+    if vista.url.is_some() {
+        p.problem(
+            "AVS_UPSTREAM_URL",
+            format!("a real clinical source beside the development identity (the embedded Sign-in Service stand-in or the development keys): {fix}"),
+        );
+    }
+    if matches!(oracle.source, OhSource::Url { .. }) {
+        p.problem(
+            "AVS_OH_UPSTREAM_URL",
+            format!("a real clinical source beside the development identity (the embedded Sign-in Service stand-in or the development keys): {fix}"),
+        );
+    }
+    if !listeners.listen.ip().is_loopback() {
+        p.problem(
+            "AVS_LISTEN",
+            format!("{} is not loopback, and the development identity (the embedded Sign-in Service stand-in or the development keys) would answer on it: {fix}", listeners.listen),
+        );
     }
 }
 

@@ -281,6 +281,11 @@ pub const SETTINGS: &[Setting] = &[
         "vets-api's GET /v0/user; unset: the embedded stand-in (not in production)",
     ),
     plain(
+        "AVS_SIS_CA_FILE",
+        None,
+        "extra trusted roots (PEM) for vets-api (keys and users)",
+    ),
+    plain(
         "AVS_SIS_USER_TIMEOUT_MS",
         Some("2000"),
         "one vets-api user lookup, waiting for a slot included",

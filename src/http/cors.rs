@@ -56,6 +56,23 @@ impl Cors {
         Cors { origins, methods }
     }
 
+    /// Whether any origin is listed: then every answer varies by `Origin`, listed or not, so
+    /// no cache hands one origin's answer (with or without the CORS headers) to another.
+    pub(super) fn enabled(&self) -> bool {
+        !self.origins.is_empty()
+    }
+
+    /// `Vary: Origin` on an answer that does not say it yet (a preflight's says it already).
+    pub(super) fn vary(headers: &mut HeaderMap) {
+        let said = headers.get_all(VARY).iter().any(|v| {
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|h| h.trim().eq_ignore_ascii_case("origin")))
+        });
+        if !said {
+            headers.append(VARY, HeaderValue::from_static("Origin"));
+        }
+    }
+
     /// The request's `Origin` when it is listed. No `Origin` (every non-browser caller, and a
     /// same-origin GET) costs one header lookup.
     pub(super) fn listed(&self, headers: &HeaderMap) -> Option<HeaderValue> {

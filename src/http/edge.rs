@@ -116,6 +116,7 @@ where
         );
         // A preflight's answer has its CORS headers, or (refused) must have none.
         let origin = if preflight.is_some() { None } else { origin };
+        let vary = origin.is_none() && self.cors.enabled();
         let handling = if let Some(refused) = oversized_head(&request, &app.connections) {
             Handling::Refused(Box::new(refused))
         } else if let Some(answer) = preflight {
@@ -175,6 +176,8 @@ where
             headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
             if let Some(origin) = origin {
                 Cors::allow(origin, headers);
+            } else if vary {
+                Cors::vary(headers);
             }
             // What the router does for the routes it matches, done here for the one served
             // without it (`super::Api`), so both answer alike.

@@ -136,7 +136,11 @@ impl ApiError {
         use ApiError::*;
         match self {
             InvalidSid | InvalidSearch | InvalidLinks(_) | InvalidParameters(_) => StatusCode::BAD_REQUEST,
-            Unauthenticated | NotYourSummary | NotYourAppointment => StatusCode::UNAUTHORIZED,
+            Unauthenticated => StatusCode::UNAUTHORIZED,
+            // 403, not vets-api's 401: VA.gov's `apiRequest` turns every 401 into a "session
+            // expired" sign-in loop, and the page picks its "We can't give you access" view
+            // from the body's `status` (`api.md`, "Not yours is 403").
+            NotYourSummary | NotYourAppointment => StatusCode::FORBIDDEN,
             ToggleStoreReadOnly | ForgedForm | BearerRequired | NoPatient | TokenExpired | OutOfScope
             | ForeignOrigin | PreflightRefused => StatusCode::FORBIDDEN,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -164,7 +168,17 @@ impl ApiError {
             ApiError::InvalidSearch | ApiError::InvalidLinks(_) | ApiError::InvalidParameters(_) => {
                 "Invalid parameters"
             }
+            ApiError::NotYourSummary | ApiError::NotYourAppointment => "Not authorized",
             other => named(other.status()).1,
+        }
+    }
+
+    /// `errors[0].status`: the status's own name, but for "not yours", which the page reads
+    /// as `unauthorized` whatever the HTTP status.
+    fn symbol(&self) -> &'static str {
+        match self {
+            ApiError::NotYourSummary | ApiError::NotYourAppointment => "unauthorized",
+            other => named(other.status()).0,
         }
     }
 
@@ -232,7 +246,7 @@ impl IntoResponse for ApiError {
             "title": self.title(),
             "detail": self.detail(),
             "code": status.as_str(),
-            "status": named(status).0,
+            "status": self.symbol(),
         }]});
         let retry_after = self.retry_after();
         let mut response = (status, axum::Json(body)).into_response();

@@ -1,6 +1,7 @@
 //! The edge: routes, middleware, the caller extractor and the error shape.
 
 mod auth;
+mod connections;
 mod cors;
 pub mod descriptors;
 mod documents;

@@ -20,7 +20,7 @@ use std::convert::Infallible;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,6 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use super::connections::{ConnectionClock, Roster};
 use crate::config::ConnectionLimits;
 use crate::sealed;
 
@@ -52,6 +53,7 @@ where
     S::Future: Send,
 {
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let roster = Arc::new(Roster::default());
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     // hyper's own limits sit above the service's, so an oversized head is answered by the
@@ -70,13 +72,22 @@ where
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
-                // Out of file descriptors, most likely: back off instead of spinning.
+                // Out of file descriptors, most likely: make room by closing the oldest
+                // half-sent head, or, with none, back off instead of spinning.
                 tracing::warn!(listener = name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if !roster.close_oldest_unfinished().await {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 continue;
             }
         };
-        let Ok(permit) = open.clone().try_acquire_owned() else {
+        let permit = match open.clone().try_acquire_owned() {
+            Ok(permit) => Ok(permit),
+            // At the cap: the oldest unfinished head makes way for a connection just accepted.
+            Err(_) if roster.close_oldest_unfinished().await => open.clone().try_acquire_owned(),
+            Err(full) => Err(full),
+        };
+        let Ok(permit) = permit else {
             metrics::counter!("avs_connections_refused_total", "listener" => name).increment(1);
             tracing::debug!(
                 listener = name,
@@ -86,7 +97,7 @@ where
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let clock = Arc::new(ConnectionClock::new());
+        let (clock, place) = roster.join();
         let io = TokioIo::new(Watched {
             stream,
             clock: clock.clone(),
@@ -98,6 +109,9 @@ where
         let connection = graceful.watch(http.serve_connection(io, service));
         let stopping = stop.clone();
         tokio::spawn(async move {
+            // Dropped in reverse: the connection (inside `guard`), its slot, then its place on
+            // the roster, whose leaving tells a listener waiting for room that both are free.
+            let _place = place;
             let _permit = permit;
             guard(connection, &clock, limits, stopping).await;
         });
@@ -130,6 +144,12 @@ async fn guard<C>(
         let deadline = clock.deadline(&limits);
         tokio::select! {
             _ = &mut connection => return,
+            () = clock.closing() => {
+                // The listener needs the room; a head that finished meanwhile is served.
+                if clock.busy.load(Ordering::Relaxed) == 0 {
+                    return;
+                }
+            }
             () = tokio::time::sleep_until(deadline) => {
                 if clock.deadline(&limits) <= Instant::now() {
                     metrics::counter!("avs_connections_timed_out_total").increment(1);
@@ -143,60 +163,6 @@ async fn guard<C>(
                 // A request in flight finishes; hyper then closes the connection.
                 stopping = true;
             }
-        }
-    }
-}
-
-/// What a connection is doing, kept in atomics that the reader and the service update.
-struct ConnectionClock {
-    born: Instant,
-    /// Requests being served (head read, response not yet produced).
-    busy: AtomicUsize,
-    /// When the head now arriving began (ms since born, +1; 0: none).
-    head_started: AtomicU64,
-    /// Last bytes in or out (ms since born).
-    last_traffic: AtomicU64,
-}
-
-impl ConnectionClock {
-    fn new() -> ConnectionClock {
-        ConnectionClock {
-            born: Instant::now(),
-            busy: AtomicUsize::new(0),
-            // A new connection owes its first head within the header timeout.
-            head_started: AtomicU64::new(1),
-            last_traffic: AtomicU64::new(0),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.born.elapsed().as_millis() as u64
-    }
-
-    fn at(&self, ms: u64) -> Instant {
-        self.born + Duration::from_millis(ms)
-    }
-
-    fn traffic(&self, read: bool) {
-        let now = self.now_ms();
-        self.last_traffic.store(now, Ordering::Relaxed);
-        if read && self.busy.load(Ordering::Relaxed) == 0 {
-            // The first bytes of a head start its clock; later ones do not reset it.
-            let _ = self
-                .head_started
-                .compare_exchange(0, now + 1, Ordering::Relaxed, Ordering::Relaxed);
-        }
-    }
-
-    /// When this connection is to be closed unless something changes.
-    fn deadline(&self, limits: &ConnectionLimits) -> Instant {
-        if self.busy.load(Ordering::Relaxed) > 0 {
-            // A request in flight has the request deadline and the body timeout; look again.
-            return Instant::now() + limits.header_timeout;
-        }
-        match self.head_started.load(Ordering::Relaxed) {
-            0 => self.at(self.last_traffic.load(Ordering::Relaxed)) + limits.idle_timeout,
-            started => self.at(started - 1) + limits.header_timeout,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod claims;
 mod dev;
+mod scopes;
 mod sis;
 pub mod standin;
 mod vets_api;
@@ -22,7 +23,8 @@ use url::Url;
 pub use crate::config::{DEV_KID, KeySet, KeySource};
 pub use claims::ClaimsVerifier;
 pub use dev::{DevKey, DevToken, FixtureUser, SisToken, dev_sis_token, dev_token, fixture_users};
-pub use sis::{Keyring, SisIdentity, scope_covers};
+pub use scopes::scope_covers;
+pub use sis::{Keyring, SisIdentity};
 pub use vets_api::{EXPIRED_BODY, UserLookup};
 
 use crate::config::IdentitySettings;
@@ -237,9 +239,10 @@ impl Identity {
         }
     }
 
-    /// Whether tokens can be verified: in `sis` mode, once a first key set is loaded.
+    /// Whether tokens can be verified: in `sis` mode, once a first key set is loaded and while
+    /// no refused set has arrived since.
     pub fn ready(&self) -> bool {
-        self.sis().is_none_or(|s| s.keyring().loaded())
+        self.sis().is_none_or(|s| s.keyring().ready())
     }
 
     /// The caller a token speaks for, allowed on `path`: remembered per token, else verified
@@ -333,7 +336,7 @@ mod tests {
     #[test]
     fn dev_jwks_matches_dev_pem() {
         let pem = pem_keys(DEV_PUBLIC_PEM).unwrap();
-        let jwks = jwks_keys(DEV_JWKS).unwrap();
+        let (jwks, _) = jwks_keys(DEV_JWKS).unwrap();
         assert_eq!(pem.len(), 1);
         assert_eq!(jwks[0].kid.as_deref(), Some(DEV_KID));
         // The JWKS form of the dev key verifies a dev token too: both name the same key.
@@ -360,10 +363,11 @@ mod tests {
         assert_eq!(set.len(), 2);
         assert!(set.contains_development_key());
         // The stand-in's current key is the development key (its modulus as in dev-jwks.json).
-        let dev = jwks_keys(DEV_JWKS).unwrap();
+        let (dev, _) = jwks_keys(DEV_JWKS).unwrap();
         assert!(
             jwks_keys(DEV_SIS_JWKS)
                 .unwrap()
+                .0
                 .iter()
                 .any(|k| k.material == dev[0].material)
         );

@@ -13,6 +13,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use url::Url;
 
+use super::scopes::scope_path;
 use super::vets_api::{LookupError, UserLookup};
 use super::{Caller, TokenError, rejection};
 use crate::clinical::call::{Call, Guard, GuardSettings, answered};
@@ -47,6 +48,10 @@ pub enum KeysFrom {
 /// The SiS key set, swapped whole on a refresh; a failed refresh keeps the last good set.
 pub struct Keyring {
     from: KeysFrom,
+    /// Production: a set holding a development key is refused, at start and at every refresh.
+    refuse_development_keys: bool,
+    /// The last set that arrived was refused: not ready until a good one arrives.
+    refused: AtomicBool,
     client: HttpClient,
     guard: Arc<Guard>,
     keys: ArcSwap<KeySet>,
@@ -59,9 +64,11 @@ pub struct Keyring {
 }
 
 impl Keyring {
-    fn new(from: KeysFrom, client: HttpClient, guard: Arc<Guard>) -> Keyring {
+    fn new(from: KeysFrom, refuse_development_keys: bool, client: HttpClient, guard: Arc<Guard>) -> Keyring {
         Keyring {
             from,
+            refuse_development_keys,
+            refused: AtomicBool::new(false),
             client,
             guard,
             keys: ArcSwap::from_pointee(KeySet::empty()),
@@ -72,9 +79,15 @@ impl Keyring {
         }
     }
 
-    /// Whether a good key set was ever loaded (`/readyz`).
+    /// Whether a good key set was ever loaded.
     pub fn loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Whether tokens may be verified (`/readyz`): a good set was loaded, and the last set
+    /// that arrived was not refused (the last good set still verifies meanwhile).
+    pub fn ready(&self) -> bool {
+        self.loaded() && !self.refused.load(Ordering::Acquire)
     }
 
     /// Key-set fetches so far (for tests).
@@ -93,8 +106,20 @@ impl Keyring {
             KeysFrom::Url(url) => (self.fetch(url).await?, KeySource::JwksUrl),
         };
         let set = KeySet::sis_from_jwks(&text, source)?;
+        for skipped in set.skipped() {
+            tracing::warn!(%skipped, "a Sign-in Service key was skipped");
+        }
+        if self.refuse_development_keys && set.contains_development_key() {
+            self.refused.store(true, Ordering::Release);
+            metrics::counter!("avs_sis_key_sets_refused_total").increment(1);
+            tracing::error!(
+                "a Sign-in Service key set holding a development key was refused (production): the last good set stays, not ready until a good set arrives"
+            );
+            return Err("holds a development key, which production refuses".to_owned());
+        }
         let count = set.len();
         self.keys.store(Arc::new(set));
+        self.refused.store(false, Ordering::Release);
         self.generation.fetch_add(1, Ordering::AcqRel);
         if !self.loaded.swap(true, Ordering::AcqRel) {
             tracing::info!(keys = count, "Sign-in Service keys loaded");
@@ -126,7 +151,8 @@ impl Keyring {
             loop {
                 let wait = match ring.upgrade() {
                     None => return,
-                    Some(ring) if ring.loaded() => refresh,
+                    Some(ring) if ring.ready() => refresh,
+                    // No set yet, or the last one refused: ask again soon.
                     Some(_) => FIRST_LOAD_RETRY,
                 };
                 tokio::time::sleep(wait).await;
@@ -230,7 +256,7 @@ impl SisIdentity {
         };
         // vets-api is not behind the clinical sources' forward proxy: never a proxy, and never
         // one from the environment. Its calls (keys and users) are one guarded source.
-        let client = HttpClient::direct(settings.user_timeout)?;
+        let client = HttpClient::direct(settings.user_timeout, settings.ca_file.as_deref())?;
         let guard = Arc::new(Guard::new(GuardSettings {
             source: "vets_api",
             server: user_url.host_str().unwrap_or_default().to_owned(),
@@ -239,7 +265,12 @@ impl SisIdentity {
             breaker: None,
             reported: false,
         }));
-        let keyring = Arc::new(Keyring::new(from, client.clone(), guard.clone()));
+        let keyring = Arc::new(Keyring::new(
+            from,
+            settings.refuse_development_keys,
+            client.clone(),
+            guard.clone(),
+        ));
         if let Err(problem) = keyring.load().await {
             tracing::error!(%problem, "Sign-in Service keys not loaded: not ready until they are");
         }
@@ -379,47 +410,5 @@ impl SisIdentity {
             },
             valid_until: claims.exp,
         })
-    }
-}
-
-/// The path of a scope: scopes are URLs (`http://host/avs/v0/avs/links`) or bare paths.
-fn scope_path(scope: &str) -> Option<String> {
-    let path = match Url::parse(scope) {
-        Ok(url) => url.path().to_owned(),
-        Err(_) if scope.starts_with('/') => scope.to_owned(),
-        Err(_) => return None,
-    };
-    Some(path.trim_end_matches('/').to_owned())
-}
-
-/// Whether a scope's path covers `path`, by whole segments (`/avs/v0` covers
-/// `/avs/v0/avs/links`, not `/avs/v0x`), as vets-api's STS prefix check is meant.
-pub fn scope_covers(scope: &str, path: &str) -> bool {
-    scope.is_empty()
-        || path
-            .strip_prefix(scope)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn scopes_cover_whole_segments() {
-        assert_eq!(
-            scope_path("http://localhost:3000/avs/v0/avs/links").as_deref(),
-            Some("/avs/v0/avs/links")
-        );
-        assert_eq!(scope_path("/avs/v0/").as_deref(), Some("/avs/v0"));
-        assert_eq!(scope_path("avs"), None);
-        assert!(scope_covers("/avs/v0", "/avs/v0/avs/links"));
-        assert!(scope_covers("/avs/v0/avs/links", "/avs/v0/avs/links"));
-        assert!(!scope_covers(
-            "/avs/v0/avs/links",
-            "/avs/v0/avs/9A7AF40B2BC2471EA116891839113252"
-        ));
-        assert!(!scope_covers("/avs/v0", "/avs/v0x/avs"));
-        assert!(scope_covers("", "/anything"));
     }
 }

@@ -45,6 +45,7 @@ async fn user(headers: HeaderMap) -> Response {
         return invalid();
     };
     let keys: Vec<DecodingKey> = jwks_keys(DEV_SIS_JWKS)
+        .map(|(keys, _)| keys)
         .unwrap_or_default()
         .into_iter()
         .map(|k| k.key)

@@ -54,8 +54,12 @@ pub enum LookupError {
     Unavailable(&'static str),
 }
 
-/// `(sub, session_handle)`, joined: one entry per session.
-type SessionKey = Arc<str>;
+/// `(sub, session_handle)`: one entry per session, keyed by the pair itself (a joined string
+/// is not injective: `"a\0b" + "c"` and `"a" + "b\0c"` would share one).
+type SessionKey = Arc<(Box<str>, Box<str>)>;
+
+/// What one flight found, and the token it asked with: a refusal is about that token.
+type Flight = (Arc<str>, Result<Arc<User>, LookupError>);
 
 pub struct UserLookup {
     url: Url,
@@ -65,7 +69,7 @@ pub struct UserLookup {
     timeout: Duration,
     ttl: Duration,
     sessions: moka::sync::Cache<SessionKey, Arc<User>, foldhash::fast::RandomState>,
-    flights: Flights<SessionKey, Result<Arc<User>, LookupError>>,
+    flights: Flights<SessionKey, Flight>,
     calls: AtomicU64,
 }
 
@@ -101,7 +105,7 @@ impl UserLookup {
         let sessions = moka::sync::Cache::builder()
             .max_capacity(SESSION_CACHE_BYTES)
             .weigher(|key: &SessionKey, _: &Arc<User>| {
-                u32::try_from(key.len() + SESSION_ENTRY_OVERHEAD).unwrap_or(u32::MAX)
+                u32::try_from(key.0.len() + key.1.len() + SESSION_ENTRY_OVERHEAD).unwrap_or(u32::MAX)
             })
             .time_to_live(settings.user_ttl)
             .build_with_hasher(foldhash::fast::RandomState::default());
@@ -122,7 +126,9 @@ impl UserLookup {
         self.calls.load(Ordering::Relaxed)
     }
 
-    /// The session's user: remembered, or asked of vets-api once for everyone waiting.
+    /// The session's user: remembered, or asked of vets-api once for everyone waiting. A
+    /// flight shares only the user it found: a refusal (expired, ended) was about the token that
+    /// asked, so a waiter with another token of the session asks again with its own.
     pub async fn lookup(
         &self,
         sub: &str,
@@ -130,30 +136,47 @@ impl UserLookup {
         token: &str,
         request_id: Option<&HeaderValue>,
     ) -> Result<Arc<User>, LookupError> {
-        let key: SessionKey = Arc::from(format!("{sub}\u{0}{session_handle}"));
+        let key: SessionKey = Arc::new((Box::from(sub), Box::from(session_handle)));
         if let Some(user) = self.sessions.get(&key) {
             return Ok(user);
         }
-        self.flights
+        let (asked_with, found) = self
+            .flights
             .run(&key, || async {
                 // Someone may have finished the same session's lookup just before this flight.
                 if let Some(user) = self.sessions.get(&key) {
-                    return Ok(user);
+                    return (Arc::from(token), Ok(user));
                 }
-                let asked = tokio::time::timeout(self.timeout, self.ask(token, request_id)).await;
-                let outcome = match &asked {
-                    Ok(Ok(_)) => "ok",
-                    Ok(Err(LookupError::Expired)) => "expired",
-                    Ok(Err(LookupError::Ended)) => "ended",
-                    Ok(Err(LookupError::Unavailable(_))) => "unavailable",
-                    Err(_) => "timeout",
-                };
-                metrics::counter!("avs_sis_user_lookups_total", "outcome" => outcome).increment(1);
-                let user = Arc::new(asked.map_err(|_| LookupError::Unavailable("timed out"))??);
-                self.sessions.insert(key.clone(), user.clone());
-                Ok(user)
+                (Arc::from(token), self.ask_and_keep(&key, token, request_id).await)
             })
-            .await
+            .await;
+        match found {
+            Err(LookupError::Expired | LookupError::Ended) if *asked_with != *token => {
+                self.ask_and_keep(&key, token, request_id).await
+            }
+            found => found,
+        }
+    }
+
+    /// Asks vets-api with `token`, within the timeout; a user found is kept for the session.
+    async fn ask_and_keep(
+        &self,
+        key: &SessionKey,
+        token: &str,
+        request_id: Option<&HeaderValue>,
+    ) -> Result<Arc<User>, LookupError> {
+        let asked = tokio::time::timeout(self.timeout, self.ask(token, request_id)).await;
+        let outcome = match &asked {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(LookupError::Expired)) => "expired",
+            Ok(Err(LookupError::Ended)) => "ended",
+            Ok(Err(LookupError::Unavailable(_))) => "unavailable",
+            Err(_) => "timeout",
+        };
+        metrics::counter!("avs_sis_user_lookups_total", "outcome" => outcome).increment(1);
+        let user = Arc::new(asked.map_err(|_| LookupError::Unavailable("timed out"))??);
+        self.sessions.insert(key.clone(), user.clone());
+        Ok(user)
     }
 
     /// One call to vets-api: a guarded call (`clinical::call`, labelled `vets_api`).

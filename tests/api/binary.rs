@@ -198,7 +198,7 @@ async fn the_embedded_default_speaks_sis_by_cookie_and_service_token_and_logs_no
         get_json(&server, &format!("/avs/v0/avs/{FULL_SID}"), &other)
             .await
             .0,
-        401
+        403
     );
     let service = mint(&[
         "dev-token",
@@ -331,6 +331,18 @@ async fn the_admin_listener_serves_metrics_and_the_rollout_report() {
     let dev = dev_token(DEV_ICN, None);
     let (status, _) = get_json(&server, &format!("/avs/v0/avs/{FULL_SID}"), &dev).await;
     assert_eq!(status, 200);
+    // Another patient's summary is 403 `unauthorized` (VA.gov's page shows its no-access view
+    // from it; a 401 would send the veteran to sign in again); no token is still 401.
+    let (status, body) = get_json(&server, "/avs/v0/avs/F1B2C3D4E5F60718293A4B5C6D7E8F90", &dev).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["errors"][0]["status"], "unauthorized");
+    assert_eq!(body["errors"][0]["detail"], "User may not view this AVS.");
+    let anonymous = client()
+        .get(format!("http://{}/avs/v0/avs/{FULL_SID}", server.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
     let admin = |path: &str| format!("http://{}{path}", server.admin_addr);
     let metrics = client().get(admin("/metrics")).send().await.unwrap();
     assert_eq!(metrics.status(), 200);
@@ -468,6 +480,72 @@ async fn under_a_soft_limit_of_1024_open_files_1100_half_sent_requests_leave_it_
     assert!(took < Duration::from_secs(3), "exit took {took:?}");
     assert_eq!(status.code(), Some(0));
     eprintln!("1,100 half-sent requests open: exit {took:?} after SIGTERM");
+}
+
+/// Out of room, the oldest connection still sending its head makes way (#35): with the soft
+/// open-file limit lowered to 1,024 while the service runs and 1,100 half-sent requests open,
+/// and with the connection cap reached, a client that sends its request at once is served
+/// within 1 s (before: after the header timeout, about 5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_room_the_oldest_half_sent_head_makes_way_for_a_real_client() {
+    let Some(prlimit) = required(&["/usr/bin/prlimit"], "prlimit (util-linux)") else {
+        return;
+    };
+    async fn half_sent(addr: &str, n: usize) -> Vec<tokio::net::TcpStream> {
+        let mut held = Vec::new();
+        for _ in 0..n {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET /healthz HTTP/1.1\r\nX: ")
+                .await
+                .unwrap();
+            held.push(stream);
+        }
+        held
+    }
+    async fn served_within_a_second(server: &Server, what: &str) {
+        let started = std::time::Instant::now();
+        let health = client()
+            .get(format!("http://{}/healthz", server.addr))
+            .send()
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(health.status(), 200, "{what}");
+        assert!(took < Duration::from_secs(1), "{what}: /healthz took {took:?}");
+        eprintln!("{what}: /healthz in {took:?}");
+    }
+
+    let server = serve(&[("AVS_IDENTITY", "sis")]).await;
+    let pid = server.child.id().unwrap().to_string();
+    let lowered = std::process::Command::new(&prlimit)
+        .args(["--pid", &pid, "--nofile=1024:"])
+        .status()
+        .unwrap();
+    assert!(
+        lowered.success(),
+        "prlimit lowers the soft limit of the running service"
+    );
+    let _held = half_sent(&server.addr, 1100).await;
+    served_within_a_second(&server, "descriptors exhausted").await;
+    drop(server);
+
+    let server = serve(&[("AVS_IDENTITY", "sis"), ("AVS_MAX_CONNECTIONS", "50")]).await;
+    let _held = half_sent(&server.addr, 60).await;
+    served_within_a_second(&server, "connection cap reached").await;
+    let metrics = client()
+        .get(format!("http://{}/metrics", server.admin_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("avs_connections_closed_for_room_total ")),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

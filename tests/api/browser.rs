@@ -426,6 +426,7 @@ async fn the_vagov_page_on_another_origin_renders_a_summary_and_refreshes_an_exp
         return;
     };
     const OWNER: &str = "5d1e7c0a-0000-4000-8000-0000000000aa";
+    const OTHERS_SID: &str = "F1B2C3D4E5F60718293A4B5C6D7E8F90";
     let sis = FakeSis::start().await;
     sis.user(OWNER, Some("Page.User@Example.com"), Some(DEV_ICN));
     let page_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -436,6 +437,7 @@ async fn the_vagov_page_on_another_origin_renders_a_summary_and_refreshes_an_exp
     let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let upstream = FakeUpstream::start().await;
     upstream.summary(&fixture("full"));
+    upstream.summary(&fixture("someone-else"));
     let api = Listening::start(upstream, TOGGLES_ON, &extra).await;
     let api_base = format!("http://api.va.test:{}", api.addr.port());
 
@@ -450,6 +452,7 @@ async fn the_vagov_page_on_another_origin_renders_a_summary_and_refreshes_an_exp
     let fresh = sis_token(SisKey::Current, &sis_user_claims(OWNER, "page-session"));
     let page = format!(
         r#"<!doctype html><html lang="en"><head><title>AVS</title></head><body><main id="out">loading</main>
+<p id="other">loading</p><p id="anonymous">loading</p>
 <script>
 const api = {api_base:?};
 const headers = {{ 'X-Key-Inflection': 'camel', 'Source-App-Name': 'avs', 'X-CSRF-Token': 'null', 'Content-Type': 'application/json' }};
@@ -466,7 +469,21 @@ async function apiRequest(path, retried) {{
 apiRequest('/avs/v0/avs/{FULL_SID}', false).then(r => {{
   const a = r.body.data.attributes;
   document.getElementById('out').textContent = 'status ' + r.status + ' | ' + a.clinicsVisited[0].clinic + ' | ' + (r.requestId ? 'id' : 'no id');
-}}).catch(e => {{ document.getElementById('out').textContent = 'failed: ' + e; }});
+}}).catch(e => {{ document.getElementById('out').textContent = 'failed: ' + e; }}).then(() => {{
+  // With the refreshed session in the cookie (or none sent at all).
+  view('/avs/v0/avs/{OTHERS_SID}', 'include').then(show('other'), e => show('other')('failed: ' + e));
+  view('/avs/v0/avs/{FULL_SID}', 'omit').then(show('anonymous'), e => show('anonymous')('failed: ' + e));
+}});
+// vets-website's apiRequest sends every 401 to sign in again ("session expired"); the AVS page
+// picks its view from errors[0].status, whatever the HTTP status.
+async function view(path, credentials) {{
+  const response = await fetch(api + path, {{ credentials, headers }});
+  const body = await response.json();
+  if (response.status === 401) return 'session expired: sign in again';
+  if (body.errors && body.errors[0].status === 'unauthorized') return "We can't give you access (" + response.status + ')';
+  return 'status ' + response.status;
+}}
+function show(id) {{ return (text) => {{ document.getElementById(id).textContent = text; }}; }}
 </script></body></html>"#
     );
     let counted = refreshes.clone();
@@ -503,6 +520,14 @@ apiRequest('/avs/v0/avs/{FULL_SID}', false).then(r => {{
         .to_owned();
     driver
         .wait_for_text("//main[@id='out']", &format!("status 200 | {clinic} | id"))
+        .await;
+    // Another patient's summary: the page's own "no access" view, not a sign-in loop (403
+    // `unauthorized`, #35); no token at all is still 401, which the page reads as expired.
+    driver
+        .wait_for_text("//p[@id='other']", "We can't give you access (403)")
+        .await;
+    driver
+        .wait_for_text("//p[@id='anonymous']", "session expired: sign in again")
         .await;
     assert_eq!(
         refreshes.load(std::sync::atomic::Ordering::SeqCst),

@@ -86,7 +86,7 @@ async fn ownership_is_checked_on_cache_hits() {
     let stranger = rs256(&claims("u-2", Some(OTHER_ICN), None));
     app.get(&uri, &stranger)
         .await
-        .assert_error(401, "Not authorized", "User may not view this AVS.");
+        .assert_not_yours("User may not view this AVS.");
     assert_eq!(app.upstream.hits(), 1, "the 401 came from the cache");
 }
 

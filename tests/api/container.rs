@@ -166,12 +166,41 @@ async fn the_image_runs_read_only_as_non_root_and_stops_cleanly() {
     }
     let mut image = Image::build();
 
-    // The embedded default: health, a summary with a development token, the admin listener
-    // only where it is configured.
+    // As it is, the image is production (#35: it fails closed): it refuses to start without
+    // its real sources, keys and toggle store, naming them, and never runs the development
+    // identity.
+    let out = podman(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--read-only",
+        "--cap-drop=all",
+        &image.tag,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for variable in [
+        "AVS_UPSTREAM_URL",
+        "AVS_PROXY_URL",
+        "AVS_SIS_JWKS_URL",
+        "AVS_TOGGLES",
+    ] {
+        assert!(
+            stderr.lines().any(|l| l.starts_with(&format!("{variable}: "))),
+            "{variable}: {stderr}"
+        );
+    }
+
+    // The embedded default, said explicitly: health, a summary with a development token, the
+    // admin listener only where it is configured.
     let (public, admin) = (free_port(), free_port());
     let listen = format!("AVS_LISTEN=127.0.0.1:{public}");
     let admin_listen = format!("AVS_ADMIN_LISTEN=127.0.0.1:{admin}");
-    let name = image.run("avs-default", &["-e", &listen, "-e", &admin_listen]);
+    let name = image.run(
+        "avs-default",
+        &["-e", &listen, "-e", &admin_listen, "-e", "AVS_ENV=development"],
+    );
     let base = format!("http://127.0.0.1:{public}");
     wait_healthy(&format!("{base}/healthz")).await;
     // The image's embedded default is the SiS flow: its stand-in knows the fixture users.

@@ -453,11 +453,9 @@ async fn bad_input_gets_the_json_routes_errors_or_leaves_the_section_out() {
         .await
         .assert_error(400, "Invalid AVS id", "AVS id does not match accepted format.");
     let stranger = rs256(&claims("stranger-1", Some(OTHER_ICN), None));
-    app.get(&pdf_path(FULL_SID), &stranger).await.assert_error(
-        401,
-        "Not authorized",
-        "User may not view this AVS.",
-    );
+    app.get(&pdf_path(FULL_SID), &stranger)
+        .await
+        .assert_not_yours("User may not view this AVS.");
     let missing = "0123456789ABCDEF0123456789ABCDEF";
     app.get(&format!("/avs/v0/avs/{missing}/txt"), &owner_token())
         .await

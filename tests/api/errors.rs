@@ -48,7 +48,7 @@ async fn someone_elses_summary_is_401() {
     let sid = fixture("someone-else")["sid"].as_str().unwrap().to_owned();
     app.get(&format!("/avs/v0/avs/{sid}"), &owner_token())
         .await
-        .assert_error(401, "Not authorized", "User may not view this AVS.");
+        .assert_not_yours("User may not view this AVS.");
 }
 
 #[tokio::test]
@@ -63,11 +63,7 @@ async fn someone_elses_search_hit_is_401() {
         &owner_token(),
     )
     .await
-    .assert_error(
-        401,
-        "Not authorized",
-        "User may not view the AVS for this appointment.",
-    );
+    .assert_not_yours("User may not view the AVS for this appointment.");
 }
 
 #[tokio::test]

@@ -4,7 +4,6 @@
 //! users counted once across replicas, the links share, and bounded stages.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,34 +14,11 @@ use crate::support::*;
 
 const ADMIN: &str = "an-admin-token-of-at-least-32-characters";
 
-/// Debian's nginx running the deploy configuration in front of the replicas; stopped on drop.
-struct Nginx {
-    process: std::process::Child,
-    addr: String,
-    _dir: TempDir,
-}
-
-impl Nginx {
-    fn start(replicas: &[&Server]) -> Option<Nginx> {
-        let Some(program) = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-        else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "nginx is required under CI (.ci/run installs it)"
-            );
-            eprintln!("SKIPPED: install Debian's nginx to run the fleet test");
-            return None;
-        };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let deploy = std::fs::read_to_string(repo("deploy/nginx/nginx.conf")).unwrap();
-        // The deploy file as it is, but for its replicas and its listen address.
+/// Debian's nginx running the deploy configuration in front of the replicas.
+fn deploy_nginx(replicas: &[&Server]) -> Option<Nginx> {
+    let deploy = std::fs::read_to_string(repo("deploy/nginx/nginx.conf")).unwrap();
+    // The deploy file as it is, but for its replicas and its listen address.
+    Nginx::start("the fleet test", |addr| {
         let mut config = String::new();
         let mut servers = replicas.iter();
         let mut wrote_replicas = false;
@@ -65,57 +41,8 @@ impl Nginx {
             }
         }
         assert!(wrote_replicas, "the deploy file marks its replicas");
-        let dir = temp_dir();
-        std::fs::create_dir_all(dir.path().join("tmp")).unwrap();
-        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
-        std::fs::write(dir.path().join("nginx.conf"), config).unwrap();
-        let process = std::process::Command::new(program)
-            .arg("-p")
-            .arg(dir.path())
-            .args(["-c", "nginx.conf", "-e", "logs/error.log", "-g", "daemon off;"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "nginx did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Nginx {
-            process,
-            addr,
-            _dir: dir,
-        })
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// What nginx logged (warnings and up): failed replicas, retries.
-    fn errors(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("logs/error.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Nginx {
-    /// SIGTERM, so the master takes its workers down with it (SIGKILL would orphan them,
-    /// listening on), then SIGKILL if it lingers.
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.process.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if self.process.try_wait().is_ok_and(|s| s.is_some()) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
+        config
+    })
 }
 
 fn sid(n: usize) -> String {
@@ -252,7 +179,7 @@ async fn three_replicas_behind_nginx_act_as_one() {
             200
         );
     }
-    let Some(nginx) = Nginx::start(&[r1, r2, r3]) else {
+    let Some(nginx) = deploy_nginx(&[r1, r2, r3]) else {
         return;
     };
     let nginx = Arc::new(nginx);

@@ -12,6 +12,7 @@ mod contract;
 mod documents;
 mod encoding;
 mod errors;
+mod fail_closed;
 mod fleet;
 mod flipper;
 mod gate;

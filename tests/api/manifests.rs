@@ -246,3 +246,92 @@ fn the_manifests_validate_against_kubernetes_schemas_offline() {
         "a misspelt field passed validation"
     );
 }
+
+/// What the manifests give a pod, as the binary's environment: the ConfigMap, the container's
+/// `env` (secrets from `secret.yaml`, the pod's name for a `fieldRef`), and each mounted secret
+/// written under `root`, the paths that point into a mount moved there with it.
+fn pod_environment(docs: &[Value], root: &std::path::Path) -> Vec<(String, String)> {
+    let secret = &find(docs, "Secret", "avs-api")["stringData"];
+    let pod = &find(docs, "Deployment", "avs-api")["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let mut mounts = Vec::new();
+    for mount in container["volumeMounts"].as_array().into_iter().flatten() {
+        let path = mount["mountPath"].as_str().unwrap().to_owned();
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        let here = root.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(&here).unwrap();
+        for item in volume["secret"]["items"].as_array().into_iter().flatten() {
+            let value = secret[item["key"].as_str().unwrap()].as_str().unwrap();
+            std::fs::write(here.join(item["path"].as_str().unwrap()), value).unwrap();
+        }
+        mounts.push(path);
+    }
+    let relocated = |value: &str| match mounts.iter().find(|m| value.starts_with(m.as_str())) {
+        Some(_) => root.join(value.trim_start_matches('/')).display().to_string(),
+        None => value.to_owned(),
+    };
+    let mut env: Vec<(String, String)> = find(docs, "ConfigMap", "avs-api")["data"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), relocated(v.as_str().unwrap())))
+        .collect();
+    for var in container["env"].as_array().into_iter().flatten() {
+        let from = &var["valueFrom"];
+        let value = if let Some(key) = from["secretKeyRef"]["key"].as_str() {
+            secret[key].as_str().unwrap().to_owned()
+        } else if from["fieldRef"].is_object() {
+            "avs-api-7c9d-x2k4".to_owned()
+        } else {
+            var["value"].as_str().unwrap().to_owned()
+        };
+        env.push((var["name"].as_str().unwrap().to_owned(), value));
+    }
+    env
+}
+
+/// The shipped manifests start the service: `check-config` (what `serve` checks before it
+/// listens) passes on exactly what a pod is given, and the NetworkPolicy lets the pod reach
+/// vets-api, which is called directly (keys and users never use the forward proxy).
+#[tokio::test]
+async fn check_config_passes_on_what_the_manifests_give_a_pod() {
+    let docs = manifests();
+    let root = temp_dir();
+    let env = pod_environment(&docs, root.path());
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let (code, stdout, stderr) = run(&["check-config"], &pairs).await;
+    assert_eq!(
+        code, 0,
+        "the manifests' configuration is refused:\n{stderr}\n{stdout}"
+    );
+    assert!(stdout.contains("sis, keys from https://vets-api."), "{stdout}");
+
+    let policy = find(&docs, "NetworkPolicy", "avs-api");
+    let vets_api = env
+        .iter()
+        .filter(|(k, _)| k == "AVS_SIS_JWKS_URL" || k == "AVS_SIS_USER_URL")
+        .map(|(_, v)| url::Url::parse(v).unwrap())
+        .collect::<Vec<_>>();
+    assert_eq!(vets_api.len(), 2);
+    for url in vets_api {
+        let port = url.port_or_known_default().unwrap();
+        let allowed = policy["spec"]["egress"].as_array().unwrap().iter().any(|rule| {
+            rule["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|p| p["port"] == port)
+                && rule["to"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|to| to["podSelector"]["matchLabels"]["app"] == "vets-api")
+        });
+        assert!(allowed, "no egress to vets-api on {port} for {url}");
+    }
+}

@@ -54,21 +54,21 @@ async fn summary_icn_rule() {
         (
             Some(Value::Null),
             Some("1234567890V123456"),
-            401,
+            403,
             "null in the document",
         ),
-        (None, Some("1234567890V123456"), 401, "absent from the document"),
-        (Some(json!("1234567890V123456")), None, 401, "caller without icn"),
+        (None, Some("1234567890V123456"), 403, "absent from the document"),
+        (Some(json!("1234567890V123456")), None, 403, "caller without icn"),
         (
             Some(json!("9999999999V123456")),
             Some("1234567890V123456"),
-            401,
+            403,
             "someone else's",
         ),
         (
             Some(json!("1234567890v123456")),
             Some("1234567890"),
-            401,
+            403,
             "lowercase v is no checksum",
         ),
     ];
@@ -89,7 +89,7 @@ async fn the_recorded_icn_null_and_short_documents() {
     );
     app.get(&format!("/avs/v0/avs/{FULL_SID}"), &owner_token())
         .await
-        .assert_error(401, "Not authorized", "User may not view this AVS.");
+        .assert_not_yours("User may not view this AVS.");
 
     let app = TestApp::start().await;
     app.upstream.summary(&fixture("icn-short"));
@@ -126,16 +126,12 @@ async fn search_icn_rule() {
         path,
         "other checksum matches"
     );
-    app.get(&search(3), &token).await.assert_error(
-        401,
-        "Not authorized",
-        "User may not view the AVS for this appointment.",
-    );
-    app.get(&search(4), &token).await.assert_error(
-        401,
-        "Not authorized",
-        "User may not view the AVS for this appointment.",
-    );
+    app.get(&search(3), &token)
+        .await
+        .assert_not_yours("User may not view the AVS for this appointment.");
+    app.get(&search(4), &token)
+        .await
+        .assert_not_yours("User may not view the AVS for this appointment.");
     let empty = app.get(&search(5), &token).await;
     assert_eq!((empty.status.as_u16(), empty.json.clone()), (200, json!({})));
     assert_eq!(
@@ -144,11 +140,9 @@ async fn search_icn_rule() {
         "the first row decides"
     );
     let no_icn_caller = rs256(&claims("u-2", None, None));
-    app.get(&search(1), &no_icn_caller).await.assert_error(
-        401,
-        "Not authorized",
-        "User may not view the AVS for this appointment.",
-    );
+    app.get(&search(1), &no_icn_caller)
+        .await
+        .assert_not_yours("User may not view the AVS for this appointment.");
 }
 
 #[tokio::test]

@@ -54,15 +54,13 @@ async fn a_sis_user_is_who_vets_api_says_on_every_route() {
         "bearer too (the mobile app)"
     );
 
-    app.get(&summary, &sis_user_token(OTHER)).await.assert_error(
-        401,
-        "Not authorized",
-        "User may not view this AVS.",
-    );
+    app.get(&summary, &sis_user_token(OTHER))
+        .await
+        .assert_not_yours("User may not view this AVS.");
     let no_icn = sis_user_token(NO_ICN);
     app.get(&summary, &no_icn)
         .await
-        .assert_error(401, "Not authorized", "User may not view this AVS.");
+        .assert_not_yours("User may not view this AVS.");
     let r = app.get("/avs/v0/oh/summaries", &no_icn).await;
     assert_eq!(r.status, 403, "{}", r.json);
     assert_eq!(

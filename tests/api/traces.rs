@@ -314,13 +314,13 @@ async fn no_icn_email_token_or_sid_in_any_log_line_or_span() {
         s(get(format!("/avs/v0/avs/{FULL_SID}"), Some(stranger.clone()))
             .await
             .unwrap()),
-        401
+        403
     );
     assert_eq!(
         s(get(format!("/avs/v0/avs/{other_sid}"), Some(owner.clone()))
             .await
             .unwrap()),
-        401
+        403
     );
     assert_eq!(
         s(get(format!("/avs/v0/avs/{missing_sid}"), Some(owner.clone()))
@@ -366,7 +366,7 @@ async fn no_icn_email_token_or_sid_in_any_log_line_or_span() {
         )
         .await
         .unwrap()),
-        401
+        403
     );
     assert_eq!(
         s(get("/avs/v0/avs/search?stationNo=x".into(), Some(owner.clone()))

@@ -98,10 +98,10 @@ async fn the_summary_route_answers_alike_past_the_router_and_through_it() {
             .summary(&serde_json::json!({"sid": sid, "data": {"patientInfo": {"icn": icn}}}));
     }
     let token = owner_token();
-    let counted = r#"avs_http_requests_total{route="/avs/v0/avs/{sid}",status="401"}"#;
+    let counted = r#"avs_http_requests_total{route="/avs/v0/avs/{sid}",status="403"}"#;
     let before = metric_sum(counted);
     let short = "A".repeat(29);
-    for (sid, status) in [(mine, 200), (theirs, 401), (missing, 404), (short.as_str(), 400)] {
+    for (sid, status) in [(mine, 200), (theirs, 403), (missing, 404), (short.as_str(), 400)] {
         let past = app.get(&format!("/avs/v0/avs/{sid}"), &token).await;
         // The same sid with its first character percent-encoded: only the router decodes it.
         let encoded = format!("%{:02X}{}", sid.as_bytes()[0], &sid[1..]);
@@ -121,6 +121,6 @@ async fn the_summary_route_answers_alike_past_the_router_and_through_it() {
     }
     assert!(
         metric_sum(counted) >= before + 2.0,
-        "both 401s under the template"
+        "both 403s under the template"
     );
 }

@@ -7,62 +7,18 @@
 //! live in the summary's entry (every copy of it shares them), which is re-weighed so they count
 //! in the cache's byte budget; an evicted summary takes its documents with it.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::SummaryError;
-use super::service::{Summaries, Summary};
+use super::service::Summaries;
+use super::summary::{Form, Rendered, Summary};
 use crate::documents::{SummaryDocument, render_pdf, render_text};
 use crate::domain::{DocKind, Document, Sid};
 
-/// Renders in flight at most: one per core keeps the async workers' cores free enough.
-pub(super) const RENDERS: usize = 2;
 /// How long a request waits for a render turn before it is told to come back.
 const RENDER_WAIT: Duration = Duration::from_secs(5);
-
-/// The two document forms of a summary.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum Form {
-    Pdf,
-    Text,
-}
-
-/// A rendered document and the name it is saved under (no sid in it).
-#[derive(Debug)]
-pub struct Rendered {
-    pub document: Document,
-    pub file_name: String,
-}
-
-/// A summary's rendered forms, shared by every copy of its cache entry.
-#[derive(Debug, Default)]
-pub struct Forms {
-    pdf: OnceLock<Arc<Rendered>>,
-    text: OnceLock<Arc<Rendered>>,
-}
-
-impl Forms {
-    fn slot(&self, form: Form) -> &OnceLock<Arc<Rendered>> {
-        match form {
-            Form::Pdf => &self.pdf,
-            Form::Text => &self.text,
-        }
-    }
-
-    pub fn get(&self, form: Form) -> Option<Arc<Rendered>> {
-        self.slot(form).get().cloned()
-    }
-
-    /// Bytes held, for the cache's budget.
-    pub fn bytes(&self) -> usize {
-        [&self.pdf, &self.text]
-            .iter()
-            .filter_map(|slot| slot.get())
-            .map(|r| r.document.weight() + r.file_name.len() + std::mem::size_of::<Rendered>())
-            .sum()
-    }
-}
 
 /// Renders one form from the summary's own answer (its JSON:API body).
 fn render(form: Form, body: &[u8]) -> Result<Rendered, SummaryError> {
@@ -146,31 +102,5 @@ impl Summaries {
     /// Documents rendered so far (for tests and the benchmark).
     pub fn documents_rendered(&self) -> u64 {
         self.documents.rendered.load(Ordering::Relaxed)
-    }
-}
-
-impl Form {
-    pub fn label(self) -> &'static str {
-        match self {
-            Form::Pdf => "pdf",
-            Form::Text => "txt",
-        }
-    }
-}
-
-/// What the service keeps for rendering: the turns, the flights, the count.
-pub(super) struct DocumentState {
-    pub(super) turns: Arc<tokio::sync::Semaphore>,
-    pub(super) flights: crate::flights::Flights<(String, Form), Result<Arc<Rendered>, SummaryError>>,
-    pub(super) rendered: std::sync::atomic::AtomicU64,
-}
-
-impl Default for DocumentState {
-    fn default() -> DocumentState {
-        DocumentState {
-            turns: Arc::new(tokio::sync::Semaphore::new(RENDERS)),
-            flights: crate::flights::Flights::default(),
-            rendered: std::sync::atomic::AtomicU64::new(0),
-        }
     }
 }

@@ -8,7 +8,7 @@ use moka::Expiry;
 // tokio's clock (see `service.rs`).
 use tokio::time::Instant;
 
-use super::service::Summary;
+use super::summary::Summary;
 use crate::domain::{OwnerIcn, Sid};
 
 /// The first summary upstream knows for an appointment.

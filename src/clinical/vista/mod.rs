@@ -5,10 +5,11 @@ mod documents;
 mod entry;
 pub mod links;
 mod service;
+mod summary;
 
 pub use client::VistaClient;
-pub use documents::{Form, Rendered};
-pub use service::{Summaries, Summary};
+pub use service::Summaries;
+pub use summary::{Form, Rendered, Summary};
 
 use crate::clinical::UpstreamError;
 use crate::domain::Sid;

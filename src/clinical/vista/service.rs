@@ -18,24 +18,14 @@ use tokio::time::Instant;
 
 use super::SummaryError;
 use super::client::VistaClient;
-use super::documents::{DocumentState, Forms};
 use super::entry::{Entry, Key, Lifetimes, Outcome, SearchHit};
+use super::summary::{DocumentState, Summary};
 use crate::clinical::{BreakerState, RequestContext, UpstreamError};
 use crate::config::CacheConfig;
 use crate::domain::{AppointmentIen, OwnerIcn, Sid, StationNo, render, same_patient};
 use crate::encoding::Encoded;
 use crate::flights::Flights;
 use crate::hot::{Hot, Read};
-
-/// A summary as cached: its response body in every coding, compressed once when it was
-/// rendered, and its owner, checked against the caller on every request.
-#[derive(Debug)]
-pub struct Summary {
-    pub body: Encoded,
-    pub owner: Option<OwnerIcn>,
-    /// Its PDF and text, once rendered (`documents.rs`); shared by every copy of the entry.
-    pub forms: Arc<Forms>,
-}
 
 pub struct Summaries {
     upstream: VistaClient,

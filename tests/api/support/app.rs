@@ -39,6 +39,20 @@ impl TestResponse {
         &self.json["errors"][0]
     }
 
+    /// "Not yours": 403 with `status: "unauthorized"`, the view VA.gov's page shows for it (a
+    /// 401 would send the veteran to sign in again: `api.md`, "Not yours is 403").
+    pub fn assert_not_yours(&self, detail: &str) {
+        assert_eq!(self.status.as_u16(), 403, "body: {}", self.json);
+        assert_eq!(
+            self.json,
+            json!({"errors": [{"title": "Not authorized", "detail": detail, "code": "403", "status": "unauthorized"}]})
+        );
+        assert!(
+            !self.headers.contains_key("www-authenticate"),
+            "not yours asks for no other credentials"
+        );
+    }
+
     pub fn assert_error(&self, status: u16, title: &str, detail: &str) {
         let symbolic = match status {
             400 => "bad_request",

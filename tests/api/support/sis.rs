@@ -25,24 +25,52 @@ pub enum SisKey {
     Current,
     Old,
     Stranger,
+    /// The development key (`Old`) re-encoded: its modulus with a leading zero byte. The same
+    /// key, other text.
+    OldPadded,
+    /// The second development key (`fixtures/dev-keys/dev-old-rs256`).
+    DevOld,
+    /// Published only: an EC key whose coordinates are not base64url.
+    BadEc,
+    /// Published only: a key of a type nobody knows.
+    UnknownKty,
 }
 
 impl SisKey {
     fn private_pem(self) -> Vec<u8> {
         let path = match self {
             SisKey::Current => "tests/keys/rsa.key.pem",
-            SisKey::Old => "fixtures/dev-keys/dev-rs256.key.pem",
+            SisKey::Old | SisKey::OldPadded => "fixtures/dev-keys/dev-rs256.key.pem",
+            SisKey::DevOld => "fixtures/dev-keys/dev-old-rs256.key.pem",
             SisKey::Stranger => "tests/keys/stranger.key.pem",
+            SisKey::BadEc | SisKey::UnknownKty => panic!("{self:?} signs nothing"),
         };
         std::fs::read(repo(path)).unwrap()
     }
 
     /// Its public JWK, without `kid` use (SiS tokens name none).
-    fn jwk(self) -> Value {
+    pub fn jwk(self) -> Value {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
         let (file, kid) = match self {
             SisKey::Current => ("tests/keys/jwks.json", "test-rsa"),
             SisKey::Old => ("fixtures/dev-keys/dev-jwks.json", "avs-dev-rs256"),
+            SisKey::DevOld => ("fixtures/dev-keys/sis-jwks.json", "avs-dev-sis-old"),
             SisKey::Stranger => ("tests/keys/stranger.jwks.json", "test-stranger"),
+            SisKey::OldPadded => {
+                let mut jwk = SisKey::Old.jwk();
+                let mut n = b64.decode(jwk["n"].as_str().unwrap()).unwrap();
+                n.insert(0, 0);
+                jwk["n"] = json!(b64.encode(n));
+                jwk["e"] = json!(b64.encode([0u8, 1, 0, 1]));
+                jwk["kid"] = json!("looks-new");
+                return jwk;
+            }
+            SisKey::BadEc => {
+                return json!({"kty": "EC", "crv": "P-256", "use": "sig", "kid": "bad-ec",
+                              "x": "not*base64!", "y": "not*base64!"});
+            }
+            SisKey::UnknownKty => return json!({"kty": "XYZ", "use": "sig", "kid": "who-knows"}),
         };
         read_json(file)["keys"]
             .as_array()
@@ -156,6 +184,14 @@ async fn certs(State(state): State<Arc<SisState>>) -> Response {
 }
 
 fn sub_of(headers: &HeaderMap) -> Option<String> {
+    claims_of(headers)?["sub"].as_str().map(str::to_owned)
+}
+
+fn exp_of(headers: &HeaderMap) -> Option<u64> {
+    claims_of(headers)?["exp"].as_u64()
+}
+
+fn claims_of(headers: &HeaderMap) -> Option<Value> {
     use base64::Engine;
     let cookie = headers.get("cookie")?.to_str().ok()?;
     let token = cookie.strip_prefix("vagov_access_token=")?;
@@ -166,7 +202,7 @@ fn sub_of(headers: &HeaderMap) -> Option<String> {
             .ok()?,
     )
     .ok()?;
-    claims["sub"].as_str().map(str::to_owned)
+    Some(claims)
 }
 
 async fn user(State(state): State<Arc<SisState>>, headers: HeaderMap) -> Response {
@@ -184,6 +220,15 @@ async fn user(State(state): State<Arc<SisState>>, headers: HeaderMap) -> Respons
         }
         UserAnswer::Slow(delay) => tokio::time::sleep(delay).await,
         UserAnswer::Normal => {}
+    }
+    if exp_of(&headers).is_some_and(|exp| exp < super::now()) {
+        // vets-api allows no leeway: a token this service still accepts may be expired there.
+        return (
+            StatusCode::FORBIDDEN,
+            [("content-type", "application/json")],
+            r#"{"errors":"Access token has expired"}"#,
+        )
+            .into_response();
     }
     let known = sub_of(&headers).and_then(|sub| {
         let users = state.users.lock().unwrap();

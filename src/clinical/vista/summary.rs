@@ -1,0 +1,92 @@
+//! A summary as the VistA service caches it, and the parts of it that rendering shares: the
+//! types below `service.rs`, `documents.rs` and `entry.rs`, so each of them imports from here
+//! and none from another in a circle.
+
+use std::sync::{Arc, OnceLock};
+
+use super::SummaryError;
+use crate::domain::Document;
+use crate::domain::OwnerIcn;
+use crate::encoding::Encoded;
+
+/// A summary as cached: its response body in every coding, compressed once when it was
+/// rendered, and its owner, checked against the caller on every request.
+#[derive(Debug)]
+pub struct Summary {
+    pub body: Encoded,
+    pub owner: Option<OwnerIcn>,
+    /// Its PDF and text, once rendered (`documents.rs`); shared by every copy of the entry.
+    pub forms: Arc<Forms>,
+}
+
+/// Renders in flight at most: one per core keeps the async workers' cores free enough.
+pub(super) const RENDERS: usize = 2;
+
+/// The two document forms of a summary.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Form {
+    Pdf,
+    Text,
+}
+
+/// A rendered document and the name it is saved under (no sid in it).
+#[derive(Debug)]
+pub struct Rendered {
+    pub document: Document,
+    pub file_name: String,
+}
+
+/// A summary's rendered forms, shared by every copy of its cache entry.
+#[derive(Debug, Default)]
+pub struct Forms {
+    pdf: OnceLock<Arc<Rendered>>,
+    text: OnceLock<Arc<Rendered>>,
+}
+
+impl Forms {
+    pub(super) fn slot(&self, form: Form) -> &OnceLock<Arc<Rendered>> {
+        match form {
+            Form::Pdf => &self.pdf,
+            Form::Text => &self.text,
+        }
+    }
+
+    pub fn get(&self, form: Form) -> Option<Arc<Rendered>> {
+        self.slot(form).get().cloned()
+    }
+
+    /// Bytes held, for the cache's budget.
+    pub fn bytes(&self) -> usize {
+        [&self.pdf, &self.text]
+            .iter()
+            .filter_map(|slot| slot.get())
+            .map(|r| r.document.weight() + r.file_name.len() + std::mem::size_of::<Rendered>())
+            .sum()
+    }
+}
+
+impl Form {
+    pub fn label(self) -> &'static str {
+        match self {
+            Form::Pdf => "pdf",
+            Form::Text => "txt",
+        }
+    }
+}
+
+/// What the service keeps for rendering: the turns, the flights, the count.
+pub(super) struct DocumentState {
+    pub(super) turns: Arc<tokio::sync::Semaphore>,
+    pub(super) flights: crate::flights::Flights<(String, Form), Result<Arc<Rendered>, SummaryError>>,
+    pub(super) rendered: std::sync::atomic::AtomicU64,
+}
+
+impl Default for DocumentState {
+    fn default() -> DocumentState {
+        DocumentState {
+            turns: Arc::new(tokio::sync::Semaphore::new(RENDERS)),
+            flights: crate::flights::Flights::default(),
+            rendered: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
