@@ -171,7 +171,7 @@ async fn the_embedded_default_serves_the_full_fixture_summary_with_a_dev_token()
 /// line holds a token, an e-mail, an ICN or an account uuid.
 #[tokio::test]
 async fn the_embedded_default_speaks_sis_by_cookie_and_service_token_and_logs_no_identity() {
-    let server = serve(&[("AVS_IDENTITY", "sis"), ("RUST_LOG", "debug")]).await;
+    let mut server = serve(&[("AVS_IDENTITY", "sis"), ("RUST_LOG", "debug")]).await;
     let url = format!("http://{}/avs/v0/avs/{FULL_SID}", server.addr);
     let mint = |args: &'static [&'static str]| async move {
         let (code, token, stderr) = run(args, &[]).await;
@@ -236,6 +236,8 @@ async fn the_embedded_default_speaks_sis_by_cookie_and_service_token_and_logs_no
         r#"{"errors":"Access token has expired"}"#
     );
 
+    // The whole log, once the process has drained and exited.
+    assert_eq!(server.stop().await.code(), Some(0));
     let logs = server.logs.lock().unwrap().join("\n");
     let users = avs_api::identity::fixture_users();
     let mut secrets: Vec<String> = vec![user, old, other, service, expired];
@@ -545,6 +547,61 @@ async fn out_of_room_the_oldest_half_sent_head_makes_way_for_a_real_client() {
             .lines()
             .any(|l| l.starts_with("avs_connections_closed_for_room_total ")),
         "{metrics}"
+    );
+}
+
+/// Past the router and through it (a percent-encoded sid), the summary route's answers count
+/// under its template, each once.
+#[tokio::test]
+async fn the_summary_route_counts_under_its_template_both_ways() {
+    let server = serve(&[]).await;
+    let dev = dev_token(DEV_ICN, None);
+    let theirs = "F1B2C3D4E5F60718293A4B5C6D7E8F90";
+    for path in [
+        format!("/avs/v0/avs/{theirs}"),
+        format!("/avs/v0/avs/%46{}", &theirs[1..]),
+    ] {
+        assert_eq!(get_json(&server, &path, &dev).await.0, 403, "{path}");
+    }
+    let counted = r#"avs_http_requests_total{route="/avs/v0/avs/{sid}",status="403"}"#;
+    assert_eq!(series(&server, counted).await, 2.0, "both under the template");
+}
+
+/// A cached document and a summary's identity JSON leave by `sendfile`, counted in bytes on
+/// this process's own metrics (the in-process socket test holds the bytes themselves).
+#[tokio::test]
+async fn cached_documents_and_summaries_are_sent_from_their_sealed_files() {
+    let server = serve(&[]).await;
+    let dev = dev_token(DEV_ICN, None);
+    let sent = "avs_document_bytes_sent_from_files_total";
+    let fetch = |path: String| {
+        let request = client()
+            .get(format!("http://{}{path}", server.addr))
+            .bearer_auth(&dev);
+        async move {
+            let answer = request.send().await.unwrap();
+            assert_eq!(answer.status(), 200, "{path}");
+            answer.bytes().await.unwrap()
+        }
+    };
+    let pdf = fetch(format!("/avs/v0/avs/{FULL_SID}/pdf")).await;
+    let before = series(&server, sent).await;
+    let again = fetch(format!("/avs/v0/avs/{FULL_SID}/pdf")).await;
+    assert_eq!(again, pdf);
+    let by_file = series(&server, sent).await - before;
+    assert!(
+        by_file >= (pdf.len() - 16 * 1024) as f64 && by_file <= pdf.len() as f64,
+        "the cached PDF ({} bytes) left by sendfile but for a short tail: {by_file}",
+        pdf.len()
+    );
+    let _ = fetch(format!("/avs/v0/avs/{FULL_SID}")).await; // the miss: rendered, sealed
+    let before = series(&server, sent).await;
+    let summary = fetch(format!("/avs/v0/avs/{FULL_SID}")).await;
+    let by_file = series(&server, sent).await - before;
+    assert!(
+        summary.len() > 20 * 1024 && by_file >= (summary.len() - 16 * 1024) as f64,
+        "the summary ({} bytes) left by sendfile: {by_file}",
+        summary.len()
     );
 }
 

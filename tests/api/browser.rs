@@ -23,11 +23,10 @@ fn browser() -> Option<(String, String)> {
     match (find("chromedriver"), find("chromium")) {
         (Some(driver), Some(chromium)) => Some((driver, chromium)),
         _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "chromium and chromedriver are required under CI"
+            skip(
+                "the browser tests",
+                "install Debian's chromium and chromium-driver",
             );
-            eprintln!("SKIPPED: install Debian's chromium and chromium-driver to run the browser test");
             None
         }
     }

@@ -36,11 +36,7 @@ fn podman_available() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "podman is required under CI (.ci/run installs podman buildah runc)"
-        );
-        eprintln!("SKIPPED: install Debian's podman, buildah and runc to run the container test");
+        skip("the container test", "install Debian's podman, buildah and runc");
     }
     ok
 }

@@ -134,12 +134,12 @@ fn the_peer_fixture_copy_equals_the_shared_original() {
             std::fs::read(repo("tests/peer/frontend-fixture.json")).unwrap(),
             original
         ),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{} is missing under CI", shared.display())
-        }
-        Err(_) => eprintln!(
-            "note: {} absent; checked the committed copy only",
-            shared.display()
+        Err(_) => skip(
+            "../shared/peer",
+            &format!(
+                "{} is absent; the committed copy is not compared",
+                shared.display()
+            ),
         ),
     }
 }
@@ -150,13 +150,10 @@ fn the_peer_fixture_copy_equals_the_shared_original() {
 fn the_contract_documents_in_docs_spec_are_the_shared_originals() {
     let shared = repo("../shared/spec");
     let Ok(entries) = std::fs::read_dir(&shared) else {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "{} is missing under CI",
-            shared.display()
+        skip(
+            "../shared/spec",
+            &format!("{} is absent; checked nothing", shared.display()),
         );
-        eprintln!("note: {} absent; checked nothing", shared.display());
         return;
     };
     let mut compared = 0;

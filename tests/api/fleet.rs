@@ -130,6 +130,8 @@ async fn fleet_rollout(
     store.seed().await.unwrap();
     let settings = RolloutSettings {
         max_stages,
+        // The timer's period at its floor, so a test can see it run.
+        flush: Duration::from_secs(1),
         ..RolloutSettings::default()
     };
     let rollout = Rollout::new(toggles.clone(), settings, Some(store));
@@ -346,7 +348,11 @@ async fn three_replicas_behind_nginx_act_as_one() {
             .unwrap();
         assert_eq!(response.status(), 200);
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await; // every replica has flushed
+    // Every replica has flushed its figures: awaited, not slept on.
+    within(Duration::from_secs(10), async || {
+        current_stage(&report(r3).await, "avs_enabled")["uniqueActors"]["total"] == 70
+    })
+    .await;
     let fleet = report(r3).await;
     assert_eq!(fleet["scope"], "fleet");
     let stage = current_stage(&fleet, "avs_enabled");
@@ -396,9 +402,10 @@ async fn three_replicas_behind_nginx_act_as_one() {
 
     // One replica killed under load: nothing fails.
     let stop_at = Instant::now() + Duration::from_secs(3);
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut load = JoinSet::new();
     for worker in 0..8 {
-        let (nginx, tokens) = (nginx.clone(), tokens.clone());
+        let (nginx, tokens, answered) = (nginx.clone(), tokens.clone(), answered.clone());
         load.spawn(async move {
             let mut failed = Vec::new();
             let mut n = worker;
@@ -409,6 +416,7 @@ async fn three_replicas_behind_nginx_act_as_one() {
                         .bearer_auth(&tokens[n % 300]),
                 )
                 .await;
+                answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if status != 200 {
                     failed.push(status);
                 }
@@ -417,7 +425,11 @@ async fn three_replicas_behind_nginx_act_as_one() {
             failed
         });
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    // Killed once the load is well under way on every replica.
+    within(Duration::from_secs(5), async || {
+        answered.load(std::sync::atomic::Ordering::Relaxed) >= 200
+    })
+    .await;
     r2.child.start_kill().unwrap();
     let mut failed = Vec::new();
     while let Some(worker) = load.join_next().await {
@@ -690,7 +702,14 @@ async fn reading_the_report_deletes_nothing_and_retention_runs_on_its_timer() {
     }
     let (stages, _) = rollout.fleet().unwrap().rows().await.unwrap();
     assert_eq!(stages, 20, "reading the report is a read: no retention DELETE");
-    rollout.retain().await.unwrap(); // what the flush timer runs
-    let (stages, _) = rollout.fleet().unwrap().rows().await.unwrap();
+    // The flush timer, as the service starts it, applies retention on its own.
+    let rollout = Arc::new(rollout);
+    rollout.keep_flushing();
+    let fleet = rollout.fleet().unwrap();
+    within(Duration::from_secs(10), async || {
+        fleet.rows().await.unwrap().0 == 5
+    })
+    .await;
+    let (stages, _) = fleet.rows().await.unwrap();
     assert_eq!(stages, 5, "the timer's retention keeps AVS_ROLLOUT_MAX_STAGES");
 }

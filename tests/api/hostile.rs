@@ -245,7 +245,8 @@ async fn one_caller_is_held_to_its_share_of_requests_in_flight() {
             async move { timed_get(&app, &format!("/avs/v0/avs/{n:032X}"), Some(&owner_token())).await },
         );
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The four the share admits have reached the (slow) upstream.
+    within(Duration::from_secs(5), async || app.upstream.hits() >= 4).await;
     let other = rs256(&claims("other", Some(OTHER_ICN), Some("other@example.com")));
     let (status, _, _) = timed_get(
         &app,
@@ -296,12 +297,11 @@ async fn healthz_is_never_shed() {
                 .0
         });
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(
-        timed_get(&app, "/avs/v0/apidocs", None).await.0,
-        503,
-        "saturated: shed"
-    );
+    // Saturated once both are in flight: another request is shed (awaited, not slept on).
+    within(Duration::from_secs(5), async || {
+        timed_get(&app, "/avs/v0/apidocs", None).await.0 == 503
+    })
+    .await;
     assert_eq!(
         timed_get(&app, "/healthz", None).await.0,
         200,

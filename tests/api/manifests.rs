@@ -210,11 +210,10 @@ fn the_manifests_hold_to_the_code_and_each_invariant_catches_a_break() {
 fn the_manifests_validate_against_kubernetes_schemas_offline() {
     let validate = repo("target/test-venv/bin/kubernetes-validate");
     if !validate.exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "kubernetes-validate is required under CI (.ci/run installs it into target/test-venv)"
+        skip(
+            "kubernetes-validate",
+            "target/test-venv/bin/pip install kubernetes-validate",
         );
-        eprintln!("SKIPPED: target/test-venv/bin/pip install kubernetes-validate");
         return;
     }
     let files: Vec<_> = std::fs::read_dir(repo("deploy/k8s"))

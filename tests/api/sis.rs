@@ -1,6 +1,8 @@
 //! Real VA.gov callers (`identity.md`): Sign-in Service user tokens without identity, the user
 //! from vets-api (a stand-in on loopback), service tokens, CORS, and the links toggle setting.
 
+use std::time::Duration;
+
 use axum::body::Body;
 use axum::http::Method;
 use serde_json::{Value, json};
@@ -488,15 +490,13 @@ async fn links_follow_avs_enabled_alone_when_the_links_toggle_is_none() {
 async fn not_ready_until_a_first_key_set_and_then_the_tokens_verify() {
     let sis = FakeSis::start().await;
     sis.user(OWNER, Some("owner@example.com"), Some(DEV_ICN));
-    // The keys' URL answers nothing at start: the service runs, unready, and retries.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // The keys' endpoint fails at start: the service runs, unready, and retries.
+    sis.keys_failing(Some(503));
     let mut env = sis.env();
-    env.retain(|(k, _)| *k != "AVS_SIS_JWKS_URL");
-    env.push(("AVS_SIS_JWKS_URL", format!("http://{closed}/certs")));
+    env.push(("AVS_SIS_JWKS_REFRESH_SECS", "1".to_owned()));
+    env.push(("AVS_SIS_USER_TTL_SECS", "1".to_owned()));
     let app = TestApp::builder().envs(&env).start().await;
+    app.upstream.summary(&fixture("full"));
     let r = app.get_anonymous("/readyz").await;
     assert_eq!(r.status, 503, "{}", r.json);
     assert_eq!(r.error()["detail"], "Not ready: identity: keys not loaded");
@@ -507,10 +507,50 @@ async fn not_ready_until_a_first_key_set_and_then_the_tokens_verify() {
         "no key verifies anything"
     );
 
-    let (ready, _) = sis_app(TOGGLES_ON, &[]).await;
-    let r = ready.get_anonymous("/readyz").await;
+    // Then the keys arrive: this same app turns ready, and its tokens verify.
+    sis.keys_failing(None);
+    within(Duration::from_secs(10), async || {
+        app.get_anonymous("/readyz").await.status == 200
+    })
+    .await;
+    let r = app.get_anonymous("/readyz").await;
+    assert_eq!(r.json["checks"]["identity"], "ok");
+    assert_eq!(app.get(&uri, &sis_user_token(OWNER)).await.status, 200);
+
+    // A refresh on its timer picks up a rotation without any token asking for it.
+    sis.publish(&[SisKey::Stranger]);
+    let fetches = sis.jwks_fetches();
+    within(Duration::from_secs(5), async || sis.jwks_fetches() >= fetches + 1).await;
+    let rotated = sis_token(SisKey::Stranger, &sis_user_claims(OWNER, "after-rotation"));
+    assert_eq!(app.get(&uri, &rotated).await.status, 200);
+    let refreshed = sis.jwks_fetches();
     assert_eq!(
-        (r.status.as_u16(), &r.json["checks"]["identity"]),
-        (200, &json!("ok"))
+        refreshed,
+        fetches + 1,
+        "the timer fetched; the token needed no fetch"
     );
+
+    // A failed refresh keeps the last good set: still ready, the rotated key still verifies.
+    sis.keys_failing(Some(500));
+    within(Duration::from_secs(5), async || {
+        sis.jwks_fetches() >= refreshed + 1
+    })
+    .await;
+    assert_eq!(app.get_anonymous("/readyz").await.status, 200);
+    let again = sis_token(SisKey::Stranger, &sis_user_claims(OWNER, "during-outage"));
+    assert_eq!(app.get(&uri, &again).await.status, 200);
+    sis.keys_failing(None);
+
+    // A session's user is remembered for AVS_SIS_USER_TTL_SECS, then asked again: the same
+    // token, verified and looked up once, is looked up anew once the session's time is up.
+    let session = sis_token(SisKey::Stranger, &sis_user_claims(OWNER, "one-session"));
+    assert_eq!(app.get(&uri, &session).await.status, 200);
+    let calls = sis.user_calls();
+    assert_eq!(app.get(&uri, &session).await.status, 200);
+    assert_eq!(sis.user_calls(), calls, "within its lifetime: no call");
+    within(Duration::from_secs(5), async || {
+        app.get(&uri, &session).await;
+        sis.user_calls() > calls
+    })
+    .await;
 }

@@ -190,22 +190,96 @@ async fn a_get_a_kept_connection_drops_unanswered_is_sent_once_more_on_a_fresh_o
             });
         }
     });
-    let app = TestApp::builder()
-        .envs(&[("AVS_UPSTREAM_URL", &url)])
-        .start()
-        .await;
-    let retries = metric_sum("avs_upstream_retries_total");
+    // The real binary: its metrics are its own, so the retry counted is this one.
+    let server = serve(&[
+        ("AVS_ENV", "test"),
+        ("AVS_UPSTREAM_URL", &url),
+        ("AVS_PROXY_URL", "direct"),
+    ])
+    .await;
+    let token = dev_token(DEV_ICN, None);
     let other = fixture("full")["sid"].as_str().unwrap().to_ascii_lowercase();
-    assert_eq!(app.get(&summary_uri(), &owner_token()).await.status, 200);
-    let again = app.get(&format!("/avs/v0/avs/{other}"), &owner_token()).await;
-    assert_eq!(again.status, 200, "not a 503: {}", again.json);
+    for sid in [FULL_SID.to_owned(), other] {
+        let answer = client()
+            .get(format!("http://{}/avs/v0/avs/{sid}", server.addr))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200, "not a 503 for {sid}");
+    }
     assert_eq!(
         connections.load(Ordering::SeqCst),
         2,
         "the retry opened a fresh connection"
     );
-    assert!(
-        metric_sum("avs_upstream_retries_total") >= retries + 1.0,
-        "the retry is counted"
+    assert_eq!(
+        series(&server, "avs_upstream_retries_total").await,
+        1.0,
+        "the retry is counted, once"
     );
+}
+
+/// Every clinical call, VistA's and Oracle Health's login, metadata and document alike, goes
+/// through the forward proxy, and vets-api's (the keys and each session's user) never does:
+/// told apart by the `Via` header tinyproxy adds to what it relays, request by request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_clinical_call_goes_through_the_proxy_and_vets_api_never_does() {
+    let Some(proxy) = Tinyproxy::start().await else {
+        return;
+    };
+    const OWNER: &str = "5d1e7c0a-0000-4000-8000-0000000000c1";
+    let sis = FakeSis::start().await;
+    sis.user(OWNER, Some("owner@example.com"), Some(DEV_ICN));
+    let upstream = FakeUpstream::start().await;
+    upstream.summary(&fixture("full"));
+    upstream.uhd_login("uhd-token-1");
+    upstream.uhd_metadata(
+        DEV_ICN,
+        &metadata(&[Doc("d-1", "A-1", &day(-1), "application/pdf", &[])], SUBJECT),
+    );
+    upstream.script(
+        &doc_path("d-1"),
+        Scripted::json(&bytes_bundle("d-1", "application/pdf", &pdf(500), SUBJECT)),
+    );
+    let mut env = sis.env();
+    env.push(("AVS_PROXY_URL", proxy.url()));
+    let app = TestApp::builder()
+        .toggles(&format!("{TOGGLES_ON}{OH_ON}"))
+        .upstream(upstream.clone())
+        .envs(&env)
+        .start()
+        .await;
+    let token = sis_token(SisKey::Current, &sis_user_claims(OWNER, "s-proxy"));
+    for uri in [
+        format!("/avs/v0/avs/{FULL_SID}"),
+        "/avs/v0/oh/summaries".to_owned(),
+        "/avs/v0/oh/documents/d-1".to_owned(),
+    ] {
+        let r = app.get(&uri, &token).await;
+        assert_eq!(r.status, 200, "{uri}: {}", r.json);
+    }
+    let seen = upstream.requests();
+    for prefix in [
+        format!("/avs/{FULL_SID}"),
+        LOGIN.to_owned(),
+        METADATA.to_owned(),
+        doc_path("d-1"),
+    ] {
+        assert!(
+            seen.iter().any(|r| r.uri.starts_with(&prefix)),
+            "{prefix} was called"
+        );
+    }
+    for request in &seen {
+        assert!(via_tinyproxy(&request.headers), "{} came direct", request.uri);
+    }
+    let (keys, users) = (sis.jwks_requests(), sis.user_requests());
+    assert!(!keys.is_empty() && !users.is_empty());
+    for headers in keys.iter().chain(&users) {
+        assert!(
+            !via_tinyproxy(headers),
+            "a vets-api call went through the proxy: {headers:?}"
+        );
+    }
 }

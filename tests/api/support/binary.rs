@@ -46,6 +46,29 @@ pub struct Server {
     pub admin_addr: String,
     /// Every line the server wrote to stderr so far.
     pub logs: Arc<Mutex<Vec<String>>>,
+    /// The task that keeps reading the log; it ends when the process has closed it.
+    reader: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// SIGTERM, then waits for the exit and for the last log line: what a test reads after
+    /// this is the whole log, the drain's lines included.
+    pub async fn stop(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running").to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("the server exits after SIGTERM")
+            .unwrap();
+        if let Some(reader) = self.reader.take() {
+            reader.await.unwrap();
+        }
+        status
+    }
 }
 
 pub async fn serve(env: &[(&str, &str)]) -> Server {
@@ -108,7 +131,7 @@ pub async fn serve_limited(env: &[(&str, &str)], open_files: Option<u32>) -> Ser
     .expect("the server did not listen within 20 s");
     // Keep draining the log so the server never blocks on a full pipe, and keep it for tests.
     let sink = logs.clone();
-    tokio::spawn(async move {
+    let reader = tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             sink.lock().unwrap().push(line);
         }
@@ -118,6 +141,7 @@ pub async fn serve_limited(env: &[(&str, &str)], open_files: Option<u32>) -> Ser
         addr,
         admin_addr,
         logs,
+        reader: Some(reader),
     }
 }
 
@@ -125,6 +149,22 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
     }
+}
+
+/// The value of one series on a running binary's `/metrics`: a process of its own, so the
+/// figure is what this test made it (in-process apps share one recorder with every test).
+pub async fn series(server: &Server, line: &str) -> f64 {
+    let text = client()
+        .get(format!("http://{}/metrics", server.admin_addr))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 pub fn client() -> reqwest::Client {

@@ -69,13 +69,28 @@ pub fn temp_dir() -> tempfile::TempDir {
 pub fn required(candidates: &[&str], what: &str) -> Option<PathBuf> {
     let found = candidates.iter().map(PathBuf::from).find(|p| p.exists());
     if found.is_none() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{what} is required under CI (.ci/run installs it): none of {candidates:?}"
-        );
-        eprintln!("SKIPPED: {what} is not installed (none of {candidates:?})");
+        skip(what, &format!("none of {candidates:?} is installed"));
     }
     found
+}
+
+/// What every test without its program does: under CI (`CI=true`, which `.ci/run` sets) it
+/// fails; elsewhere it says SKIPPED and adds a line to `target/tests-skipped.txt`, which
+/// `.ci/run` counts and prints after the run (zero under CI).
+pub fn skip(what: &str, how: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what} is required under CI (.ci/run installs it): {how}"
+    );
+    eprintln!("SKIPPED: {what}: {how}");
+    use std::io::Write;
+    if let Ok(mut file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(repo("target/tests-skipped.txt"))
+    {
+        let _ = writeln!(file, "{what}: {how}");
+    }
 }
 
 /// The shipped fixture summaries, loaded once.

@@ -87,6 +87,17 @@ async fn relay(mut client: TcpStream, log: Arc<Mutex<Vec<String>>>) {
     let _ = client.shutdown().await;
 }
 
+/// The name tinyproxy gives itself in the `Via` header of every request it relays.
+pub const VIA: &str = "avs-test-tinyproxy";
+
+/// Whether a request came through tinyproxy (its `Via` names it).
+pub fn via_tinyproxy(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all("via")
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.contains(VIA)))
+}
+
 /// Debian's tinyproxy on a loopback port, stopped on drop.
 pub struct Tinyproxy {
     process: std::process::Child,
@@ -107,12 +118,13 @@ impl Tinyproxy {
         };
         let dir = temp_dir();
         let conf = dir.path().join("tinyproxy.conf");
-        // Its defaults otherwise (Debian's: Timeout 600, MaxClients 100).
+        // Its defaults otherwise (Debian's: Timeout 600, MaxClients 100). Its `Via` header stays
+        // on: it marks every request the proxy relayed, so a direct one is told apart.
         std::fs::write(
             &conf,
             format!(
                 "User nobody\nGroup nogroup\nPort {port}\nListen 127.0.0.1\nTimeout 600\nMaxClients 100\n\
-                 Allow 127.0.0.1\nLogLevel Critical\nDisableViaHeader Yes\n"
+                 Allow 127.0.0.1\nLogLevel Critical\nDisableViaHeader No\nViaProxyName \"{VIA}\"\n"
             ),
         )
         .unwrap();

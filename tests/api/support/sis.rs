@@ -99,6 +99,9 @@ struct SisState {
     users: Mutex<Users>,
     answer: Mutex<UserAnswer>,
     jwks_fetches: AtomicUsize,
+    jwks_requests: Mutex<Vec<HeaderMap>>,
+    /// The key set's answer is this status instead (an outage of the keys).
+    certs_failing: Mutex<Option<u16>>,
     user_calls: AtomicUsize,
     user_requests: Mutex<Vec<HeaderMap>>,
 }
@@ -120,6 +123,8 @@ impl FakeSis {
             users: Mutex::default(),
             answer: Mutex::new(UserAnswer::Normal),
             jwks_fetches: AtomicUsize::new(0),
+            jwks_requests: Mutex::default(),
+            certs_failing: Mutex::default(),
             user_calls: AtomicUsize::new(0),
             user_requests: Mutex::default(),
         });
@@ -147,6 +152,11 @@ impl FakeSis {
         ]
     }
 
+    /// The keys' endpoint answers `status` (an outage) until called with `None`.
+    pub fn keys_failing(&self, status: Option<u16>) {
+        *self.state.certs_failing.lock().unwrap() = status;
+    }
+
     pub fn publish(&self, keys: &[SisKey]) {
         *self.state.keys.lock().unwrap() = keys.to_vec();
     }
@@ -172,13 +182,22 @@ impl FakeSis {
         self.state.user_calls.load(Ordering::SeqCst)
     }
 
+    /// The key fetches' request headers.
+    pub fn jwks_requests(&self) -> Vec<HeaderMap> {
+        self.state.jwks_requests.lock().unwrap().clone()
+    }
+
     pub fn user_requests(&self) -> Vec<HeaderMap> {
         self.state.user_requests.lock().unwrap().clone()
     }
 }
 
-async fn certs(State(state): State<Arc<SisState>>) -> Response {
+async fn certs(State(state): State<Arc<SisState>>, headers: HeaderMap) -> Response {
     state.jwks_fetches.fetch_add(1, Ordering::SeqCst);
+    state.jwks_requests.lock().unwrap().push(headers);
+    if let Some(status) = *state.certs_failing.lock().unwrap() {
+        return StatusCode::from_u16(status).unwrap().into_response();
+    }
     let keys: Vec<Value> = state.keys.lock().unwrap().iter().map(|k| k.jwk()).collect();
     axum::Json(json!({ "keys": keys })).into_response()
 }
