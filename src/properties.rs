@@ -106,11 +106,33 @@ fn fhir_value() -> impl Strategy<Value = Value> {
     })
 }
 
-/// The error shape every refusal is rendered in.
+/// The error shape every refusal is rendered in (`api.md`): a 4xx or 5xx whose body is
+/// `{"errors": [{"title", "detail", "code", "status"}]}`, `code` its status and `status` a
+/// symbolic name.
 fn is_error_shape(error: crate::http::ApiError) -> bool {
     let response = error.into_response();
     let status = response.status();
-    status.is_client_error() || status.is_server_error()
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().build() else {
+        return false;
+    };
+    let Ok(body) = runtime.block_on(axum::body::to_bytes(response.into_body(), 64 * 1024)) else {
+        return false;
+    };
+    let Ok(body) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        return false;
+    };
+    let Some([error]) = body["errors"].as_array().map(Vec::as_slice) else {
+        return false;
+    };
+    let text = |key: &str| error[key].as_str().is_some_and(|s| !s.is_empty());
+    (status.is_client_error() || status.is_server_error())
+        && error.as_object().is_some_and(|o| o.len() == 4)
+        && text("title")
+        && text("detail")
+        && error["code"] == status.as_str()
+        && error["status"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
 }
 
 proptest! {

@@ -73,7 +73,14 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
 
 /// The public API. Pure: everything it needs is in `state`.
 pub fn app(state: AppState) -> Api {
-    let mut router = Router::new();
+    app_with(state, Router::new())
+}
+
+/// The public API with `extra` routes beside its own, under the same edge and panic answer:
+/// how a test reaches what no request to the real routes can (a handler that panics).
+#[doc(hidden)]
+pub fn app_with(state: AppState, extra: Router<AppState>) -> Api {
+    let mut router = extra;
     let routes = routes();
     let table: Vec<(Method, &'static str)> = routes.iter().map(|(m, p, _)| (m.clone(), *p)).collect();
     // The fixed routes beside `{sid}` (`search`, `links`, `binaries`): theirs, not a sid.

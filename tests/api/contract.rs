@@ -216,6 +216,11 @@ async fn the_admin_listeners_routes_are_its_specs_paths_and_each_is_served() {
             .unwrap();
         assert_ne!(status, 405, "{method} {uri}");
         assert!(
+            !status.is_server_error(),
+            "{method} {uri} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        assert!(
             !String::from_utf8_lossy(&body).contains("There are no routes matching"),
             "{method} {uri} is not served"
         );

@@ -127,4 +127,23 @@ async fn errors_links_and_searches_stay_uncompressed() {
     let (status, headers, _) = get_encoded(&app, "/avs/v0/avs/not-a-sid", Some("br")).await;
     assert_eq!(status, 400);
     assert!(headers.get("content-encoding").is_none());
+    // A links answer, asked for compressed, is not compressed either.
+    let links = axum::http::Request::builder()
+        .method("POST")
+        .uri("/avs/v0/avs/links")
+        .header("authorization", format!("Bearer {}", owner_token()))
+        .header("content-type", "application/json")
+        .header("accept-encoding", "br, gzip")
+        .body(Body::from(
+            r#"{"appointments":[{"stationNo":"500","appointmentIen":"9876543"}]}"#,
+        ))
+        .unwrap();
+    let response = avs_api::app(app.state.clone()).oneshot(links).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("content-encoding").is_none());
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let links: Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(links["data"].is_array(), "{links}");
 }

@@ -204,3 +204,80 @@ async fn request_ids_are_kept_when_sane_and_replaced_otherwise() {
     assert_ne!(replaced.headers["x-request-id"], "bad id with spaces");
     assert_eq!(replaced.headers["x-request-id"].len(), 36, "a fresh UUID");
 }
+
+/// A handler that panics answers 500 in the one error shape, with the edge's headers, and the
+/// service goes on serving (the real routes cannot be made to panic by any request, so the
+/// test adds one under the same edge and panic answer).
+#[tokio::test]
+async fn a_panic_answers_500_in_the_error_shape_and_the_service_goes_on() {
+    use tower::ServiceExt;
+    let app = TestApp::start().await;
+    app.upstream.summary(&fixture("full"));
+    let extra = axum::Router::new().route(
+        "/avs/v0/panics",
+        axum::routing::get(|| async {
+            if std::hint::black_box(true) {
+                panic!("a bug");
+            }
+            "unreachable"
+        }),
+    );
+    let api = avs_api::http::app_with(app.state.clone(), extra);
+    let response = api
+        .clone()
+        .oneshot(get("/avs/v0/panics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert!(response.headers().contains_key("x-request-id"));
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+        serde_json::json!({"errors": [{"title": "Internal server error", "detail": "The server could not answer this request", "code": "500", "status": "internal_server_error"}]})
+    );
+    let after = api
+        .oneshot(
+            get(&format!("/avs/v0/avs/{FULL_SID}"))
+                .header("authorization", format!("Bearer {}", owner_token()))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.status(), 200, "and then serves as before");
+}
+
+/// The whole-request deadline answers 504 when what a request waits on outlasts it: here
+/// vets-api's user lookup, whose own timeout is longer than the request's deadline.
+#[tokio::test]
+async fn the_request_deadline_answers_504() {
+    let sis = FakeSis::start().await;
+    sis.user("5d1e7c0a-0000-4000-8000-0000000000d1", None, Some(DEV_ICN));
+    sis.answer(UserAnswer::Slow(std::time::Duration::from_secs(3)));
+    let mut env = sis.env();
+    env.extend([
+        ("AVS_REQUEST_TIMEOUT_MS", "800".to_owned()),
+        ("AVS_UPSTREAM_TIMEOUT_MS", "500".to_owned()),
+        ("AVS_OH_TIMEOUT_MS", "500".to_owned()),
+        ("AVS_SIS_USER_TIMEOUT_MS", "2500".to_owned()),
+        ("AVS_LINKS_DEADLINE_MS", "600".to_owned()),
+    ]);
+    let app = TestApp::builder().envs(&env).start().await;
+    let token = sis_user_token("5d1e7c0a-0000-4000-8000-0000000000d1");
+    let started = std::time::Instant::now();
+    app.get(&format!("/avs/v0/avs/{FULL_SID}"), &token)
+        .await
+        .assert_error(
+            504,
+            "Gateway timeout",
+            "Did not receive a timely response from an upstream server",
+        );
+    let took = started.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(750) && took < std::time::Duration::from_millis(2000),
+        "answered at the deadline, not at the lookup's own timeout: {took:?}"
+    );
+}

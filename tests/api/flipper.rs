@@ -141,6 +141,20 @@ async fn decisions(
 
 fn disagreements(ruby: &Value, ours: &Value) -> Vec<String> {
     let mut out = Vec::new();
+    // An empty or short answer from either side is a disagreement, never a pass.
+    let (theirs, mine) = (ruby["actors"].as_array(), ours["actors"].as_array());
+    let counts = (theirs.map_or(0, Vec::len), mine.map_or(0, Vec::len));
+    let enabled = (
+        ruby["enabled"].as_array().map_or(0, Vec::len),
+        ours["enabled"].as_array().map_or(0, Vec::len),
+    );
+    if counts.0 == 0 || counts != (counts.1, counts.0) || enabled != counts {
+        out.push(format!(
+            "actors Ruby {} / service {}, decisions Ruby {} / service {}",
+            counts.0, counts.1, enabled.0, enabled.1
+        ));
+        return out;
+    }
     for (i, (theirs, mine)) in ruby["actors"]
         .as_array()
         .unwrap()

@@ -635,8 +635,41 @@ async fn the_compat_route_fetches_concurrently_and_caps_the_answer() {
             .all(|i| i["attributes"]["binary"].is_string())
     );
     assert!(
-        took < Duration::from_millis(1500),
-        "four at 0.5 s each, concurrently: {took:?}"
+        took < Duration::from_millis(950),
+        "four at 0.5 s each, all at once: {took:?}"
+    );
+    // Five: at most four at a time, so the fifth starts when one of the four is done.
+    let five = oh_app(&[]).await;
+    let ids = ["c1", "c2", "c3", "c4", "c5"];
+    let date = day(-3);
+    let docs: Vec<Doc> = ids
+        .iter()
+        .map(|id| Doc(id, "A-5", &date, "application/pdf", &[]))
+        .collect();
+    five.upstream.script(
+        &format!("{METADATA}#patientId={DEV_ICN}"),
+        Scripted::json(&metadata(&docs, SUBJECT)),
+    );
+    for id in ids {
+        five.upstream.script(
+            &doc_path(id),
+            Scripted::json(&bytes_bundle(id, "application/pdf", &pdf(1000), SUBJECT))
+                .delayed(Duration::from_millis(500)),
+        );
+    }
+    assert_eq!(five.get("/avs/v0/oh/summaries", &owner_token()).await.status, 200);
+    let started = Instant::now();
+    let r = five
+        .get(
+            "/avs/v0/oh/appointments/A-5/binaries?doc_ids=c1,c2,c3,c4,c5",
+            &owner_token(),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(r.json["data"].as_array().unwrap().len(), 5);
+    assert!(
+        took >= Duration::from_millis(1000) && took < Duration::from_millis(1450),
+        "five at 0.5 s each, four at a time: two rounds, {took:?}"
     );
 
     // Three documents of 8 MiB: the third would pass 20 MiB in one answer.
@@ -865,4 +898,66 @@ async fn a_metadata_outage_opens_the_oracle_breaker_and_its_gauge_is_its_own() {
     let ready = app.get_anonymous("/readyz").await;
     assert_eq!(ready.json["checks"]["oracle"], "open", "{}", ready.json);
     assert_eq!(ready.json["checks"]["upstream"], "closed", "{}", ready.json);
+}
+
+/// Documents loading share the byte budget (`AVS_OH_DOC_CACHE_MAX_BYTES`, at least one
+/// document's worth): with room for one load at a time, three at once each wait their turn up
+/// to the Oracle Health timeout; the one still waiting past it is answered 503 with
+/// `Retry-After`, without an upstream call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_past_the_byte_budget_wait_then_answer_503() {
+    let app = Arc::new(
+        oh_app(&[
+            ("AVS_OH_MAX_DOCUMENT_BYTES", "10240"),
+            ("AVS_OH_DOC_CACHE_MAX_BYTES", "10240"),
+            ("AVS_OH_TIMEOUT_MS", "700"),
+        ])
+        .await,
+    );
+    let slow = Duration::from_millis(450);
+    for (id, content) in [("d-new", pdf(5000)), ("d-old", pdf(300))] {
+        app.upstream.script(
+            &doc_path(id),
+            Scripted::json(&bytes_bundle(id, "application/pdf", &content, SUBJECT)).delayed(slow),
+        );
+    }
+    app.upstream.script(
+        &doc_path("d-text"),
+        Scripted::json(&bytes_bundle("d-text", "text/plain", b"take care", SUBJECT)).delayed(slow),
+    );
+    // The index first, so the three loads start together.
+    assert_eq!(app.get("/avs/v0/oh/summaries", &owner_token()).await.status, 200);
+    let mut loads = tokio::task::JoinSet::new();
+    for id in ["d-new", "d-old", "d-text"] {
+        let app = app.clone();
+        loads.spawn(async move {
+            let started = std::time::Instant::now();
+            let r = app
+                .get(&format!("/avs/v0/oh/documents/{id}"), &owner_token())
+                .await;
+            (
+                r.status.as_u16(),
+                r.headers.get("retry-after").cloned(),
+                started.elapsed(),
+            )
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(answer) = loads.join_next().await {
+        answers.push(answer.unwrap());
+    }
+    answers.sort_by_key(|(status, _, _)| *status);
+    let statuses: Vec<u16> = answers.iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(statuses, [200, 200, 503], "{answers:?}");
+    let (_, retry_after, waited) = &answers[2];
+    assert_eq!(retry_after.as_ref().map(|v| v.to_str().unwrap()), Some("1"));
+    assert!(
+        *waited >= Duration::from_millis(650),
+        "it waited its turn first: {waited:?}"
+    );
+    let fetched = ["d-new", "d-old", "d-text"]
+        .iter()
+        .filter(|id| app.upstream.calls(&doc_path(id)) > 0)
+        .count();
+    assert_eq!(fetched, 2, "the shed one was never asked for");
 }

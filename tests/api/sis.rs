@@ -436,6 +436,56 @@ async fn cors_for_listed_origins_only_and_on_every_answer() {
         let r = app.send(from_page(token.as_deref(), "https://evil.test")).await;
         assert!(!r.headers.contains_key("access-control-allow-origin"));
     }
+    // And on every other answer a page can meet: 404, not yours, an upstream failure (5xx),
+    // and one caller's excess (429).
+    let listed = |r: &TestResponse| {
+        r.headers
+            .get("access-control-allow-origin")
+            .is_some_and(|v| v == PAGE)
+            && r.headers["access-control-allow-credentials"] == "true"
+            && r.headers.get_all("vary").iter().any(|v| v == "Origin")
+    };
+    let theirs = fixture("someone-else");
+    app.upstream.summary(&theirs);
+    let broken = "ABCDEF0123456789ABCDEF0123456789";
+    app.upstream
+        .script(&format!("/avs/{broken}"), Scripted::status(500, "{}"));
+    let owner = sis_user_token(OWNER);
+    for (sid, status) in [
+        ("0123456789ABCDEF0123456789ABCDEF", 404),
+        (theirs["sid"].as_str().unwrap(), 403),
+        (broken, 502),
+    ] {
+        let request = get(&format!("/avs/v0/avs/{sid}"))
+            .header("origin", PAGE)
+            .header("cookie", format!("vagov_access_token={owner}"))
+            .body(Body::empty())
+            .unwrap();
+        let r = app.send(request).await;
+        assert_eq!(r.status.as_u16(), status, "{sid}: {}", r.json);
+        assert!(listed(&r), "{status}: {:?}", r.headers);
+    }
+    let (busy, _sis) = sis_app(TOGGLES_ON, &[("AVS_MAX_IN_FLIGHT_PER_CALLER", "1")]).await;
+    let slow = "BCDEF0123456789ABCDEF0123456789A";
+    busy.upstream.script(
+        &format!("/avs/{slow}"),
+        Scripted::json(&json!({"sid": slow, "data": {"patientInfo": {"icn": DEV_ICN}}}))
+            .delayed(Duration::from_millis(500)),
+    );
+    let page_request = |sid: &str| {
+        get(&format!("/avs/v0/avs/{sid}"))
+            .header("origin", PAGE)
+            .header("cookie", format!("vagov_access_token={owner}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    let (first, second) = tokio::join!(busy.send_raw(page_request(slow)), async {
+        within(Duration::from_secs(5), async || busy.upstream.hits() >= 1).await;
+        busy.send(page_request(FULL_SID)).await
+    });
+    assert_eq!(first.status, 200);
+    assert_eq!(second.status, 429, "{}", second.json);
+    assert!(listed(&second), "429: {:?}", second.headers);
 
     // The cookie-authenticated links POST: JSON only, and from a listed origin.
     let token = sis_user_token(OWNER);

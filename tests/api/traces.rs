@@ -530,8 +530,9 @@ async fn a_collector_that_is_down_does_not_slow_requests() {
         stop(&mut server).await;
     }
     let (off, dead_collector) = (medians[0], medians[1]);
+    // The export runs on its own thread: a dead collector may cost noise, not a slowdown.
     assert!(
-        dead_collector <= off * 2 + Duration::from_millis(2),
+        dead_collector <= off * 13 / 10 + Duration::from_millis(1),
         "median with export off {off:?}, with the collector down {dead_collector:?}"
     );
 }
