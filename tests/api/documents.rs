@@ -103,20 +103,27 @@ fn page_strings(a: &Value) -> Vec<String> {
     }
     push(&a["patientInfo"]["smokingStatus"]);
     each(&a["immunizations"]).iter().for_each(|i| push(&i["name"]));
-    each(&a["allergiesReactions"]["allergies"])
-        .iter()
-        .for_each(|x| push(&x["allergen"]));
+    for allergy in each(&a["allergiesReactions"]["allergies"]) {
+        push(&allergy["allergen"]);
+        each(&allergy["reactions"]).iter().for_each(&mut push);
+    }
     for lab in each(&a["labResults"]) {
         push(&lab["specimen"]);
-        each(&lab["values"]).iter().for_each(|v| push(&v["test"]));
+        for value in each(&lab["values"]) {
+            for key in ["test", "result", "units", "flag"] {
+                push(&value[key]);
+            }
+        }
     }
     let meds: Vec<Value> = each(&a["vaMedications"])
         .into_iter()
         .chain(each(&a["nonvaMedications"]))
         .collect();
     let supply = |m: &Value| m["prescriptionType"] == "supply";
-    meds.iter().filter(|m| !supply(m)).for_each(|m| push(&m["name"]));
-    meds.iter().filter(|m| supply(m)).for_each(|m| push(&m["name"]));
+    for med in meds.iter().filter(|m| !supply(m)).chain(meds.iter().filter(|m| supply(m))) {
+        push(&med["name"]);
+        push(&med["sig"]);
+    }
     each(&a["clinicalServices"]).iter().for_each(|s| push(&s["name"]));
     for piece in html_texts(&a["moreHelpAndInformation"]) {
         push(&json!(piece));
@@ -196,6 +203,61 @@ fn read_pdf(bytes: &[u8]) -> Option<Read> {
     })
 }
 
+/// The PDF's own account of its structure (`tests/data/pdf_structure.py`, pikepdf in the
+/// test venv that `.ci/run` makes).
+fn pdf_structure(bytes: &[u8]) -> Option<Value> {
+    let python = repo("target/test-venv/bin/python");
+    let has_pikepdf = python.exists()
+        && std::process::Command::new(&python)
+            .args(["-c", "import pikepdf"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !has_pikepdf {
+        skip(
+            "the PDF structure reader",
+            "target/test-venv/bin/pip install pikepdf==10.17.0",
+        );
+        return None;
+    }
+    let dir = temp_dir();
+    let file = dir.path().join("summary.pdf");
+    std::fs::write(&file, bytes).unwrap();
+    let out = std::process::Command::new(&python)
+        .arg(repo("tests/data/pdf_structure.py"))
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// PDF/UA-1 as the file itself says it (what can be checked mechanically beyond poppler's
+/// Tagged/title/fonts): its language, the PDF/UA identifier, the title shown, headings that
+/// start at H1 and never skip a level, lists of `LI` each `Lbl` + `LBody`, every table header
+/// cell scoped, and on every page all text either tagged or an artifact, the page footer
+/// among the artifacts.
+fn assert_pdf_ua(s: &Value, what: &str) {
+    assert_eq!(s["lang"], "en-US", "{what}: {s}");
+    assert_eq!(s["pdfua_part"], "1", "{what}: the PDF/UA identifier");
+    assert_eq!(s["marked"], true, "{what}");
+    assert_eq!(s["display_doc_title"], true, "{what}");
+    let headings: Vec<u64> = s["headings"].as_array().unwrap().iter().map(|h| h.as_u64().unwrap()).collect();
+    assert_eq!(headings.first(), Some(&1), "{what}: starts at H1: {headings:?}");
+    assert_eq!(headings.iter().filter(|h| **h == 1).count(), 1, "{what}: one H1");
+    for pair in headings.windows(2) {
+        assert!(pair[1] <= pair[0] + 1, "{what}: a skipped heading level in {headings:?}");
+    }
+    assert_eq!(s["malformed_lists"], json!([]), "{what}");
+    assert_eq!(s["th_without_scope"], 0, "{what}");
+    let pages = s["pages"].as_array().unwrap();
+    assert!(!pages.is_empty());
+    for (n, page) in pages.iter().enumerate() {
+        assert_eq!(page["loose"], 0, "{what}: page {}: text neither tagged nor an artifact", n + 1);
+        assert!(page["artifact"].as_u64().unwrap() >= 1, "{what}: page {}: its footer is an artifact", n + 1);
+        assert!(page["tagged"].as_u64().unwrap() >= 1, "{what}: page {}", n + 1);
+    }
+}
+
 fn assert_accessible(read: &Read, title: &str) {
     assert!(
         read.info
@@ -239,6 +301,13 @@ async fn the_frontends_fixture_is_a_tagged_letter_pdf_with_every_string_the_page
     assert!(r.bytes.len() <= 150_000, "{} bytes", r.bytes.len());
     let Some(read) = read_pdf(&r.bytes) else { return };
     assert_accessible(&read, "After-visit summary, January 1, 2023");
+    if let Some(structure) = pdf_structure(&r.bytes) {
+        assert_pdf_ua(&structure, "the full fixture");
+        // The page's lists and tables are there as lists and tables.
+        let types = &structure["types"];
+        assert!(types["/L"].as_u64().unwrap() >= 10 && types["/LI"] == types["/LBody"], "{types}");
+        assert!(types["/Table"].as_u64().unwrap() >= 3 && structure["th"].as_u64().unwrap() >= 3, "{types}");
+    }
     let strings = page_strings(&fixture["data"]["attributes"]);
     assert!(strings.len() > 100, "{} strings", strings.len());
     assert_in_order(&read.text, &strings, "pdf");
@@ -340,6 +409,9 @@ async fn the_minimal_hostile_and_large_fixtures_render_accessible_pdfs() {
         );
         assert!(!read.text.contains(sid) && !read.text.contains(DEV_ICN), "{sid}");
         assert_in_order(&read.text, &strings, &format!("{sid} pdf"));
+        if let Some(structure) = pdf_structure(&r.bytes) {
+            assert_pdf_ua(&structure, sid);
+        }
         if doc == &docs[1] {
             // The hostile one's markup is text, never code: no script survives as words.
             assert!(
@@ -349,6 +421,34 @@ async fn the_minimal_hostile_and_large_fixtures_render_accessible_pdfs() {
             );
         }
     }
+}
+
+/// Typst markup in the summary's strings is shown as the characters it is, never run: the
+/// strings are looked for in the PDF's own text.
+#[tokio::test]
+async fn typst_markup_in_a_summarys_strings_is_shown_as_text() {
+    let app = TestApp::builder().toggles(PDF_ON).start().await;
+    let marked = [
+        "Ward #1 [east] *wing* & clinic",
+        "#set text(fill: red) _under_ $x^2$",
+        "#read(\"/etc/passwd\") @label <tag>",
+    ];
+    let mut doc = fixture("minimal");
+    let sid = "ABCDEF0123456789ABCDEF0123456700";
+    doc["sid"] = json!(sid);
+    doc["data"]["clinicsVisited"] = json!([
+        {"date": "01/01/2023", "time": "08:00", "clinic": marked[0], "site": marked[2]}
+    ]);
+    doc["data"]["providers"] = json!([marked[1]]);
+    app.upstream.summary(&doc);
+    let r = app.get(&pdf_path(sid), &owner_token()).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let Some(read) = read_pdf(&r.bytes) else { return };
+    let text = flat(&read.text);
+    for s in marked {
+        assert!(text.contains(&flat(s)), "{s:?} is not shown as itself:\n{text}");
+    }
+    assert!(!text.contains("root:"), "no file was read into it");
 }
 
 #[tokio::test]
