@@ -1,4 +1,5 @@
-//! The summary cache: its byte budget and how long answers live.
+//! The summary cache: its byte budget, how long answers live, and how long a document waits to
+//! be rendered into it.
 
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ pub struct CacheConfig {
     pub ttl: Duration,
     pub negative_ttl: Duration,
     pub stale_if_error: Duration,
+    /// How long a document request waits for a render turn before 503.
+    pub render_wait: Duration,
 }
 
 impl CacheConfig {
@@ -19,6 +22,7 @@ impl CacheConfig {
             ttl: p.secs("AVS_CACHE_TTL_SECS"),
             negative_ttl: p.secs("AVS_CACHE_NEGATIVE_TTL_SECS"),
             stale_if_error: p.secs("AVS_CACHE_STALE_IF_ERROR_SECS"),
+            render_wait: p.millis("AVS_RENDER_WAIT_MS"),
         }
     }
 }

@@ -244,15 +244,7 @@ impl SisSettings {
             }
             None => None,
         };
-        let ca_file = p.raw("AVS_SIS_CA_FILE").map(PathBuf::from);
-        if let Some(path) = &ca_file
-            && !path.is_file()
-        {
-            p.problem(
-                "AVS_SIS_CA_FILE",
-                format!("{} is not a readable file", path.display()),
-            );
-        }
+        let ca_file = p.readable_file("AVS_SIS_CA_FILE");
         let user_ttl = p.positive_secs("AVS_SIS_USER_TTL_SECS");
         if user_ttl > MAX_USER_TTL {
             p.problem("AVS_SIS_USER_TTL_SECS", "must be at most 300");

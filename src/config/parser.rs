@@ -124,6 +124,15 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A path that must name a file, when given.
+    pub(super) fn readable_file(&mut self, name: &str) -> Option<std::path::PathBuf> {
+        let path = std::path::PathBuf::from(self.raw(name)?);
+        if !path.is_file() {
+            self.problem(name, format!("{} is not a readable file", path.display()));
+        }
+        Some(path)
+    }
+
     /// An http(s) URL with a host; in production it must be https.
     pub(super) fn http_url(&mut self, name: &str, raw: &str, production: bool) -> Option<Url> {
         match Url::parse(raw) {

@@ -401,6 +401,11 @@ pub const SETTINGS: &[Setting] = &[
         Some("3600"),
         "how long past expiry a summary may be served while the upstream fails",
     ),
+    plain(
+        "AVS_RENDER_WAIT_MS",
+        Some("5000"),
+        "a document request waits this long for a render turn, then 503 with Retry-After",
+    ),
     // Telemetry.
     plain(
         "AVS_LOG_FORMAT",

@@ -66,15 +66,7 @@ impl TransportConfig {
                 }
             },
         };
-        let ca_file = p.raw("AVS_UPSTREAM_CA_FILE").map(PathBuf::from);
-        if let Some(path) = &ca_file
-            && !path.is_file()
-        {
-            p.problem(
-                "AVS_UPSTREAM_CA_FILE",
-                format!("{} is not a readable file", path.display()),
-            );
-        }
+        let ca_file = p.readable_file("AVS_UPSTREAM_CA_FILE");
         TransportConfig {
             proxy,
             no_proxy: p.raw("AVS_NO_PROXY").map(str::to_owned),

@@ -5,7 +5,8 @@
 use super::{Block, Span};
 use crate::domain::{HtmlToken, sanitized_tokens};
 
-/// The blocks of an HTML field; none when it is absent, not a string, or empty.
+/// The blocks of an HTML field as the stored summary holds it (sanitised when the summary was
+/// rendered, so read as it is); none when it is absent, not a string, or empty.
 pub(super) fn blocks_of(html: Option<&str>) -> Vec<Block> {
     let Some(html) = html else { return Vec::new() };
     let mut walker = Walker::default();
@@ -159,10 +160,11 @@ mod tests {
 
     #[test]
     fn paragraphs_lists_emphasis_and_links_never_markup() {
-        let blocks = blocks_of(Some(
+        // As the summary holds the field: sanitised once, when it was rendered.
+        let blocks = blocks_of(Some(&crate::domain::sanitize(
             "Take <b>one</b> daily<br>then rest.<ul><li>a &amp; b</li><li><i>c</i></li></ul>\
              <p>See <a href=\"https://www.va.gov/\">VA</a>.</p><script>x()</script>",
-        ));
+        )));
         assert_eq!(
             texts(&blocks),
             ["Take one daily", "then rest.", "- a & b\n- c", "See VA."]

@@ -75,9 +75,69 @@ static HEADER_CLEANER: LazyLock<Builder<'static>> = LazyLock::new(|| {
     b
 });
 
-/// Allowlist sanitising for `patientInstructions` and `moreHelpAndInformation`.
+/// How deep tags may nest before html5ever sees them. Real summaries nest a few levels; what
+/// html5ever costs grows with the square of the depth (100,000 nested `<div>`s, 500 KB, took
+/// 20 s on a worker, #36), so tags past this depth are dropped, their text kept.
+pub const MAX_NESTING: usize = 64;
+
+/// Elements that never hold content, so never nest.
+const VOID: [&str; 14] = [
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param", "source", "track",
+    "wbr",
+];
+
+/// `html` with every tag that would open deeper than [`MAX_NESTING`] removed, and its closing
+/// tag with it; the text between is kept. A rough reading of tags (enough to bound the depth
+/// the sanitiser then builds; the sanitiser, not this, decides what is safe): a `<` that opens
+/// no tag, a comment or a declaration is passed on as it is.
+pub fn bounded_nesting(html: &str) -> std::borrow::Cow<'_, str> {
+    if memchr::memchr_iter(b'<', html.as_bytes())
+        .nth(MAX_NESTING)
+        .is_none()
+    {
+        return std::borrow::Cow::Borrowed(html); // too few tags to nest that deep
+    }
+    let mut out = String::with_capacity(html.len());
+    let (mut depth, mut dropped) = (0usize, 0usize);
+    let mut rest = html;
+    while let Some(at) = rest.find('<') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let Some(end) = tail.find('>') else {
+            out.push_str(tail);
+            return std::borrow::Cow::Owned(out);
+        };
+        let (tag, inner) = (&tail[..=end], &tail[1..end]);
+        rest = &tail[end + 1..];
+        let name: String = inner
+            .trim_start_matches('/')
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let closing = inner.starts_with('/');
+        if name.is_empty() || inner.ends_with('/') || VOID.contains(&name.as_str()) {
+            out.push_str(tag); // a comment, a declaration, a stray `<`, or nothing that nests
+        } else if closing && dropped > 0 {
+            dropped -= 1;
+        } else if closing {
+            depth = depth.saturating_sub(1);
+            out.push_str(tag);
+        } else if depth >= MAX_NESTING {
+            dropped += 1;
+        } else {
+            depth += 1;
+            out.push_str(tag);
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Allowlist sanitising for `patientInstructions` and `moreHelpAndInformation`, nesting
+/// bounded first.
 pub fn sanitize(html: &str) -> String {
-    SANITIZER.clean(html).to_string()
+    SANITIZER.clean(&bounded_nesting(html)).to_string()
 }
 
 /// One piece of sanitised HTML, in document order.
@@ -99,13 +159,14 @@ fn unescape(text: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// An HTML field as tokens, for the documents that typeset it. The sanitiser's output is
-/// well-formed and narrow (allowlisted tags, no attribute but `a`'s `href`, text escaped by
-/// html5ever's serializer), which is all this reads; ammonia keeps its tree API unstable.
-pub fn sanitized_tokens(html: &str) -> Vec<HtmlToken> {
-    let clean = SANITIZER.clean(html).to_string();
+/// A sanitised HTML field (what [`sanitize`] made of it, as the stored summary holds it) as
+/// tokens, for the documents that typeset it: read as it is, not sanitised again (that was a
+/// second html5ever pass per document, #36). The sanitiser's output is well-formed and narrow
+/// (allowlisted tags, no attribute but `a`'s `href`, text escaped by html5ever's serializer),
+/// which is all this reads; ammonia keeps its tree API unstable.
+pub fn sanitized_tokens(clean: &str) -> Vec<HtmlToken> {
     let mut tokens = Vec::new();
-    let mut rest = clean.as_str();
+    let mut rest = clean;
     while !rest.is_empty() {
         match rest.find('<') {
             Some(0) => {
@@ -148,7 +209,7 @@ pub fn sanitized_tokens(html: &str) -> Vec<HtmlToken> {
 /// tags (scripts and styles dropped with their content, text escaped by html5ever's
 /// serializer), so the tags left can be replaced as plain strings.
 pub fn page_header_text(html: &str) -> String {
-    let cleaned = HEADER_CLEANER.clean(html).to_string();
+    let cleaned = HEADER_CLEANER.clean(&bounded_nesting(html)).to_string();
     let mut text = cleaned.replace("<div>", "").replace("</div>", "\n");
     for tag in HEADER_BLOCKS {
         text = text
@@ -218,11 +279,35 @@ mod tests {
     }
 
     #[test]
+    fn nesting_past_the_bound_is_dropped_and_its_text_kept() {
+        let deep = format!("{}x{}", "<div>".repeat(100_000), "</div>".repeat(100_000));
+        let started = std::time::Instant::now();
+        let clean = sanitize(&deep);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(clean.matches("<div>").count(), MAX_NESTING);
+        assert!(clean.contains('x'));
+        // Within the bound, nothing changes; void tags, comments and a stray `<` never nest.
+        let shallow = "<p>a <b>b</b><br>c &lt; d</p>";
+        assert_eq!(bounded_nesting(shallow), shallow);
+        let voids = format!("{}<p>t</p>", "<br><!-- c --><img src=x/>< ".repeat(200));
+        assert_eq!(bounded_nesting(&voids), voids);
+        // Deep siblings are not deep: closed tags give their depth back.
+        let siblings = "<p>x</p>".repeat(500);
+        assert_eq!(bounded_nesting(&siblings), siblings);
+        let header = format!("{}Ward{}", "<div>".repeat(50_000), "</div>".repeat(50_000));
+        assert!(page_header_text(&header).starts_with("Ward"));
+    }
+
+    #[test]
     fn sanitized_tokens_are_tags_links_and_decoded_text() {
         assert_eq!(
-            sanitized_tokens(
+            sanitized_tokens(&sanitize(
                 r#"<p onclick="x">A &amp; B<br><a href="https://va.gov/?a=1&amp;b=2">va</a></p><script>no</script>"#
-            ),
+            )),
             [
                 HtmlToken::Open("p".into(), None),
                 HtmlToken::Text("A & B".into()),

@@ -7,7 +7,9 @@
 //!   first head within `header_timeout` of the accept), so half-sent requests are closed;
 //! - a keep-alive connection with nothing in flight is closed after `idle_timeout` without
 //!   traffic;
-//! - past `max_connections` open on this listener, a new connection is closed at once (the cap
+//! - past `max_connections` open on this listener (or with `accept` out of descriptors), the
+//!   oldest connection still sending its head is closed to make room (`connections.rs`), and
+//!   a new connection is closed at once only when there is none (the cap
 //!   is lowered to what the open-file limit allows: `descriptors`);
 //! - at shutdown, a connection with no request being served (idle, or a head still arriving)
 //!   closes at once; one with a request in flight finishes it within the grace.

@@ -147,6 +147,25 @@ async fn wait_healthy(url: &str) {
     }
 }
 
+/// Runs the image with `args` to completion: it must exit 2 (a configuration refusal); what it
+/// said on stderr.
+fn refused(image: &Image, args: &[&str]) -> String {
+    let mut all = vec![
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--read-only",
+        "--cap-drop=all",
+    ];
+    all.extend_from_slice(args);
+    all.push(&image.tag);
+    let out = podman(&all);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    stderr
+}
+
 async fn status(url: &str, token: Option<&str>) -> u16 {
     let mut request = client().get(url);
     if let Some(token) = token {
@@ -165,17 +184,7 @@ async fn the_image_runs_read_only_as_non_root_and_stops_cleanly() {
     // As it is, the image is production (#35: it fails closed): it refuses to start without
     // its real sources, keys and toggle store, naming them, and never runs the development
     // identity.
-    let out = podman(&[
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        "--read-only",
-        "--cap-drop=all",
-        &image.tag,
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = refused(&image, &[]);
     for variable in [
         "AVS_UPSTREAM_URL",
         "AVS_PROXY_URL",
@@ -283,27 +292,21 @@ async fn the_image_runs_read_only_as_non_root_and_stops_cleanly() {
 
     // Production without a forward proxy: refused before listening, exit 2, naming it.
     let keys = format!("{}:/keys:ro", repo("tests/keys").display());
-    let out = podman(&[
-        "run",
-        "--rm",
-        "--network",
-        "host",
-        "--read-only",
-        "--cap-drop=all",
-        "-v",
-        &keys,
-        "-e",
-        "AVS_ENV=production",
-        "-e",
-        "AVS_UPSTREAM_URL=https://clinical.example/",
-        "-e",
-        "AVS_JWKS_FILE=/keys/jwks.json",
-        "-e",
-        "AVS_TOGGLES=file:/app/fixtures/toggles.toml",
-        &image.tag,
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = refused(
+        &image,
+        &[
+            "-v",
+            &keys,
+            "-e",
+            "AVS_ENV=production",
+            "-e",
+            "AVS_UPSTREAM_URL=https://clinical.example/",
+            "-e",
+            "AVS_JWKS_FILE=/keys/jwks.json",
+            "-e",
+            "AVS_TOGGLES=file:/app/fixtures/toggles.toml",
+        ],
+    );
     assert!(
         stderr.lines().any(|l| l.starts_with("AVS_PROXY_URL: ")),
         "{stderr}"

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use serde_json::{Value, json};
@@ -120,7 +121,11 @@ fn page_strings(a: &Value) -> Vec<String> {
         .chain(each(&a["nonvaMedications"]))
         .collect();
     let supply = |m: &Value| m["prescriptionType"] == "supply";
-    for med in meds.iter().filter(|m| !supply(m)).chain(meds.iter().filter(|m| supply(m))) {
+    for med in meds
+        .iter()
+        .filter(|m| !supply(m))
+        .chain(meds.iter().filter(|m| supply(m)))
+    {
         push(&med["name"]);
         push(&med["sig"]);
     }
@@ -241,19 +246,36 @@ fn assert_pdf_ua(s: &Value, what: &str) {
     assert_eq!(s["pdfua_part"], "1", "{what}: the PDF/UA identifier");
     assert_eq!(s["marked"], true, "{what}");
     assert_eq!(s["display_doc_title"], true, "{what}");
-    let headings: Vec<u64> = s["headings"].as_array().unwrap().iter().map(|h| h.as_u64().unwrap()).collect();
+    let headings: Vec<u64> = s["headings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_u64().unwrap())
+        .collect();
     assert_eq!(headings.first(), Some(&1), "{what}: starts at H1: {headings:?}");
     assert_eq!(headings.iter().filter(|h| **h == 1).count(), 1, "{what}: one H1");
     for pair in headings.windows(2) {
-        assert!(pair[1] <= pair[0] + 1, "{what}: a skipped heading level in {headings:?}");
+        assert!(
+            pair[1] <= pair[0] + 1,
+            "{what}: a skipped heading level in {headings:?}"
+        );
     }
     assert_eq!(s["malformed_lists"], json!([]), "{what}");
     assert_eq!(s["th_without_scope"], 0, "{what}");
     let pages = s["pages"].as_array().unwrap();
     assert!(!pages.is_empty());
     for (n, page) in pages.iter().enumerate() {
-        assert_eq!(page["loose"], 0, "{what}: page {}: text neither tagged nor an artifact", n + 1);
-        assert!(page["artifact"].as_u64().unwrap() >= 1, "{what}: page {}: its footer is an artifact", n + 1);
+        assert_eq!(
+            page["loose"],
+            0,
+            "{what}: page {}: text neither tagged nor an artifact",
+            n + 1
+        );
+        assert!(
+            page["artifact"].as_u64().unwrap() >= 1,
+            "{what}: page {}: its footer is an artifact",
+            n + 1
+        );
         assert!(page["tagged"].as_u64().unwrap() >= 1, "{what}: page {}", n + 1);
     }
 }
@@ -305,8 +327,14 @@ async fn the_frontends_fixture_is_a_tagged_letter_pdf_with_every_string_the_page
         assert_pdf_ua(&structure, "the full fixture");
         // The page's lists and tables are there as lists and tables.
         let types = &structure["types"];
-        assert!(types["/L"].as_u64().unwrap() >= 10 && types["/LI"] == types["/LBody"], "{types}");
-        assert!(types["/Table"].as_u64().unwrap() >= 3 && structure["th"].as_u64().unwrap() >= 3, "{types}");
+        assert!(
+            types["/L"].as_u64().unwrap() >= 10 && types["/LI"] == types["/LBody"],
+            "{types}"
+        );
+        assert!(
+            types["/Table"].as_u64().unwrap() >= 3 && structure["th"].as_u64().unwrap() >= 3,
+            "{types}"
+        );
     }
     let strings = page_strings(&fixture["data"]["attributes"]);
     assert!(strings.len() > 100, "{} strings", strings.len());
@@ -754,4 +782,200 @@ async fn over_a_socket_a_cached_pdf_is_sent_from_its_sealed_file_byte_for_byte()
     );
     let local = in_process(format!("/avs/v0/avs/{FULL_SID}")).await;
     assert_eq!(local, summary, "in process and over the socket alike");
+}
+
+/// Two renders run at once; a third document request waits `AVS_RENDER_WAIT_MS` for a turn,
+/// then answers 503 with `Retry-After` (the renders under way are not disturbed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_render_turns_a_document_answers_503_with_retry_after() {
+    let app = std::sync::Arc::new(
+        TestApp::builder()
+            .toggles(PDF_ON)
+            .envs(&[
+                ("AVS_RENDER_WAIT_MS", "50"),
+                ("AVS_MAX_IN_FLIGHT_PER_CALLER", "100"),
+            ])
+            .start()
+            .await,
+    );
+    // Three large summaries (about 1 MB each: a render of each takes well over 50 ms).
+    let large = avs_api::clinical::fixture::FixtureData::shipped().unwrap();
+    let large: Value =
+        serde_json::from_slice(large.summary(avs_api::clinical::fixture::LARGE_SID).unwrap()).unwrap();
+    let sids = [
+        "E1B2C3D4E5F60718293A4B5C6D7E8F01",
+        "E1B2C3D4E5F60718293A4B5C6D7E8F02",
+        "E1B2C3D4E5F60718293A4B5C6D7E8F03",
+    ];
+    for sid in sids {
+        let mut doc = large.clone();
+        doc["sid"] = json!(sid);
+        app.upstream.summary(&doc);
+        // Each summary fetched first, so the three PDF requests meet at the render turns.
+        assert_eq!(
+            app.get(&format!("/avs/v0/avs/{sid}"), &owner_token())
+                .await
+                .status,
+            200
+        );
+    }
+    let mut renders = tokio::task::JoinSet::new();
+    for sid in sids {
+        let app = app.clone();
+        renders.spawn(async move {
+            let r = app.get(&pdf_path(sid), &owner_token()).await;
+            (r.status.as_u16(), r.headers.get("retry-after").cloned(), r.json)
+        });
+    }
+    let mut answers = Vec::new();
+    while let Some(answer) = renders.join_next().await {
+        answers.push(answer.unwrap());
+    }
+    answers.sort_by_key(|(status, _, _)| *status);
+    let statuses: Vec<u16> = answers.iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(statuses, [200, 200, 503], "{answers:?}");
+    let (_, retry_after, body) = &answers[2];
+    assert!(retry_after.is_some(), "503 says when to come back");
+    assert_eq!(body["errors"][0]["status"], "service_unavailable", "{body}");
+}
+
+/// A summary whose PDF cannot be typeset (today: a character no bundled font covers) is
+/// attempted once: the failure is kept with the summary, as a success is, and every later
+/// request is answered from it without typesetting the summary again.
+#[tokio::test]
+async fn a_failing_render_is_attempted_once_not_per_request() {
+    let app = TestApp::builder().toggles(PDF_ON).start().await;
+    let mut doc = fixture("minimal");
+    let sid = "ABCDEF0123456789ABCDEF0123456711";
+    doc["sid"] = json!(sid);
+    doc["data"]["providers"] = json!(["DOCTOR,EMOJI \u{1F600}"]);
+    app.upstream.summary(&doc);
+    let first = app.get(&pdf_path(sid), &owner_token()).await;
+    assert_eq!(first.status, 500, "{}", first.json);
+    let renders = app.state.summaries.documents_rendered();
+    for _ in 0..3 {
+        let again = app.get(&pdf_path(sid), &owner_token()).await;
+        assert_eq!((again.status, &again.json), (first.status, &first.json));
+    }
+    assert_eq!(
+        app.state.summaries.documents_rendered(),
+        renders,
+        "no render after the first"
+    );
+}
+
+/// A render whose request gave up (its deadline) runs to its end and keeps its document with
+/// the summary: the next request is served from it, with no second render.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_render_that_outlives_its_request_is_kept_for_the_next() {
+    let app = TestApp::builder()
+        .toggles(PDF_ON)
+        .envs(&[
+            ("AVS_REQUEST_TIMEOUT_MS", "300"),
+            ("AVS_UPSTREAM_TIMEOUT_MS", "250"),
+            ("AVS_OH_TIMEOUT_MS", "250"),
+            ("AVS_LINKS_DEADLINE_MS", "200"),
+        ])
+        .start()
+        .await;
+    let large = avs_api::clinical::fixture::FixtureData::shipped().unwrap();
+    let large: Value =
+        serde_json::from_slice(large.summary(avs_api::clinical::fixture::LARGE_SID).unwrap()).unwrap();
+    let sid = large["sid"].as_str().unwrap().to_owned();
+    app.upstream.summary(&large);
+    assert_eq!(
+        app.get(&format!("/avs/v0/avs/{sid}"), &owner_token())
+            .await
+            .status,
+        200
+    );
+    let gave_up = app.get(&pdf_path(&sid), &owner_token()).await;
+    assert_eq!(
+        gave_up.status, 504,
+        "the render of ~1 MB outlasts a 300 ms deadline"
+    );
+    within(Duration::from_secs(60), async || {
+        app.state.summaries.documents_rendered() == 1
+    })
+    .await;
+    let served = app.get(&pdf_path(&sid), &owner_token()).await;
+    assert_eq!(served.status, 200);
+    assert!(served.bytes.starts_with(b"%PDF-"));
+    assert_eq!(
+        app.state.summaries.documents_rendered(),
+        1,
+        "served from the kept render"
+    );
+}
+
+/// The text form (about a millisecond) has turns of its own: while both PDF turns are taken by
+/// long renders, a text request is answered at once, not 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_text_form_is_never_behind_the_pdfs() {
+    let app = std::sync::Arc::new(
+        TestApp::builder()
+            .toggles(PDF_ON)
+            .envs(&[
+                ("AVS_RENDER_WAIT_MS", "50"),
+                ("AVS_MAX_IN_FLIGHT_PER_CALLER", "100"),
+            ])
+            .start()
+            .await,
+    );
+    let large = avs_api::clinical::fixture::FixtureData::shipped().unwrap();
+    let large: Value =
+        serde_json::from_slice(large.summary(avs_api::clinical::fixture::LARGE_SID).unwrap()).unwrap();
+    let sids = [
+        "E1B2C3D4E5F60718293A4B5C6D7E8F11",
+        "E1B2C3D4E5F60718293A4B5C6D7E8F12",
+    ];
+    for sid in sids {
+        let mut doc = large.clone();
+        doc["sid"] = json!(sid);
+        app.upstream.summary(&doc);
+        assert_eq!(
+            app.get(&format!("/avs/v0/avs/{sid}"), &owner_token())
+                .await
+                .status,
+            200
+        );
+    }
+    app.upstream.summary(&fixture("full"));
+    assert_eq!(
+        app.get(&format!("/avs/v0/avs/{FULL_SID}"), &owner_token())
+            .await
+            .status,
+        200
+    );
+    let mut pdfs = tokio::task::JoinSet::new();
+    for sid in sids {
+        let app = app.clone();
+        pdfs.spawn(async move { app.get(&pdf_path(sid), &owner_token()).await.status });
+    }
+    // Both PDF turns are taken once the two renders are under way: a small summary's PDF is
+    // then shed (each probe a new summary, so none is answered from a kept render).
+    let mut probes = 0u32;
+    within(Duration::from_secs(5), async || {
+        probes += 1;
+        let sid = format!("ABCDEF0123456789ABCDEF01234{probes:05}");
+        let mut doc = fixture("minimal");
+        doc["sid"] = json!(sid);
+        app.upstream.summary(&doc);
+        app.get(&format!("/avs/v0/avs/{sid}"), &owner_token()).await;
+        app.get(&pdf_path(&sid), &owner_token()).await.status == 503
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let text = app
+        .get(&format!("/avs/v0/avs/{FULL_SID}/txt"), &owner_token())
+        .await;
+    assert_eq!(text.status, 200, "{}", text.json);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    while let Some(status) = pdfs.join_next().await {
+        assert_eq!(status.unwrap(), 200);
+    }
 }

@@ -343,14 +343,7 @@ async fn the_defaults_refuse_a_real_source_or_a_public_listener_beside_the_devel
 #[tokio::test]
 async fn both_breaker_series_are_published_from_the_start() {
     let server = serve(&[]).await;
-    let text = client()
-        .get(format!("http://{}/metrics", server.admin_addr))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&server).await;
     for source in ["vista", "oracle"] {
         let series = format!("avs_upstream_breaker_open{{source=\"{source}\"}} 0");
         assert!(text.lines().any(|l| l == series), "{series} not in:\n{text}");

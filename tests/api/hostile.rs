@@ -644,3 +644,52 @@ async fn six_hundred_misses_through_tinyproxy_get_the_upstreams_own_answers() {
     assert!(app.upstream.hits() >= 600, "every miss reached the upstream");
     eprintln!("600 misses through tinyproxy: {retried} retried on a fresh connection");
 }
+
+/// 100,000 nested `<div>`s (about 1 MB) in `patientInstructions`, two such summaries asked for
+/// at once: `/healthz` keeps answering within 100 ms throughout, and each summary is answered
+/// well within the request deadline (#36: nesting is bounded before html5ever sees it, and a
+/// summary is rendered off the async workers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_html_leaves_the_service_answering() {
+    let upstream = FakeUpstream::start().await;
+    let deep = format!("{}take care{}", "<div>".repeat(100_000), "</div>".repeat(100_000));
+    let sids = [
+        "DEE90000000000000000000000000001",
+        "DEE90000000000000000000000000002",
+    ];
+    for sid in sids {
+        let mut doc = fixture("full");
+        doc["sid"] = json!(sid);
+        doc["data"]["patientInstructions"] = json!(deep);
+        upstream.summary(&doc);
+    }
+    let app = Arc::new(Listening::start(upstream, TOGGLES_ON, &[]).await);
+    let mut summaries = JoinSet::new();
+    for sid in sids {
+        let app = app.clone();
+        summaries
+            .spawn(async move { timed_get(&app, &format!("/avs/v0/avs/{sid}"), Some(&owner_token())).await });
+    }
+    let mut slowest = Duration::ZERO;
+    while !summaries.is_empty() {
+        let (status, _, took) = timed_get(&app, "/healthz", None).await;
+        assert_eq!(status, 200);
+        slowest = slowest.max(took);
+        while let Some(done) = summaries.try_join_next() {
+            let (status, body, took) = done.unwrap();
+            assert_eq!(status, 200, "{body}");
+            assert!(took < Duration::from_secs(10), "answered in {took:?}");
+            assert!(
+                body["data"]["attributes"]["patientInstructions"]
+                    .as_str()
+                    .unwrap()
+                    .contains("take care")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        slowest < Duration::from_millis(100),
+        "/healthz took up to {slowest:?}"
+    );
+}

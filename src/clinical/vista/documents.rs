@@ -3,22 +3,18 @@
 //!
 //! A render is single flight per (sid, form), runs on a blocking thread (Typst is CPU work: a
 //! full summary costs tens of milliseconds), and at most `RENDERS` run at once; a request that
-//! cannot get a turn within `RENDER_WAIT` is answered 503 with `Retry-After`. The rendered bytes
+//! cannot get a turn within `AVS_RENDER_WAIT_MS` is answered 503 with `Retry-After`. The rendered bytes
 //! live in the summary's entry (every copy of it shares them), which is re-weighed so they count
 //! in the cache's byte budget; an evicted summary takes its documents with it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use super::SummaryError;
 use super::service::Summaries;
-use super::summary::{Form, Rendered, Summary};
+use super::summary::{Form, Kept, Rendered, Summary};
 use crate::documents::{SummaryDocument, render_pdf, render_text};
 use crate::domain::{DocKind, Document, Sid};
-
-/// How long a request waits for a render turn before it is told to come back.
-const RENDER_WAIT: Duration = Duration::from_secs(5);
 
 /// Renders one form from the summary's own answer (its JSON:API body).
 fn render(form: Form, body: &[u8]) -> Result<Rendered, SummaryError> {
@@ -44,14 +40,9 @@ impl Summaries {
     /// The document in `form` of a summary the caller owns (from [`Summaries::summary`], which
     /// checked): rendered once, then served from memory.
     #[tracing::instrument(name = "summaries.document", skip_all, fields(document.form = form.label()))]
-    pub async fn document(
-        &self,
-        sid: &Sid,
-        summary: &Arc<Summary>,
-        form: Form,
-    ) -> Result<Arc<Rendered>, SummaryError> {
-        if let Some(rendered) = summary.forms.get(form) {
-            return Ok(rendered);
+    pub async fn document(&self, sid: &Sid, summary: &Arc<Summary>, form: Form) -> Kept {
+        if let Some(kept) = summary.forms.get(form) {
+            return kept;
         }
         let key = (sid.as_str().to_owned(), form);
         self.documents
@@ -60,43 +51,42 @@ impl Summaries {
             .await
     }
 
-    async fn render_once(
-        &self,
-        sid: &Sid,
-        summary: &Arc<Summary>,
-        form: Form,
-    ) -> Result<Arc<Rendered>, SummaryError> {
-        if let Some(rendered) = summary.forms.get(form) {
-            return Ok(rendered);
+    async fn render_once(&self, sid: &Sid, summary: &Arc<Summary>, form: Form) -> Kept {
+        if let Some(kept) = summary.forms.get(form) {
+            return kept;
         }
-        let Ok(Ok(turn)) =
-            tokio::time::timeout(RENDER_WAIT, self.documents.turns.clone().acquire_owned()).await
-        else {
+        let turns = self.documents.turns(form).clone();
+        let Ok(Ok(turn)) = tokio::time::timeout(self.documents.wait, turns.acquire_owned()).await else {
             metrics::counter!("avs_documents_shed_total").increment(1);
-            return Err(SummaryError::Busy);
+            return Err(SummaryError::Busy); // not kept: a turn may be free on the next request
         };
         let body = summary.body.get(crate::encoding::Coding::Identity).clone();
-        let started = std::time::Instant::now();
-        let rendered = tokio::task::spawn_blocking(move || {
-            let _turn = turn;
-            render(form, &body)
+        let (summary, sid, cache) = (summary.clone(), sid.clone(), self.cache_handle());
+        let rendered = self.documents.rendered.clone();
+        // The whole render, keeping its outcome with the summary, runs to its end whether or
+        // not anyone still waits for it: a request that gave up (its deadline) leaves the work
+        // done once for the next, instead of thrown away with its turn spent (#36).
+        tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            let outcome = render(form, &body).map(Arc::new);
+            drop(turn);
+            let elapsed = started.elapsed();
+            metrics::histogram!("avs_document_render_seconds", "form" => form.label())
+                .record(elapsed.as_secs_f64());
+            tracing::info!(
+                form = form.label(),
+                elapsed_ms = elapsed.as_millis() as u64,
+                bytes = outcome.as_ref().map_or(0, |r| r.document.bytes.len()),
+                ok = outcome.is_ok(),
+                "summary document rendered"
+            );
+            rendered.fetch_add(1, Ordering::Relaxed);
+            let kept = summary.forms.slot(form).get_or_init(|| outcome).clone();
+            super::service::reweigh(&cache, &sid, &summary);
+            kept
         })
         .await
-        .map_err(|_| SummaryError::RenderFailed)??;
-        let elapsed = started.elapsed();
-        metrics::histogram!("avs_document_render_seconds", "form" => form.label())
-            .record(elapsed.as_secs_f64());
-        tracing::info!(
-            form = form.label(),
-            elapsed_ms = elapsed.as_millis() as u64,
-            bytes = rendered.document.bytes.len(),
-            "summary document rendered"
-        );
-        self.documents.rendered.fetch_add(1, Ordering::Relaxed);
-        let rendered = Arc::new(rendered);
-        let kept = summary.forms.slot(form).get_or_init(|| rendered.clone()).clone();
-        self.reweigh(sid, summary);
-        Ok(kept)
+        .map_err(|_| SummaryError::RenderFailed)?
     }
 
     /// Documents rendered so far (for tests and the benchmark).

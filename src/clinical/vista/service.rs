@@ -27,14 +27,19 @@ use crate::encoding::Encoded;
 use crate::flights::Flights;
 use crate::hot::{Hot, Read};
 
+/// Summaries rendered at once: one per core of the pod's two.
+const SUMMARY_RENDERS: usize = 2;
+
 pub struct Summaries {
     upstream: VistaClient,
-    cache: Cache<Key, Entry, foldhash::fast::RandomState>,
+    cache: SummaryCache,
     lifetimes: Lifetimes,
     /// Loads in flight, one per key: later arrivals wait for the same result.
     flights: Flights<Key, Result<Entry, UpstreamError>>,
     /// One brotli-best compression at a time (see `compress_better`).
     best_compression: Arc<tokio::sync::Semaphore>,
+    /// Summaries rendered at once, off the async workers (`render_off_the_workers`).
+    summary_renders: Arc<tokio::sync::Semaphore>,
     outcomes: crate::telemetry::Handles<&'static str, metrics::Counter>,
     pub(super) documents: DocumentState,
     /// The summaries moka holds, read on a hit without moka's bookkeeping (`crate::hot`).
@@ -70,8 +75,9 @@ impl Summaries {
             lifetimes,
             flights: Flights::default(),
             best_compression: Arc::new(tokio::sync::Semaphore::new(1)),
+            summary_renders: Arc::new(tokio::sync::Semaphore::new(SUMMARY_RENDERS)),
             outcomes: crate::telemetry::Handles::default(),
-            documents: DocumentState::default(),
+            documents: DocumentState::new(config.render_wait),
             hot,
         }
     }
@@ -112,7 +118,7 @@ impl Summaries {
         let outcome = self
             .lookup(key, || async {
                 match self.upstream.summary(sid, ctx).await {
-                    Ok(doc) => render_summary(doc, sid).map(Outcome::Summary),
+                    Ok(doc) => self.render_off_the_workers(doc, sid).await.map(Outcome::Summary),
                     Err(UpstreamError::NotFound) => Ok(Outcome::NotFound),
                     Err(e) => Err(e),
                 }
@@ -277,20 +283,48 @@ impl Summaries {
         });
     }
 
-    /// Re-inserts the summary's entry, if it is still this summary's, so that its weight
-    /// counts the documents rendered since it was cached.
-    pub(super) fn reweigh(&self, sid: &Sid, summary: &Arc<Summary>) {
-        let key = Key::Summary(sid.clone());
-        if let Some(entry) = self.cache.get(&key)
-            && matches!(&entry.outcome, Outcome::Summary(cached) if Arc::ptr_eq(&cached.forms, &summary.forms))
-        {
-            self.cache.insert(key, entry);
-        }
+    /// Renders a fetched summary (sanitising its HTML, rendering, compressing, sealing) on a
+    /// blocking thread, at most [`SUMMARY_RENDERS`] at once: a large or hostile summary costs
+    /// CPU, and on an async worker it held up every request that worker serves (two summaries
+    /// with deeply nested HTML left `/healthz` unanswered for 40 s, #36).
+    async fn render_off_the_workers(&self, doc: Value, sid: &Sid) -> Result<Arc<Summary>, UpstreamError> {
+        let turn = self
+            .summary_renders
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| UpstreamError::BadGateway("no render turn".to_owned()))?;
+        let sid = sid.clone();
+        tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            render_summary(doc, &sid)
+        })
+        .await
+        .map_err(|_| UpstreamError::BadGateway("the summary's render failed".to_owned()))?
+    }
+
+    /// The cache itself, for work that outlives a request (a render keeping its document).
+    pub(super) fn cache_handle(&self) -> SummaryCache {
+        self.cache.clone()
     }
 
     /// Loads in flight now (for tests and the leak check).
     pub fn loads_in_flight(&self) -> usize {
         self.flights.in_flight()
+    }
+}
+
+/// The summary cache: moka's, keyed by sid or appointment.
+pub(super) type SummaryCache = Cache<Key, Entry, foldhash::fast::RandomState>;
+
+/// Re-inserts the summary's entry, if it is still this summary's, so that its weight counts
+/// the documents rendered since it was cached.
+pub(super) fn reweigh(cache: &SummaryCache, sid: &Sid, summary: &Arc<Summary>) {
+    let key = Key::Summary(sid.clone());
+    if let Some(entry) = cache.get(&key)
+        && matches!(&entry.outcome, Outcome::Summary(cached) if Arc::ptr_eq(&cached.forms, &summary.forms))
+    {
+        cache.insert(key, entry);
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Summary {
 
 /// Renders in flight at most: one per core keeps the async workers' cores free enough.
 pub(super) const RENDERS: usize = 2;
+/// Text forms made at once, apart from the PDFs' turns.
+const TEXT_RENDERS: usize = 4;
 
 /// The two document forms of a summary.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -36,22 +38,26 @@ pub struct Rendered {
     pub file_name: String,
 }
 
+/// What a render came to, kept with the summary either way: a render that failed is not tried
+/// again on every request (each retry typeset the whole summary again, #36).
+pub type Kept = Result<Arc<Rendered>, SummaryError>;
+
 /// A summary's rendered forms, shared by every copy of its cache entry.
 #[derive(Debug, Default)]
 pub struct Forms {
-    pdf: OnceLock<Arc<Rendered>>,
-    text: OnceLock<Arc<Rendered>>,
+    pdf: OnceLock<Kept>,
+    text: OnceLock<Kept>,
 }
 
 impl Forms {
-    pub(super) fn slot(&self, form: Form) -> &OnceLock<Arc<Rendered>> {
+    pub(super) fn slot(&self, form: Form) -> &OnceLock<Kept> {
         match form {
             Form::Pdf => &self.pdf,
             Form::Text => &self.text,
         }
     }
 
-    pub fn get(&self, form: Form) -> Option<Arc<Rendered>> {
+    pub fn get(&self, form: Form) -> Option<Kept> {
         self.slot(form).get().cloned()
     }
 
@@ -59,7 +65,7 @@ impl Forms {
     pub fn bytes(&self) -> usize {
         [&self.pdf, &self.text]
             .iter()
-            .filter_map(|slot| slot.get())
+            .filter_map(|slot| slot.get()?.as_ref().ok())
             .map(|r| r.document.weight() + r.file_name.len() + std::mem::size_of::<Rendered>())
             .sum()
     }
@@ -76,17 +82,32 @@ impl Form {
 
 /// What the service keeps for rendering: the turns, the flights, the count.
 pub(super) struct DocumentState {
-    pub(super) turns: Arc<tokio::sync::Semaphore>,
-    pub(super) flights: crate::flights::Flights<(String, Form), Result<Arc<Rendered>, SummaryError>>,
-    pub(super) rendered: std::sync::atomic::AtomicU64,
+    pub(super) wait: std::time::Duration,
+    /// PDFs typeset at once.
+    pub(super) pdf_turns: Arc<tokio::sync::Semaphore>,
+    /// Text forms made at once: about a millisecond each, so never behind a PDF (#36).
+    pub(super) text_turns: Arc<tokio::sync::Semaphore>,
+    pub(super) flights: crate::flights::Flights<(String, Form), Kept>,
+    /// Renders finished, well or not.
+    pub(super) rendered: Arc<std::sync::atomic::AtomicU64>,
 }
 
-impl Default for DocumentState {
-    fn default() -> DocumentState {
+impl DocumentState {
+    /// `wait`: how long a request waits for a render turn (`AVS_RENDER_WAIT_MS`).
+    pub(super) fn new(wait: std::time::Duration) -> DocumentState {
         DocumentState {
-            turns: Arc::new(tokio::sync::Semaphore::new(RENDERS)),
+            wait,
+            pdf_turns: Arc::new(tokio::sync::Semaphore::new(RENDERS)),
+            text_turns: Arc::new(tokio::sync::Semaphore::new(TEXT_RENDERS)),
             flights: crate::flights::Flights::default(),
-            rendered: std::sync::atomic::AtomicU64::new(0),
+            rendered: Arc::default(),
+        }
+    }
+
+    pub(super) fn turns(&self, form: Form) -> &Arc<tokio::sync::Semaphore> {
+        match form {
+            Form::Pdf => &self.pdf_turns,
+            Form::Text => &self.text_turns,
         }
     }
 }

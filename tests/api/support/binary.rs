@@ -154,17 +154,23 @@ impl Drop for Server {
 /// The value of one series on a running binary's `/metrics`: a process of its own, so the
 /// figure is what this test made it (in-process apps share one recorder with every test).
 pub async fn series(server: &Server, line: &str) -> f64 {
-    let text = client()
+    metrics_text(server)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A running binary's whole `/metrics` page (its admin listener).
+pub async fn metrics_text(server: &Server) -> String {
+    client()
         .get(format!("http://{}/metrics", server.admin_addr))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
+        .unwrap()
 }
 
 pub fn client() -> reqwest::Client {
