@@ -31,6 +31,9 @@ pub fn render_text(doc: &SummaryDocument) -> String {
             }
         }
     }
+    // No control character reaches a terminal (a CR overwrote a line, an ESC began a
+    // sequence, #36); every other character is kept as it is.
+    out.retain(|c| c == '\n' || !c.is_control());
     out
 }
 

@@ -979,3 +979,39 @@ async fn the_text_form_is_never_behind_the_pdfs() {
         assert_eq!(status.unwrap(), 200);
     }
 }
+
+/// A byte that is not UTF-8, or half a surrogate pair, is read as U+FFFD and the rest of the
+/// summary kept (it was a 502 for the JSON, the PDF and the text); raw control characters never
+/// reach the text form (a CR overwrote a line in a terminal), the other characters are kept.
+#[tokio::test]
+async fn a_stray_byte_or_surrogate_is_u_fffd_and_controls_never_reach_the_text() {
+    let app = TestApp::builder().toggles(PDF_ON).start().await;
+    let sid = "ABCDEF0123456789ABCDEF0123456722";
+    let mut doc = fixture("minimal");
+    doc["sid"] = json!(sid);
+    doc["data"]["providers"] = json!(["DOCTOR,BYTE-HERE", "NURSE,HALF-HERE", "CLERK,\u{1b}[31mRED\r\u{0}X"]);
+    // As the upstream sends it: one raw 0xFF byte, and a lone high surrogate escape.
+    let text = doc.to_string().replace("HALF-HERE", "HALF\\ud800");
+    let at = text.find("BYTE-HERE").unwrap();
+    let mut bytes = text.into_bytes();
+    bytes.splice(at..at + "BYTE-HERE".len(), *b"BYTE\xff");
+    app.upstream.script(
+        &format!("/avs/{sid}"),
+        Scripted {
+            body: bytes.into(),
+            ..Scripted::json(&json!({}))
+        },
+    );
+    let r = app.get(&format!("/avs/v0/avs/{sid}"), &owner_token()).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    assert_eq!(
+        r.json["data"]["attributes"]["providers"],
+        json!(["DOCTOR,BYTE\u{fffd}", "NURSE,HALF\u{fffd}", "CLERK,\u{1b}[31mRED\r\u{0}X"])
+    );
+    let t = app.get(&format!("/avs/v0/avs/{sid}/txt"), &owner_token()).await;
+    assert_eq!(t.status, 200);
+    let text = String::from_utf8(t.bytes.to_vec()).unwrap();
+    assert!(text.contains("DOCTOR,BYTE\u{fffd}") && text.contains("NURSE,HALF\u{fffd}"), "{text}");
+    assert!(text.contains("CLERK,[31mREDX"), "the controls gone, the rest kept: {text}");
+    assert!(!text.chars().any(|c| c != '\n' && c.is_control()), "{text:?}");
+}

@@ -12,7 +12,7 @@ use crate::clinical::call::{
 };
 use crate::clinical::{BreakerState, HttpClient, read_limited};
 use crate::config::{TransportConfig, VistaSettings};
-use crate::domain::{AppointmentIen, Sid, StationNo};
+use crate::domain::{AppointmentIen, Sid, StationNo, mended_json};
 
 const SUMMARY: Call = Call {
     name: "summary",
@@ -97,13 +97,20 @@ impl VistaClient {
         self.guard
             .call(call, key_of(segments), || async {
                 let body = self.fetch(segments, ctx).await?;
-                serde_json::from_slice(&body).map_err(|e| {
-                    UpstreamError::BadGateway(format!(
-                        "invalid JSON at line {} column {}",
-                        e.line(),
-                        e.column()
-                    ))
-                })
+                // A stray byte or half a surrogate pair is read as U+FFFD, not a 502 for the
+                // whole summary (#36); anything else that is not JSON stays an error.
+                serde_json::from_slice(&body)
+                    .or_else(|e| match mended_json(&body) {
+                        Some(mended) => serde_json::from_slice(&mended),
+                        None => Err(e),
+                    })
+                    .map_err(|e| {
+                        UpstreamError::BadGateway(format!(
+                            "invalid JSON at line {} column {}",
+                            e.line(),
+                            e.column()
+                        ))
+                    })
             })
             .await
     }
