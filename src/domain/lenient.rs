@@ -26,8 +26,8 @@ pub fn mended_json(bytes: &[u8]) -> Option<Vec<u8>> {
             continue;
         }
         let unit = |s: &str| s.get(2..6).and_then(|h| u16::from_str_radix(h, 16).ok());
-        let low_follows = escape.get(6..8) == Some("\\u")
-            && matches!(unit(&escape[6..]), Some(0xDC00..=0xDFFF));
+        let low_follows =
+            escape.get(6..8) == Some("\\u") && matches!(unit(&escape[6..]), Some(0xDC00..=0xDFFF));
         match unit(escape) {
             Some(0xD800..=0xDBFF) if low_follows => {
                 out.push_str(&escape[..12]);
@@ -58,9 +58,18 @@ mod tests {
 
     #[test]
     fn a_bad_byte_or_a_lone_surrogate_is_u_fffd_and_the_rest_is_kept() {
-        assert_eq!(mended(b"{\"a\":\"x\xffy\",\"b\":1}"), serde_json::json!({"a": "x\u{fffd}y", "b": 1}));
-        assert_eq!(mended(br#"{"a":"x\ud800y"}"#), serde_json::json!({"a": "x\u{fffd}y"}));
-        assert_eq!(mended(br#"{"a":"\udc00\ud83d"}"#), serde_json::json!({"a": "\u{fffd}\u{fffd}"}));
+        assert_eq!(
+            mended(b"{\"a\":\"x\xffy\",\"b\":1}"),
+            serde_json::json!({"a": "x\u{fffd}y", "b": 1})
+        );
+        assert_eq!(
+            mended(br#"{"a":"x\ud800y"}"#),
+            serde_json::json!({"a": "x\u{fffd}y"})
+        );
+        assert_eq!(
+            mended(br#"{"a":"\udc00\ud83d"}"#),
+            serde_json::json!({"a": "\u{fffd}\u{fffd}"})
+        );
         // A whole pair, an escaped backslash before `u`, and other escapes are left alone.
         assert_eq!(
             mended(br#"{"a":"\ud83d\ude00 \\ud800 \n \u00e9","b":"\udfff"}"#),

@@ -11,6 +11,6 @@ mod summary;
 pub use casing::{camel_key, camelize};
 pub use document::{DocKind, Document};
 pub use html::{HtmlToken, page_header_text, sanitize, sanitized_tokens};
-pub use lenient::mended_json;
 pub use ids::{ActorId, AppointmentIen, OwnerIcn, PatientIcn, Sid, StationNo, same_patient};
+pub use lenient::mended_json;
 pub use summary::{ATTRIBUTES, RenderedSummary, ShapeError, render};

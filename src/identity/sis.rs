@@ -152,8 +152,9 @@ impl Keyring {
                 let wait = match ring.upgrade() {
                     None => return,
                     Some(ring) if ring.ready() => refresh,
-                    // No set yet, or the last one refused: ask again soon.
-                    Some(_) => FIRST_LOAD_RETRY,
+                    // No set yet, or the last one refused: ask again soon (never later than a
+                    // refresh would).
+                    Some(_) => FIRST_LOAD_RETRY.min(refresh),
                 };
                 tokio::time::sleep(wait).await;
                 let Some(ring) = ring.upgrade() else { return };
