@@ -444,7 +444,11 @@ async fn the_minimal_hostile_and_large_fixtures_render_accessible_pdfs() {
         );
         assert!(!read.text.contains(sid) && !read.text.contains(DEV_ICN), "{sid}");
         assert_in_order(&read.text, &strings, &format!("{sid} pdf"));
-        if let Some(structure) = pdf_structure(&r.bytes) {
+        // The large one is the full summary repeated, whose structure the frontend fixture's
+        // test reads already (reading its 40 pages took 3 s).
+        if doc != &docs[2]
+            && let Some(structure) = pdf_structure(&r.bytes)
+        {
             assert_pdf_ua(&structure, sid);
         }
         if doc == &docs[1] {
@@ -876,16 +880,17 @@ async fn a_render_that_outlives_its_request_is_kept_for_the_next() {
     let app = TestApp::builder()
         .toggles(PDF_ON)
         .envs(&[
-            ("AVS_REQUEST_TIMEOUT_MS", "300"),
-            ("AVS_UPSTREAM_TIMEOUT_MS", "250"),
-            ("AVS_OH_TIMEOUT_MS", "250"),
-            ("AVS_LINKS_DEADLINE_MS", "200"),
+            ("AVS_REQUEST_TIMEOUT_MS", "100"),
+            ("AVS_UPSTREAM_TIMEOUT_MS", "80"),
+            ("AVS_OH_TIMEOUT_MS", "80"),
+            ("AVS_LINKS_DEADLINE_MS", "60"),
         ])
         .start()
         .await;
-    let large = large_summary();
-    let sid = large["sid"].as_str().unwrap().to_owned();
-    app.upstream.summary(&large);
+    // The full summary: its PDF takes several times the 100 ms deadline to typeset here.
+    let full = fixture("full");
+    let sid = full["sid"].as_str().unwrap().to_owned();
+    app.upstream.summary(&full);
     assert_eq!(
         app.get(&format!("/avs/v0/avs/{sid}"), &owner_token())
             .await
@@ -893,10 +898,7 @@ async fn a_render_that_outlives_its_request_is_kept_for_the_next() {
         200
     );
     let gave_up = app.get(&pdf_path(&sid), &owner_token()).await;
-    assert_eq!(
-        gave_up.status, 504,
-        "the render of ~1 MB outlasts a 300 ms deadline"
-    );
+    assert_eq!(gave_up.status, 504, "the render outlasts the 100 ms deadline");
     within(Duration::from_secs(60), async || {
         app.state.summaries.documents_rendered() == 1
     })

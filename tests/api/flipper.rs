@@ -34,10 +34,54 @@ pub(crate) fn flipper_available() -> bool {
     ok
 }
 
-/// Runs the Ruby side on `database`.
+/// One `ruby flipper.rb serve` per database, kept for the test run: loading Ruby and
+/// ActiveRecord cost 0.7 s a command when each command was a process of its own. It ends when
+/// the test process does (its stdin closes).
+struct Session {
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Session {
+    fn start(database: &str) -> Session {
+        let mut child = Command::new("ruby")
+            .arg(repo("tests/flipper/flipper.rb"))
+            .arg("serve")
+            .env("DATABASE_URL", database)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Session {
+            stdin: child.stdin.take().unwrap(),
+            stdout: std::io::BufReader::new(child.stdout.take().unwrap()),
+        }
+    }
+}
+
+/// Runs a command of the Ruby side on `database`.
 pub(crate) fn flipper(database: &str, command: &str, input: &Value) -> Value {
-    let script = repo("tests/flipper/flipper.rb").display().to_string();
-    ruby_json(&[&script, command], &[("DATABASE_URL", database)], input)
+    use std::collections::HashMap;
+    use std::io::BufRead as _;
+    use std::sync::OnceLock;
+    static SESSIONS: OnceLock<Mutex<HashMap<String, Arc<Mutex<Session>>>>> = OnceLock::new();
+    let session = SESSIONS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap()
+        .entry(database.to_owned())
+        .or_insert_with(|| Arc::new(Mutex::new(Session::start(database))))
+        .clone();
+    let mut session = session.lock().unwrap();
+    writeln!(session.stdin, "{}", json!({"command": command, "input": input})).unwrap();
+    let mut answer = String::new();
+    session.stdout.read_line(&mut answer).unwrap();
+    assert!(
+        !answer.is_empty(),
+        "flipper.rb {command} ended (its error is above)"
+    );
+    serde_json::from_str(&answer).unwrap()
 }
 
 /// `ruby ARGS` with `input` as JSON on stdin; its stdout read as JSON.
