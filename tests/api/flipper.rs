@@ -38,6 +38,8 @@ pub(crate) fn flipper_available() -> bool {
 /// ActiveRecord cost 0.7 s a command when each command was a process of its own. It ends when
 /// the test process does (its stdin closes).
 struct Session {
+    /// Kept so the process is the session's (it exits on its own when stdin closes).
+    _process: std::process::Child,
     stdin: std::process::ChildStdin,
     stdout: std::io::BufReader<std::process::ChildStdout>,
 }
@@ -56,6 +58,7 @@ impl Session {
         Session {
             stdin: child.stdin.take().unwrap(),
             stdout: std::io::BufReader::new(child.stdout.take().unwrap()),
+            _process: child,
         }
     }
 }
