@@ -144,12 +144,54 @@ fn messages(diagnostics: &[SourceDiagnostic]) -> String {
         .join("; ")
 }
 
+/// A run of this many characters with no break opportunity gets one every [`BREAK_EVERY`].
+const LONGEST_RUN: usize = 24;
+const BREAK_EVERY: usize = 16;
+
+/// Every string of the data with a zero-width space inside each long run of characters that
+/// offers no line break (an id, a long number, a word pasted without spaces): Typst breaks
+/// lines only where Unicode allows, and such a run ran off the page or over the next table
+/// cell (#36). Links' addresses stay as they are: they are where a link goes.
+fn breakable(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.chars().count() > LONGEST_RUN => *s = with_breaks(s),
+        Value::Array(items) => items.iter_mut().for_each(breakable),
+        Value::Object(fields) => fields
+            .iter_mut()
+            .filter(|(key, _)| key.as_str() != "link")
+            .for_each(|(_, v)| breakable(v)),
+        _ => {}
+    }
+}
+
+fn with_breaks(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    let mut run = 0;
+    for c in text.chars() {
+        // White space and hyphens are break opportunities already.
+        if c.is_whitespace() || c == '-' || c == '\u{200B}' {
+            run = 0;
+        } else {
+            run += 1;
+            if run > BREAK_EVERY {
+                out.push('\u{200B}');
+                run = 1;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn render_with(template: &str, doc: &SummaryDocument) -> Result<Vec<u8>, PdfError> {
-    let data = serde_json::to_vec(&Data {
+    let mut data = serde_json::to_value(Data {
         full_title: doc.full_title(),
         doc,
     })
     .map_err(|_| PdfError::at("data", &[]))?;
+    breakable(&mut data);
+    let data = serde_json::to_vec(&data).map_err(|_| PdfError::at("data", &[]))?;
     let world = SummaryWorld {
         main: Source::new(SHARED.main, template.to_owned()),
         data: Bytes::new(data),
@@ -198,6 +240,25 @@ mod tests {
 
     /// (That markup in its strings is shown as text is read back from the PDF by poppler in
     /// `tests/api/documents.rs`.)
+    #[test]
+    fn long_runs_get_break_opportunities_and_links_keep_their_address() {
+        assert_eq!(with_breaks("short words stay"), "short words stay");
+        let long = "A".repeat(40);
+        let broken = with_breaks(&long);
+        assert_eq!(broken.replace('\u{200B}', ""), long);
+        assert!(
+            broken
+                .split('\u{200B}')
+                .all(|part| part.chars().count() <= BREAK_EVERY)
+        );
+        let mut data =
+            serde_json::json!({"text": long, "link": long, "spans": [{"text": long, "link": long}]});
+        breakable(&mut data);
+        assert_eq!(data["link"], long.as_str());
+        assert_eq!(data["spans"][0]["link"], long.as_str());
+        assert_ne!(data["spans"][0]["text"], long.as_str());
+    }
+
     #[test]
     fn a_summary_is_a_pdf() {
         let pdf = render_pdf(&small()).unwrap();

@@ -31,9 +31,13 @@ fn run(tool: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// White space collapsed, as text reflowed across lines and pages reads.
+/// Text with its white space folded (as text reflowed across lines and pages reads), and without the zero-width spaces the PDF puts inside
+/// long unbroken runs (break opportunities, not characters of the summary).
 fn flat(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    text.replace('\u{200B}', "")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Every string VA.gov's page shows for a summary (its JSON:API attributes), in the page's
@@ -1064,4 +1068,72 @@ async fn a_link_whose_words_are_its_address_reads_it_once() {
             "{form}: {text}"
         );
     }
+}
+
+/// Long runs without a break opportunity (an id, a number, words pasted together) wrap inside
+/// the text area and inside their table cell: every word poppler finds on every page lies
+/// within the page's margins, and no two words of one line overlap (#36).
+#[tokio::test]
+async fn long_unbreakable_strings_stay_inside_the_text_area() {
+    let app = TestApp::builder().toggles(PDF_ON).start().await;
+    let sid = "ABCDEF0123456789ABCDEF0123456744";
+    let long = "X".repeat(300);
+    let digits = "1234567890".repeat(20);
+    let mut doc = fixture("full");
+    doc["sid"] = json!(sid);
+    doc["data"]["providers"] = json!([long]);
+    doc["data"]["labResults"][0]["values"][0]["result"] = json!(digits);
+    doc["data"]["labResults"][0]["values"][0]["test"] = json!(long);
+    app.upstream.summary(&doc);
+    let r = app.get(&pdf_path(sid), &owner_token()).await;
+    assert_eq!(r.status, 200, "{}", r.json);
+    let Some(pdftotext) = poppler("pdftotext") else {
+        return;
+    };
+    let dir = temp_dir();
+    let (pdf, html) = (dir.path().join("s.pdf"), dir.path().join("s.html"));
+    std::fs::write(&pdf, &r.bytes).unwrap();
+    run(
+        &pdftotext,
+        &["-bbox", pdf.to_str().unwrap(), html.to_str().unwrap()],
+    );
+    let boxes = std::fs::read_to_string(&html).unwrap();
+    // US Letter, 0.85 in side margins: the text area is 61.2 to 550.8 points across.
+    let (left, right) = (61.2 - 1.0, 550.8 + 1.0);
+    let number = |word: &str, key: &str| -> f64 {
+        let at = word.find(&format!("{key}=\"")).unwrap() + key.len() + 2;
+        word[at..].split('"').next().unwrap().parse().unwrap()
+    };
+    let mut words = 0;
+    for page in boxes.split("<page ").skip(1) {
+        let mut lines: std::collections::BTreeMap<i64, Vec<(f64, f64)>> = Default::default();
+        for word in page.split("<word ").skip(1) {
+            let (x0, x1) = (number(word, "xMin"), number(word, "xMax"));
+            let shown = &word[..word.len().min(160)];
+            assert!(
+                x0 >= left && x1 <= right,
+                "a word drawn outside the text area: {x0}..{x1}: {shown}"
+            );
+            lines
+                .entry(number(word, "yMin").round() as i64)
+                .or_default()
+                .push((x0, x1));
+            words += 1;
+        }
+        // On one line, words follow each other: none is drawn over the one before (a cell's
+        // text running into the next cell).
+        for (y, mut line) in lines {
+            line.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for pair in line.windows(2) {
+                assert!(pair[1].0 >= pair[0].1 - 0.5, "words overlap at y={y}: {pair:?}");
+            }
+        }
+    }
+    assert!(words > 500, "{words} words read");
+    let text = run(&pdftotext, &["-raw", "-enc", "UTF-8", pdf.to_str().unwrap(), "-"]);
+    let text = flat(&text).replace(' ', "");
+    assert!(
+        text.contains(&long) && text.contains(&digits),
+        "the long strings are all there"
+    );
 }
