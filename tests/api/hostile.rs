@@ -646,9 +646,9 @@ async fn six_hundred_misses_through_tinyproxy_get_the_upstreams_own_answers() {
 }
 
 /// 100,000 nested `<div>`s (about 1 MB) in `patientInstructions`, two such summaries asked for
-/// at once: `/healthz` keeps answering within 100 ms throughout, and each summary is answered
-/// well within the request deadline (#36: nesting is bounded before html5ever sees it, and a
-/// summary is rendered off the async workers).
+/// at once of the real binary: `/healthz` keeps answering within 100 ms throughout, and each
+/// summary is answered well within the request deadline (#36: nesting is bounded before
+/// html5ever sees it, and a large summary is parsed and rendered off the async workers).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deeply_nested_html_leaves_the_service_answering() {
     let upstream = FakeUpstream::start().await;
@@ -663,16 +663,37 @@ async fn deeply_nested_html_leaves_the_service_answering() {
         doc["data"]["patientInstructions"] = json!(deep);
         upstream.summary(&doc);
     }
-    let app = Arc::new(Listening::start(upstream, TOGGLES_ON, &[]).await);
+    let url = upstream.url();
+    let server = Arc::new(
+        serve(&[
+            ("AVS_ENV", "test"),
+            ("AVS_UPSTREAM_URL", &url),
+            ("AVS_PROXY_URL", "direct"),
+        ])
+        .await,
+    );
+    let token = dev_token(DEV_ICN, None);
+    let get = |path: String, token: Option<String>| {
+        let server = server.clone();
+        async move {
+            let started = Instant::now();
+            let mut request = client().get(format!("http://{}{path}", server.addr));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            let body: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap_or(Value::Null);
+            (status, body, started.elapsed())
+        }
+    };
     let mut summaries = JoinSet::new();
     for sid in sids {
-        let app = app.clone();
-        summaries
-            .spawn(async move { timed_get(&app, &format!("/avs/v0/avs/{sid}"), Some(&owner_token())).await });
+        summaries.spawn(get(format!("/avs/v0/avs/{sid}"), Some(token.clone())));
     }
     let mut slowest = Duration::ZERO;
     while !summaries.is_empty() {
-        let (status, _, took) = timed_get(&app, "/healthz", None).await;
+        let (status, _, took) = get("/healthz".to_owned(), None).await;
         assert_eq!(status, 200);
         slowest = slowest.max(took);
         while let Some(done) = summaries.try_join_next() {
@@ -692,4 +713,5 @@ async fn deeply_nested_html_leaves_the_service_answering() {
         slowest < Duration::from_millis(100),
         "/healthz took up to {slowest:?}"
     );
+    eprintln!("two deeply nested summaries: /healthz answered within {slowest:?} throughout");
 }

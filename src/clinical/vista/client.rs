@@ -97,20 +97,14 @@ impl VistaClient {
         self.guard
             .call(call, key_of(segments), || async {
                 let body = self.fetch(segments, ctx).await?;
-                // A stray byte or half a surrogate pair is read as U+FFFD, not a 502 for the
-                // whole summary (#36); anything else that is not JSON stays an error.
-                serde_json::from_slice(&body)
-                    .or_else(|e| match mended_json(&body) {
-                        Some(mended) => serde_json::from_slice(&mended),
-                        None => Err(e),
-                    })
-                    .map_err(|e| {
-                        UpstreamError::BadGateway(format!(
-                            "invalid JSON at line {} column {}",
-                            e.line(),
-                            e.column()
-                        ))
-                    })
+                // A large summary is parsed off the async workers, as it is rendered (a 1 MB
+                // document is tens of milliseconds of CPU).
+                if body.len() > PARSE_INLINE_BYTES {
+                    return tokio::task::spawn_blocking(move || parse(&body))
+                        .await
+                        .map_err(|_| UpstreamError::BadGateway("the answer could not be read".to_owned()))?;
+                }
+                parse(&body)
             })
             .await
     }
@@ -137,4 +131,20 @@ impl VistaClient {
         }
         read_limited(response, self.max_body_bytes).await
     }
+}
+
+/// Answers up to this size are parsed where they arrive; larger ones on a blocking thread.
+const PARSE_INLINE_BYTES: usize = 64 * 1024;
+
+/// The upstream's JSON. A stray byte or half a surrogate pair is read as U+FFFD, not a 502 for
+/// the whole summary (#36); anything else that is not JSON stays an error.
+fn parse(body: &[u8]) -> Result<Value, UpstreamError> {
+    serde_json::from_slice(body)
+        .or_else(|e| match mended_json(body) {
+            Some(mended) => serde_json::from_slice(&mended),
+            None => Err(e),
+        })
+        .map_err(|e| {
+            UpstreamError::BadGateway(format!("invalid JSON at line {} column {}", e.line(), e.column()))
+        })
 }
