@@ -74,10 +74,14 @@ where
         let stream = match accepted {
             Ok((stream, _)) => stream,
             Err(e) => {
-                // Out of file descriptors, most likely: make room by closing the oldest
-                // half-sent head, or, with none, back off instead of spinning.
+                // Out of file descriptors: make room by closing the oldest half-sent head, or,
+                // with none (or another failure), back off instead of spinning.
                 tracing::warn!(listener = name, error = %e, "accept failed");
-                if !roster.close_oldest_unfinished().await {
+                let out_of_descriptors = matches!(
+                    rustix::io::Errno::from_io_error(&e),
+                    Some(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE)
+                );
+                if !(out_of_descriptors && roster.close_oldest_unfinished().await) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 continue;
