@@ -799,39 +799,41 @@ async fn over_a_socket_a_cached_pdf_is_sent_from_its_sealed_file_byte_for_byte()
     assert_eq!(local, summary, "in process and over the socket alike");
 }
 
+/// An app whose document requests wait 20 ms for a render turn, with a copy of the full
+/// summary (its PDF takes well over that to typeset) under each of `sids`, each fetched once so
+/// that PDF requests for them meet at the render turns.
+async fn render_turns_app(sids: &[&str]) -> Arc<TestApp> {
+    let app = TestApp::builder()
+        .toggles(PDF_ON)
+        .envs(&[
+            ("AVS_RENDER_WAIT_MS", "20"),
+            ("AVS_MAX_IN_FLIGHT_PER_CALLER", "100"),
+        ])
+        .start()
+        .await;
+    for sid in sids {
+        let mut doc = fixture("full");
+        doc["sid"] = json!(sid);
+        app.upstream.summary(&doc);
+        let status = app
+            .get(&format!("/avs/v0/avs/{sid}"), &owner_token())
+            .await
+            .status;
+        assert_eq!(status, 200);
+    }
+    Arc::new(app)
+}
+
 /// Two renders run at once; a third document request waits `AVS_RENDER_WAIT_MS` for a turn,
 /// then answers 503 with `Retry-After` (the renders under way are not disturbed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_render_turns_a_document_answers_503_with_retry_after() {
-    let app = std::sync::Arc::new(
-        TestApp::builder()
-            .toggles(PDF_ON)
-            .envs(&[
-                ("AVS_RENDER_WAIT_MS", "20"),
-                ("AVS_MAX_IN_FLIGHT_PER_CALLER", "100"),
-            ])
-            .start()
-            .await,
-    );
-    // Full summaries: each PDF render takes well over the 20 ms wait.
-    let large = fixture("full");
     let sids = [
         "E1B2C3D4E5F60718293A4B5C6D7E8F01",
         "E1B2C3D4E5F60718293A4B5C6D7E8F02",
         "E1B2C3D4E5F60718293A4B5C6D7E8F03",
     ];
-    for sid in sids {
-        let mut doc = large.clone();
-        doc["sid"] = json!(sid);
-        app.upstream.summary(&doc);
-        // Each summary fetched first, so the three PDF requests meet at the render turns.
-        assert_eq!(
-            app.get(&format!("/avs/v0/avs/{sid}"), &owner_token())
-                .await
-                .status,
-            200
-        );
-    }
+    let app = render_turns_app(&sids).await;
     let mut renders = tokio::task::JoinSet::new();
     for sid in sids {
         let app = app.clone();
@@ -921,32 +923,11 @@ async fn a_render_that_outlives_its_request_is_kept_for_the_next() {
 /// long renders, a text request is answered at once, not 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_text_form_is_never_behind_the_pdfs() {
-    let app = std::sync::Arc::new(
-        TestApp::builder()
-            .toggles(PDF_ON)
-            .envs(&[
-                ("AVS_RENDER_WAIT_MS", "20"),
-                ("AVS_MAX_IN_FLIGHT_PER_CALLER", "100"),
-            ])
-            .start()
-            .await,
-    );
-    let large = fixture("full");
     let sids = [
         "E1B2C3D4E5F60718293A4B5C6D7E8F11",
         "E1B2C3D4E5F60718293A4B5C6D7E8F12",
     ];
-    for sid in sids {
-        let mut doc = large.clone();
-        doc["sid"] = json!(sid);
-        app.upstream.summary(&doc);
-        assert_eq!(
-            app.get(&format!("/avs/v0/avs/{sid}"), &owner_token())
-                .await
-                .status,
-            200
-        );
-    }
+    let app = render_turns_app(&sids).await;
     app.upstream.summary(&fixture("full"));
     assert_eq!(
         app.get(&format!("/avs/v0/avs/{FULL_SID}"), &owner_token())
