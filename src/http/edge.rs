@@ -157,7 +157,9 @@ where
             span.in_scope(|| {
                 tracing::info!(
                     status,
-                    latency_ms = latency.as_secs_f64() * 1000.0,
+                    // To the microsecond: `secs * 1000.0` printed binary noise such as
+                    // 0.10999999999999999, digits that can spell part of an ICN in a log line.
+                    latency_ms = latency.as_micros() as f64 / 1000.0,
                     cache = notes.cache.unwrap_or("none"),
                     gate = %GateDecisions(&notes.gates),
                     upstream_error = notes.upstream_error.map_or("none", UpstreamErrorKind::as_str),
