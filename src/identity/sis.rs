@@ -95,6 +95,11 @@ impl Keyring {
         self.fetches.load(Ordering::Relaxed)
     }
 
+    /// Key sets loaded and in force so far (for tests: a refresh has completed, not only begun).
+    pub fn sets_loaded(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     async fn load(&self) -> Result<(), String> {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         let (text, source) = match &self.from {
