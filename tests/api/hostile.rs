@@ -297,11 +297,17 @@ async fn healthz_is_never_shed() {
                 .0
         });
     }
-    // Saturated once both are in flight: another request is shed (awaited, not slept on).
+    // Saturated once both are in flight (awaited on the service's own count, not slept on, and
+    // without asking anything that would take a slot meanwhile): another request is shed.
     within(Duration::from_secs(5), async || {
-        timed_get(&app, "/avs/v0/apidocs", None).await.0 == 503
+        app.state.in_flight.load(std::sync::atomic::Ordering::SeqCst) == 2
     })
     .await;
+    assert_eq!(
+        timed_get(&app, "/avs/v0/apidocs", None).await.0,
+        503,
+        "saturated: shed"
+    );
     assert_eq!(
         timed_get(&app, "/healthz", None).await.0,
         200,
