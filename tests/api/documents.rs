@@ -842,11 +842,7 @@ async fn past_the_render_turns_a_document_answers_503_with_retry_after() {
             (r.status.as_u16(), r.headers.get("retry-after").cloned(), r.json)
         });
     }
-    let mut answers = Vec::new();
-    while let Some(answer) = renders.join_next().await {
-        answers.push(answer.unwrap());
-    }
-    answers.sort_by_key(|(status, _, _)| *status);
+    let answers = by_status(renders).await;
     let statuses: Vec<u16> = answers.iter().map(|(s, _, _)| *s).collect();
     assert_eq!(statuses, [200, 200, 503], "{answers:?}");
     let (_, retry_after, body) = &answers[2];

@@ -942,11 +942,7 @@ async fn loads_past_the_byte_budget_wait_then_answer_503() {
             )
         });
     }
-    let mut answers = Vec::new();
-    while let Some(answer) = loads.join_next().await {
-        answers.push(answer.unwrap());
-    }
-    answers.sort_by_key(|(status, _, _)| *status);
+    let answers = by_status(loads).await;
     let statuses: Vec<u16> = answers.iter().map(|(s, _, _)| *s).collect();
     assert_eq!(statuses, [200, 200, 503], "{answers:?}");
     let (_, retry_after, waited) = &answers[2];

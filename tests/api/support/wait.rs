@@ -15,6 +15,19 @@ pub async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Du
     started.elapsed()
 }
 
+/// Every task's answer once all are done, ordered by status (the first field): concurrent
+/// requests finish in any order.
+pub async fn by_status<S: Ord + Copy + 'static, A: 'static, B: 'static>(
+    mut tasks: tokio::task::JoinSet<(S, A, B)>,
+) -> Vec<(S, A, B)> {
+    let mut answers = Vec::new();
+    while let Some(answer) = tasks.join_next().await {
+        answers.push(answer.unwrap());
+    }
+    answers.sort_by_key(|(status, _, _)| *status);
+    answers
+}
+
 /// Waits until something accepts connections on the loopback `port`.
 pub async fn listening(port: u16, limit: Duration, what: &str) {
     let deadline = Instant::now() + limit;
