@@ -34,6 +34,9 @@ enum Command {
     /// Service-shaped for a fixture user (`fixtures/users.json`) in `sis` mode, claims-shaped in
     /// `claims` mode.
     DevToken(DevTokenArgs),
+    /// Print Prometheus recording rules and burn-rate alerts from the rollout plan
+    /// (`deploy/prometheus/avs-rollout.rules.yml` is this output).
+    RolloutRules,
 }
 
 #[derive(clap::Args)]
@@ -136,6 +139,13 @@ fn main() -> ExitCode {
             print!("{}", config.describe());
             let connections = config.listeners.connections.max_connections;
             println!("# {}", Budget::planned(connections).describe());
+            ExitCode::SUCCESS
+        }
+        Command::RolloutRules => {
+            print!(
+                "{}",
+                avs_api::rollout::rules::prometheus_rules(&config.rollout.plan)
+            );
             ExitCode::SUCCESS
         }
         Command::DevToken(args) => {

@@ -14,6 +14,7 @@ mod keys;
 mod listeners;
 mod oracle;
 mod parser;
+mod plan;
 mod rollout;
 mod settings;
 mod telemetry;
@@ -35,6 +36,7 @@ pub(crate) use keys::{DEV_PUBLIC_PEM, DEV_SIS_JWKS, VerifyKey, jwks_keys, pem_ke
 pub use listeners::{ConnectionLimits, ListenerSettings};
 pub use oracle::{OhSettings, OhSource};
 use parser::Parser;
+pub use plan::{Guards, PlanStage, RolloutPlan, StageGates, StagePlan};
 pub use rollout::RolloutSettings;
 pub use settings::{SETTINGS, Setting, Shown};
 pub use telemetry::{LogFormat, TelemetrySettings};

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::parser::Parser;
+use super::plan::RolloutPlan;
 
 /// How the report is kept and judged.
 #[derive(Clone, Debug)]
@@ -17,6 +18,8 @@ pub struct RolloutSettings {
     pub cleanup_days: u64,
     /// ...if its stage's error rate is under this.
     pub cleanup_max_error_percent: f64,
+    /// The stages and guards each toggle follows (`AVS_ROLLOUT_PLAN`).
+    pub plan: RolloutPlan,
 }
 
 impl Default for RolloutSettings {
@@ -28,6 +31,7 @@ impl Default for RolloutSettings {
             retention_days: 90,
             cleanup_days: 14,
             cleanup_max_error_percent: 1.0,
+            plan: RolloutPlan::built_in(),
         }
     }
 }
@@ -49,6 +53,35 @@ impl RolloutSettings {
             cleanup_max_error_percent: p
                 .parsed("AVS_CLEANUP_MAX_ERROR_PERCENT", "a number of percent")
                 .unwrap_or(1.0),
+            plan: plan(p),
+        }
+    }
+}
+
+/// `file:<path>` read now, or the release plan built in.
+fn plan(p: &mut Parser<'_>) -> RolloutPlan {
+    const NAME: &str = "AVS_ROLLOUT_PLAN";
+    let Some(raw) = p.raw(NAME) else {
+        return RolloutPlan::built_in();
+    };
+    let Some(path) = raw.strip_prefix("file:") else {
+        p.problem(NAME, "is `file:<path>` of a TOML plan");
+        return RolloutPlan::built_in();
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) => {
+            p.problem(NAME, format!("{path}: {e}"));
+            return RolloutPlan::built_in();
+        }
+    };
+    match RolloutPlan::parse(&text, raw) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            for problem in problems {
+                p.problem(NAME, problem);
+            }
+            RolloutPlan::built_in()
         }
     }
 }

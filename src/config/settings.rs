@@ -361,6 +361,11 @@ pub const SETTINGS: &[Setting] = &[
         "how often a replica records the store's changes as stages, writes its report figures to PostgreSQL, and applies retention",
     ),
     plain(
+        "AVS_ROLLOUT_PLAN",
+        None,
+        "the release plan, `file:<path>` (TOML, docs/spec/rollout-guard.md); unset: the release plan built in",
+    ),
+    plain(
         "AVS_ROLLOUT_MAX_STAGES",
         Some("50"),
         "stages kept per toggle, in memory and in the tables",

@@ -94,3 +94,19 @@ pub(super) fn visit_time(date: Option<&str>, time: &str, time_zone: Option<&str>
         .map(|z| format!(" {}", z.time_zone().to_offset_info(z.timestamp()).abbreviation()));
     format!("{}{}", clock(hour, minute), abbreviation.unwrap_or_default())
 }
+
+/// `MM/DD/YYYY` (and a VistA `MM/DD/YYYY@HH:MM`) in words, as the page's `formatDateLong`.
+pub(super) fn long_date(raw: &str) -> Option<String> {
+    us_date(raw.split('@').next()?).map(|d| d.long)
+}
+
+/// A problem's `lastUpdated` ("Sun Jun 11 00:00:00 PDT 2023") in words, as the page reads it.
+pub(super) fn problem_date(raw: &str) -> Option<String> {
+    let parts: Vec<&str> = raw.split_whitespace().collect();
+    let [_, month, day, _, _, year] = parts.as_slice() else {
+        return None;
+    };
+    let month = MONTHS.iter().find(|m| m.get(..3) == Some(*month))?;
+    let (day, year): (u32, u32) = (day.parse().ok()?, year.parse().ok()?);
+    (1..=31).contains(&day).then(|| format!("{month} {day}, {year}"))
+}

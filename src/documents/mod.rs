@@ -8,8 +8,11 @@
 //! Every field is read by its type: a field of the wrong type (a string where the page expects
 //! a list) leaves its part out; an empty section is left out.
 
+mod abridge;
 mod dates;
+mod glyphs;
 mod html;
+mod medications;
 pub mod pdf;
 mod sections;
 pub mod text;
@@ -17,6 +20,7 @@ pub mod text;
 use serde::Serialize;
 use serde_json::Value;
 
+pub use abridge::{Bounds, NOTICE, PDF_BOUNDS};
 pub use pdf::{PdfError, render_pdf};
 pub use text::render_text;
 
@@ -35,6 +39,8 @@ pub struct SummaryDocument {
     pub header: Vec<String>,
     /// "Date and time generated: …".
     pub generated: Option<String>,
+    /// Under the title of a PDF cut to its bounds (`abridge.rs`).
+    pub notice: Option<String>,
     pub sections: Vec<Section>,
 }
 
@@ -65,6 +71,11 @@ pub enum Block {
     },
     List {
         items: Vec<Vec<Span>>,
+    },
+    /// One paragraph of lines, as the page's `<p>` with `<br>`s (a medication's fields): in the
+    /// PDF one tagged paragraph, where a list of fourteen fields was 84 structure elements.
+    Lines {
+        lines: Vec<String>,
     },
     /// A table with header cells; `caption` lines come before it.
     Table {
@@ -109,6 +120,13 @@ impl Block {
     }
 }
 
+/// A header line that is the page's own title, which the page drops: every variant of
+/// `/^\s*After[- ]Visit Summary\s*$/i` (lines come trimmed).
+fn is_title(line: &str) -> bool {
+    let lower = line.to_ascii_lowercase();
+    lower == "after visit summary" || lower == "after-visit summary"
+}
+
 impl SummaryDocument {
     /// The model of a summary, from its JSON:API body's `data.attributes`.
     pub fn from_attributes(attributes: &Value) -> SummaryDocument {
@@ -119,7 +137,7 @@ impl SummaryDocument {
             .map(|h| {
                 h.lines()
                     .map(str::trim)
-                    .filter(|l| !l.is_empty() && *l != "After Visit Summary")
+                    .filter(|l| !l.is_empty() && !is_title(l))
                     .map(str::to_owned)
                     .collect()
             })
@@ -143,6 +161,7 @@ impl SummaryDocument {
             file_date: visit.map(|v| v.iso),
             header,
             generated,
+            notice: None,
             sections,
         }
     }

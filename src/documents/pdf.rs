@@ -3,7 +3,8 @@
 //! The model goes to Typst as JSON (a virtual `data.json` the one template reads), never
 //! spliced into markup. The exporter holds the document to PDF/UA-1 (`PdfStandard::Ua_1`): a
 //! document that breaks it (no title, say) is refused at render time, not shipped. The font is
-//! Lato (OFL, `assets/fonts/`), embedded and subset. Rendering is CPU work: callers run it on a
+//! Lato with fallbacks (`glyphs.rs`, `assets/fonts/`), embedded and subset; a character none of
+//! them draws is shown by a substitute. Rendering is CPU work: callers run it on a
 //! blocking thread, bounded (`clinical::vista::documents`).
 
 use std::sync::LazyLock;
@@ -19,15 +20,9 @@ use typst_layout::PagedDocument;
 use typst_pdf::{PdfOptions, PdfStandard, PdfStandards};
 
 use super::SummaryDocument;
+use super::glyphs::{FONTS, drawable};
 
 const TEMPLATE: &str = include_str!("template.typ");
-
-const FONTS: [&[u8]; 4] = [
-    include_bytes!("../../assets/fonts/Lato-Regular.ttf"),
-    include_bytes!("../../assets/fonts/Lato-Bold.ttf"),
-    include_bytes!("../../assets/fonts/Lato-Italic.ttf"),
-    include_bytes!("../../assets/fonts/Lato-BoldItalic.ttf"),
-];
 
 /// Why a PDF was not made: the stage that failed and how many diagnostics it gave, which is
 /// all that is ever shown or logged. Typst's own messages can quote the summary (a glyph, a
@@ -148,19 +143,31 @@ fn messages(diagnostics: &[SourceDiagnostic]) -> String {
 const LONGEST_RUN: usize = 24;
 const BREAK_EVERY: usize = 16;
 
-/// Every string of the data with a zero-width space inside each long run of characters that
-/// offers no line break (an id, a long number, a word pasted without spaces): Typst breaks
-/// lines only where Unicode allows, and such a run ran off the page or over the next table
-/// cell (#36). Links' addresses stay as they are: they are where a link goes.
-fn breakable(value: &mut serde_json::Value) {
+/// Whether one of the embedded fonts draws `c`.
+fn drawn(c: char) -> bool {
+    SHARED.fonts.iter().any(|f| f.info().coverage.contains(c as u32))
+}
+
+/// Every string of the data made typesettable: a substitute for each character no font draws
+/// (`glyphs.rs`), and a zero-width space inside each long run of characters that offers no line
+/// break (an id, a long number, a word pasted without spaces): Typst breaks lines only where
+/// Unicode allows, and such a run ran off the page or over the next table cell (#36). Links'
+/// addresses get no breaks: they are where a link goes.
+fn typesettable(value: &mut serde_json::Value, breaks: bool) {
     use serde_json::Value;
     match value {
-        Value::String(s) if s.chars().count() > LONGEST_RUN => *s = with_breaks(s),
-        Value::Array(items) => items.iter_mut().for_each(breakable),
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(drawable) = drawable(s, drawn) {
+                *s = drawable;
+            }
+            if breaks && s.chars().count() > LONGEST_RUN {
+                *s = with_breaks(s);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| typesettable(v, breaks)),
         Value::Object(fields) => fields
             .iter_mut()
-            .filter(|(key, _)| key.as_str() != "link")
-            .for_each(|(_, v)| breakable(v)),
+            .for_each(|(key, v)| typesettable(v, breaks && key.as_str() != "link")),
         _ => {}
     }
 }
@@ -190,7 +197,7 @@ fn render_with(template: &str, doc: &SummaryDocument) -> Result<Vec<u8>, PdfErro
         doc,
     })
     .map_err(|_| PdfError::at("data", &[]))?;
-    breakable(&mut data);
+    typesettable(&mut data, true);
     let data = serde_json::to_vec(&data).map_err(|_| PdfError::at("data", &[]))?;
     let world = SummaryWorld {
         main: Source::new(SHARED.main, template.to_owned()),
@@ -253,10 +260,27 @@ mod tests {
         );
         let mut data =
             serde_json::json!({"text": long, "link": long, "spans": [{"text": long, "link": long}]});
-        breakable(&mut data);
+        typesettable(&mut data, true);
         assert_eq!(data["link"], long.as_str());
         assert_eq!(data["spans"][0]["link"], long.as_str());
         assert_ne!(data["spans"][0]["text"], long.as_str());
+    }
+
+    /// Every script and symbol VA data holds gets a PDF (the blocks, read back by poppler and
+    /// checked for PDF/UA, are in `tests/api/documents.rs`).
+    #[test]
+    fn no_character_costs_a_summary_its_pdf() {
+        let mut doc = small();
+        doc.header = vec![
+            "Ελληνικά Кириллица עברית العربية 中文 日本語 한국어".to_owned(),
+            "\u{1F600} \u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467} \u{2764}\u{FE0F} \u{1FAE0} ☐ ☑ ✔ ➢ ℞ \u{F0B7}".to_owned(),
+            "\u{0}\u{1}\u{1B}\r\u{7F}\u{85}\u{FFFE}\u{FFFF}\u{FDD0}\u{AD}\u{200E}\u{FEFF}\u{E0041}".to_owned(),
+        ];
+        let pdf = render_pdf(&doc).unwrap_or_else(|e| panic!("{e}: {}", e.messages()));
+        assert!(pdf.starts_with(b"%PDF-"));
+        if let Ok(dir) = std::env::var("AVS_KEEP_PDF") {
+            std::fs::write(format!("{dir}/scripts.pdf"), &pdf).unwrap();
+        }
     }
 
     #[test]

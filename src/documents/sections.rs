@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::dates::visit_time;
+use super::dates::{long_date, problem_date, visit_time};
 use super::html::blocks_of;
 use super::{Block, Group, Section, Span};
 
@@ -165,6 +165,10 @@ pub(super) fn treatment_plan(a: &Value) -> Section {
         .iter()
         .filter_map(|t| {
             let term = text(&t["term"])?;
+            let term = match text(&t["aka"]) {
+                Some(aka) => format!("{term} {aka}"),
+                None => term.to_owned(),
+            };
             let said: Vec<&str> = [text(&t["explanation"]), text(&t["patientActions"])]
                 .into_iter()
                 .flatten()
@@ -172,7 +176,7 @@ pub(super) fn treatment_plan(a: &Value) -> Section {
             Some(Some(Block::Para {
                 spans: vec![
                     Span {
-                        text: term.to_owned(),
+                        text: term,
                         strong: true,
                         ..Span::default()
                     },
@@ -230,7 +234,17 @@ pub(super) fn health_information(a: &Value) -> Section {
         let of_kind = items(&a["appointments"])
             .iter()
             .filter(|x| text(&x["type"]).unwrap_or("Scheduled") == kind)
-            .map(|x| joined(&[text(&x["datetime"]), text(&x["location"]), text(&x["site"])]));
+            .map(|x| {
+                // As the page: the long date, the location (and where it physically is),
+                // and the clinic's site.
+                let date = text(&x["datetime"]).map(|d| long_date(d).unwrap_or_else(|| d.to_owned()));
+                let location = text(&x["location"]).map(|l| match text(&x["physicalLocation"]) {
+                    Some(p) => format!("{l} ({p})"),
+                    None => l.to_owned(),
+                });
+                let site = text(&x["site"]).map(|s| format!("Clinic location: {s}"));
+                joined(&[date.as_deref(), location.as_deref(), site.as_deref()])
+            });
         if let Some(list) = Block::list(of_kind) {
             appointments.push(Some(Block::Label {
                 text: label.to_owned(),
@@ -238,12 +252,19 @@ pub(super) fn health_information(a: &Value) -> Section {
             appointments.push(Some(list));
         }
     }
-    let problems = strings(&a["problems"], Some("description"))
-        .into_iter()
-        .map(|d| match d.rfind(" (") {
-            Some(at) if d.ends_with(')') => d[..at].to_owned(),
+    // The page's name (its trailing " (…)" removed) and "Last updated" in words.
+    let problems = items(&a["problems"]).iter().filter_map(|p| {
+        let d = text(&p["description"])?;
+        let name = match d.rfind(" (") {
+            Some(at) if d.ends_with(')') => &d[..at],
             _ => d,
-        });
+        };
+        let updated = text(&p["lastUpdated"]).and_then(problem_date);
+        Some(match updated {
+            Some(u) => format!("{name} — Last updated: {u}"),
+            None => name.to_owned(),
+        })
+    });
     let immunizations = items(&a["immunizations"])
         .iter()
         .map(|i| joined(&[text(&i["name"]), text(&i["date"]), text(&i["facility"])]));
@@ -291,35 +312,6 @@ pub(super) fn health_information(a: &Value) -> Section {
             )
         })
         .collect();
-    let medication = |m: &Value| -> Option<Vec<String>> {
-        Some(vec![
-            text(&m["name"])?.to_owned(),
-            text(&m["sig"]).unwrap_or("").to_owned(),
-            if text(&m["source"]) == Some("Non-VA") {
-                "Non-VA"
-            } else {
-                "VA"
-            }
-            .to_owned(),
-        ])
-    };
-    let all_medications: Vec<&Value> = items(&a["vaMedications"])
-        .iter()
-        .chain(items(&a["nonvaMedications"]))
-        .collect();
-    let is_supply =
-        |m: &Value| text(&m["prescriptionType"]).is_some_and(|t| t.eq_ignore_ascii_case("supply"));
-    let medications = all_medications
-        .iter()
-        .filter(|m| !is_supply(m))
-        .filter_map(|m| medication(m))
-        .collect();
-    let supplies = all_medications
-        .iter()
-        .filter(|m| is_supply(m))
-        .filter_map(|m| medication(m))
-        .collect();
-    let head = ["Name", "Instructions", "Source"];
     let groups = [
         group("Primary care provider and team", care),
         group("Appointments", appointments),
@@ -345,12 +337,14 @@ pub(super) fn health_information(a: &Value) -> Section {
             )],
         ),
         group("Lab results", labs),
-        group("My medications", vec![table(&[], &head, medications)]),
-        group("My VA supplies", vec![table(&[], &head, supplies)]),
     ];
     Section {
         heading: "Your health information".to_owned(),
-        groups: groups.into_iter().flatten().collect(),
+        groups: groups
+            .into_iter()
+            .chain(super::medications::groups(a))
+            .flatten()
+            .collect(),
     }
 }
 
@@ -364,8 +358,13 @@ pub(super) fn more_information(a: &Value) -> Section {
             text(&s["comment"]),
         ])
     });
+    // The page names the first clinic visited's site in the heading.
+    let heading = match text(&a["clinicsVisited"][0]["site"]) {
+        Some(site) => format!("Clinical services ({site})"),
+        None => "Clinical services".to_owned(),
+    };
     let groups = [
-        group("Clinical services", vec![Block::list(services)]),
+        group(&heading, vec![Block::list(services)]),
         group(
             "More help and information",
             blocks_of(a["moreHelpAndInformation"].as_str())

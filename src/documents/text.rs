@@ -89,6 +89,11 @@ fn block(out: &mut String, block: &Block) {
                 wrapped(out, &spans_text(item), "- ", "  ");
             }
         }
+        Block::Lines { lines } => {
+            for line in lines {
+                wrapped(out, line, "", "  ");
+            }
+        }
         Block::Table { caption, head, rows } => {
             out.push('\n');
             for line in caption {

@@ -13,11 +13,13 @@
 //! fleet's tables, `assemble` builds the report, and `report` is its typed shape.
 
 mod assemble;
+pub mod evidence;
 mod figures;
 pub mod fleet;
 mod hll;
 mod record;
 pub mod report;
+pub mod rules;
 mod sync;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};

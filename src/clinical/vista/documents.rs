@@ -13,15 +13,19 @@ use std::sync::atomic::Ordering;
 use super::SummaryError;
 use super::service::Summaries;
 use super::summary::{Form, Kept, Rendered, Summary};
-use crate::documents::{SummaryDocument, render_pdf, render_text};
+use crate::documents::{PDF_BOUNDS, SummaryDocument, render_pdf, render_text};
 use crate::domain::{DocKind, Document, Sid};
 
 /// Renders one form from the summary's own answer (its JSON:API body).
 fn render(form: Form, body: &[u8]) -> Result<Rendered, SummaryError> {
     let parsed: serde_json::Value = serde_json::from_slice(body).map_err(|_| SummaryError::RenderFailed)?;
-    let model = SummaryDocument::from_attributes(&parsed["data"]["attributes"]);
+    let mut model = SummaryDocument::from_attributes(&parsed["data"]["attributes"]);
     let (kind, bytes) = match form {
         Form::Pdf => {
+            // Bounded before Typst starts: the text form is whole, the PDF says if it is not.
+            if model.abridge(PDF_BOUNDS) {
+                tracing::info!("summary PDF abridged to its bounds");
+            }
             let pdf = render_pdf(&model).map_err(|e| {
                 tracing::error!(reason = %e, "summary PDF not rendered");
                 SummaryError::RenderFailed
@@ -63,12 +67,16 @@ impl Summaries {
         let body = summary.body.get(crate::encoding::Coding::Identity).clone();
         let (summary, sid, cache) = (summary.clone(), sid.clone(), self.cache_handle());
         let rendered = self.documents.rendered.clone();
+        let render = self.documents.render.unwrap_or(render);
         // The whole render, keeping its outcome with the summary, runs to its end whether or
         // not anyone still waits for it: a request that gave up (its deadline) leaves the work
         // done once for the next, instead of thrown away with its turn spent (#36).
         tokio::task::spawn_blocking(move || {
             let started = std::time::Instant::now();
-            let outcome = render(form, &body).map(Arc::new);
+            // A panic in the typesetter is a failed render like any other, kept as one.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| render(form, &body)))
+                .unwrap_or(Err(SummaryError::RenderFailed))
+                .map(Arc::new);
             drop(turn);
             let elapsed = started.elapsed();
             metrics::histogram!("avs_document_render_seconds", "form" => form.label())
@@ -92,5 +100,34 @@ impl Summaries {
     /// Documents rendered so far (for tests and the benchmark).
     pub fn documents_rendered(&self) -> u64 {
         self.documents.rendered.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clinical::vista::VistaClient;
+
+    /// No summary fails to render any more (#36), but a typesetter can still fail or panic: its
+    /// failure is kept with the summary, as a success is, and never tried again per request.
+    #[tokio::test]
+    async fn a_failing_render_is_attempted_once_not_per_request() {
+        let config = crate::config::Config::from_vars(&Default::default()).unwrap();
+        let base = "http://127.0.0.1:9/".parse().unwrap();
+        let client = VistaClient::new(&config.transport, &config.vista, base).unwrap();
+        let mut summaries = Summaries::new(client, &config.cache);
+        summaries.documents.render = Some(|_, _| panic!("a typesetting bug"));
+        let summary = Arc::new(Summary {
+            body: crate::encoding::Encoded::new(bytes::Bytes::from_static(b"{}")),
+            owner: None,
+            forms: Arc::default(),
+        });
+        let sid = Sid::parse("9A7AF40B2BC2471EA116891839113252").unwrap();
+        for _ in 0..3 {
+            let kept = summaries.document(&sid, &summary, Form::Pdf).await;
+            assert!(matches!(kept, Err(SummaryError::RenderFailed)), "{kept:?}");
+        }
+        assert_eq!(summaries.documents_rendered(), 1, "rendered once, failed, kept");
+        assert!(summary.forms.get(Form::Pdf).is_some_and(|k| k.is_err()));
     }
 }

@@ -80,6 +80,9 @@ impl Form {
     }
 }
 
+/// What renders one form of a summary from its JSON:API body.
+pub(super) type Renderer = fn(Form, &[u8]) -> Result<Rendered, SummaryError>;
+
 /// What the service keeps for rendering: the turns, the flights, the count.
 pub(super) struct DocumentState {
     pub(super) wait: std::time::Duration,
@@ -90,6 +93,8 @@ pub(super) struct DocumentState {
     pub(super) flights: crate::flights::Flights<(String, Form), Kept>,
     /// Renders finished, well or not.
     pub(super) rendered: Arc<std::sync::atomic::AtomicU64>,
+    /// What renders a form in place of `documents::render`: only a test's typesetter that fails.
+    pub(super) render: Option<Renderer>,
 }
 
 impl DocumentState {
@@ -101,6 +106,7 @@ impl DocumentState {
             text_turns: Arc::new(tokio::sync::Semaphore::new(TEXT_RENDERS)),
             flights: crate::flights::Flights::default(),
             rendered: Arc::default(),
+            render: None,
         }
     }
 

@@ -80,6 +80,12 @@ pub async fn serve(env: &[(&str, &str)]) -> Server {
 /// `claims` identity unless `env` names one: the tests written before SiS send claims tokens
 /// (`dev_token`); the SiS flow's tests say `AVS_IDENTITY=sis`.
 pub async fn serve_limited(env: &[(&str, &str)], open_files: Option<u32>) -> Server {
+    let prelude = open_files.map(|limit| format!("ulimit -Sn {limit}"));
+    serve_under(env, prelude.as_deref()).await
+}
+
+/// The binary started by `sh` after `prelude` (a shell command: a limit, joining a cgroup).
+pub async fn serve_under(env: &[(&str, &str)], prelude: Option<&str>) -> Server {
     let mut env: Vec<(&str, &str)> = env.to_vec();
     if !env.iter().any(|(k, _)| *k == "AVS_IDENTITY") {
         env.push(("AVS_IDENTITY", "claims"));
@@ -89,9 +95,9 @@ pub async fn serve_limited(env: &[(&str, &str)], open_files: Option<u32>) -> Ser
         ("AVS_ADMIN_LISTEN", "127.0.0.1:0"),
         ("AVS_LOG_FORMAT", "json"),
     ]);
-    let mut cmd = match open_files {
-        Some(limit) => {
-            let script = format!("ulimit -Sn {limit} && exec \"$0\" serve");
+    let mut cmd = match prelude {
+        Some(prelude) => {
+            let script = format!("{prelude} && exec \"$0\" serve");
             launched("sh", &["-c", &script, BIN], &env)
         }
         None => command(&["serve"], &env),
