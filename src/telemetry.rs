@@ -315,6 +315,11 @@ pub struct Notes {
     pub upstream_error: Option<UpstreamErrorKind>,
     /// A links request: whether at least one link was shown.
     pub links_shown: Option<bool>,
+    /// The toggle this request is a view of (`rollout-guard.md`: its summary, document or
+    /// text), for the `view_failures` and `slow_views` guards.
+    pub view_of: Option<&'static str>,
+    /// A breaker was open when this request asked, or this request's failure opened it.
+    pub breaker_open: bool,
 }
 
 impl Notes {
@@ -325,6 +330,7 @@ impl Notes {
         if other.upstream_error.is_some() {
             self.upstream_error = other.upstream_error;
         }
+        self.breaker_open |= other.breaker_open;
     }
 }
 

@@ -3,17 +3,15 @@
 use std::collections::HashMap;
 
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
-use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use super::{AdminState, FlipperError};
+use super::{AdminState, FlipperError, params};
 use crate::domain::ActorId;
-use crate::http::ApiError;
 use crate::toggles::{Change, Feature, Percentage};
 
 pub fn routes() -> Router<AdminState> {
@@ -55,29 +53,6 @@ pub fn feature_json(name: &str, f: &Feature) -> Value {
     })
 }
 
-/// Parameters from a JSON body or a form body, as text.
-fn params(headers: &HeaderMap, body: &Bytes) -> HashMap<String, String> {
-    let json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if json {
-        let map: serde_json::Map<String, Value> = serde_json::from_slice(body).unwrap_or_default();
-        map.into_iter()
-            .filter_map(|(k, v)| match v {
-                Value::String(s) => Some((k, s)),
-                Value::Number(n) => Some((k, n.to_string())),
-                _ => None,
-            })
-            .collect()
-    } else {
-        serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
-            .unwrap_or_default()
-            .into_iter()
-            .collect()
-    }
-}
-
 /// A percentage parameter: a number from 0 to 100, else Flipper's error 3.
 pub fn percentage(raw: Option<&str>) -> Result<Percentage, FlipperError> {
     raw.map(str::trim)
@@ -86,11 +61,22 @@ pub fn percentage(raw: Option<&str>) -> Result<Percentage, FlipperError> {
         .ok_or(FlipperError::InvalidPercentage)
 }
 
-async fn write(state: &AdminState, name: &str, change: Change) -> Response {
-    match state.toggles.apply(name, change).await {
+/// A write through the rollout guard (`rollout::guarded_write`); `force` is the reason given
+/// with `force=true`, if any.
+async fn write(state: &AdminState, name: &str, change: Change, force: Option<String>) -> Response {
+    match super::rollout::guarded_write(state, name, change, force).await {
         Ok(()) => show_feature(state, name),
-        Err(e) => ApiError::from(e).into_response(),
+        Err(refused) => refused,
     }
+}
+
+/// The parameters of a widening write, from its body and its query string (a Flipper client
+/// posts `boolean` with no body: `?force=true&reason=…` is where its override goes).
+fn write_params(query: Option<&str>, headers: &HeaderMap, body: &Bytes) -> HashMap<String, String> {
+    let mut all: HashMap<String, String> =
+        serde_urlencoded::from_str(query.unwrap_or("")).unwrap_or_default();
+    all.extend(params(headers, body));
+    all
 }
 
 fn show_feature(state: &AdminState, name: &str) -> Response {
@@ -117,7 +103,7 @@ async fn add(State(state): State<AdminState>, headers: HeaderMap, body: Bytes) -
         .map(|n| n.trim())
         .filter(|n| !n.is_empty())
     {
-        Some(name) => write(&state, name, Change::AddFeature).await,
+        Some(name) => write(&state, name, Change::AddFeature, None).await,
         None => FlipperError::MissingName.into_response(),
     }
 }
@@ -126,27 +112,40 @@ async fn show(State(state): State<AdminState>, Path(name): Path<String>) -> Resp
     show_feature(&state, &name)
 }
 
-async fn enable(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
-    write(&state, &name, Change::EnableBoolean).await
+async fn enable(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match super::rollout::force(&write_params(query.as_deref(), &headers, &body)) {
+        Ok(force) => write(&state, &name, Change::EnableBoolean, force).await,
+        Err(response) => response,
+    }
 }
 
 async fn disable(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
-    write(&state, &name, Change::DisableBoolean).await
+    write(&state, &name, Change::DisableBoolean, None).await
 }
 
 /// A percentage write: the `percentage` parameter, or 0 for a DELETE (Flipper stores 0).
 async fn percentage_write(
     state: &AdminState,
     name: &str,
-    raw: Option<(&HeaderMap, &Bytes)>,
+    raw: Option<(Option<&str>, &HeaderMap, &Bytes)>,
     change: fn(Percentage) -> Change,
 ) -> Response {
-    let value = match raw {
-        Some((headers, body)) => percentage(params(headers, body).get("percentage").map(String::as_str)),
-        None => Ok(Percentage::Integer(0)),
+    let Some((query, headers, body)) = raw else {
+        return write(state, name, change(Percentage::Integer(0)), None).await;
     };
-    match value {
-        Ok(p) => write(state, name, change(p)).await,
+    let params = write_params(query, headers, body);
+    let force = match super::rollout::force(&params) {
+        Ok(force) => force,
+        Err(response) => return response,
+    };
+    match percentage(params.get("percentage").map(String::as_str)) {
+        Ok(p) => write(state, name, change(p), force).await,
         Err(e) => e.into_response(),
     }
 }
@@ -154,10 +153,12 @@ async fn percentage_write(
 async fn set_percentage_of_actors(
     State(state): State<AdminState>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    percentage_write(&state, &name, Some((&headers, &body)), Change::PercentageOfActors).await
+    let raw = Some((query.as_deref(), &headers, &body));
+    percentage_write(&state, &name, raw, Change::PercentageOfActors).await
 }
 
 async fn clear_percentage_of_actors(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
@@ -167,10 +168,12 @@ async fn clear_percentage_of_actors(State(state): State<AdminState>, Path(name):
 async fn set_percentage_of_time(
     State(state): State<AdminState>,
     Path(name): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    percentage_write(&state, &name, Some((&headers, &body)), Change::PercentageOfTime).await
+    let raw = Some((query.as_deref(), &headers, &body));
+    percentage_write(&state, &name, raw, Change::PercentageOfTime).await
 }
 
 async fn clear_percentage_of_time(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
@@ -193,7 +196,7 @@ async fn actor_write(
     change: fn(String) -> Change,
 ) -> Response {
     match flipper_id(headers, body) {
-        Ok(id) => write(state, name, change(id)).await,
+        Ok(id) => write(state, name, change(id), None).await,
         Err(e) => e.into_response(),
     }
 }

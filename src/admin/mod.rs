@@ -8,6 +8,7 @@
 
 mod api;
 mod page;
+mod rollout;
 
 use std::sync::Arc;
 
@@ -72,6 +73,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/openapi.json"),
     ("GET", "/admin/rollout"),
     ("GET", "/admin/rollout.md"),
+    ("GET", "/admin/rollout/{toggle}/verdict"),
+    ("POST", "/admin/rollout/{toggle}/sign-off"),
     ("GET", "/admin/health"),
     ("GET", "/flipper/api/features"),
     ("POST", "/flipper/api/features"),
@@ -101,6 +104,7 @@ pub fn router(state: AdminState) -> Router {
     let protected = Router::new()
         .merge(api::routes())
         .merge(page::routes())
+        .merge(rollout::routes())
         .route("/admin/rollout", get(rollout_json))
         .route("/admin/rollout.md", get(rollout_markdown))
         .route("/admin/health", get(health))
@@ -162,6 +166,30 @@ async fn health(State(state): State<AdminState>) -> Response {
     axum::Json(serde_json::json!({"toggles": toggles})).into_response()
 }
 
+/// Parameters from a JSON body or a form body, as text.
+fn params(headers: &axum::http::HeaderMap, body: &bytes::Bytes) -> std::collections::HashMap<String, String> {
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json {
+        let map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(body).unwrap_or_default();
+        map.into_iter()
+            .filter_map(|(k, v)| match v {
+                serde_json::Value::String(s) => Some((k, s)),
+                serde_json::Value::Number(n) => Some((k, n.to_string())),
+                _ => None,
+            })
+            .collect()
+    } else {
+        serde_urlencoded::from_bytes::<Vec<(String, String)>>(body)
+            .unwrap_or_default()
+            .into_iter()
+            .collect()
+    }
+}
+
 fn secret_matches(given: &str, expected: &str) -> bool {
     bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
@@ -206,7 +234,9 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
         return ApiError::NoRoute.into_response();
     };
     let presented = presented_token(&request);
-    let writes_api = !request.method().is_safe() && request.uri().path().starts_with("/flipper/api/");
+    let path = request.uri().path();
+    let writes_api =
+        !request.method().is_safe() && (path.starts_with("/flipper/api/") || path.starts_with("/admin/"));
     if writes_api && presented.as_ref().is_some_and(|p| p.basic) {
         return ApiError::BearerRequired.into_response();
     }

@@ -14,13 +14,11 @@ use serde::Deserialize;
 
 use super::{AdminState, secret_matches};
 use crate::http::ApiError;
+use crate::rollout::verdict::Verdict;
 use crate::toggles::{Change, Percentage};
 
 const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; \
                    frame-ancestors 'none'; base-uri 'none'";
-
-/// The release plan's stages, as percentages of actors.
-const STAGES: [u8; 3] = [10, 50, 100];
 
 pub fn routes() -> Router<AdminState> {
     Router::new()
@@ -67,7 +65,9 @@ async fn stylesheet() -> Response {
         form{display:inline-block;margin:.2em .4em .2em 0}button{font-size:1em;padding:.4em .9em;cursor:pointer}\
         .stage button{background:#005ea2;color:#fff;border:0;border-radius:.25em}\
         .rollback button{background:#b50909;color:#fff;border:0;border-radius:.25em;font-size:1.3em;\
-        font-weight:bold;padding:.6em 1.4em}section{margin:1.2em 0}";
+        font-weight:bold;padding:.6em 1.4em}section{margin:1.2em 0}\
+        .pass{background:#c7efcf}.hold{background:#f4c7c3}.inconclusive{background:#fff1d2}\
+        button:disabled{background:#aaa;cursor:not-allowed}";
     (
         [
             (CONTENT_TYPE, "text/css; charset=utf-8"),
@@ -120,7 +120,8 @@ struct FeaturePage<'a> {
     actors: Vec<&'a str>,
     percentage_of_actors: String,
     percentage_of_time: String,
-    stages: [u8; 3],
+    /// The current stage's verdict, shown first; its next-stage button is live only on `pass`.
+    verdict: Option<Verdict>,
     csrf: &'a str,
     /// The rollout report's section, rendered (and escaped) by its own template.
     report: String,
@@ -132,9 +133,12 @@ async fn feature_page(State(state): State<AdminState>, Path(name): Path<String>)
         return ApiError::NoRoute.into_response();
     };
     let pct = |p: Option<Percentage>| p.map_or("—".to_owned(), |p| format!("{p} %"));
-    let report = match &state.rollout {
-        Some(rollout) => rollout.report().await.page_section(&name),
-        None => String::new(),
+    let (report, verdict) = match &state.rollout {
+        Some(rollout) => (
+            rollout.report().await.page_section(&name),
+            rollout.verdict(&name).await.ok().flatten(),
+        ),
+        None => (String::new(), None),
     };
     html(FeaturePage {
         name: &name,
@@ -144,7 +148,7 @@ async fn feature_page(State(state): State<AdminState>, Path(name): Path<String>)
         actors: feature.actors.iter().map(String::as_str).collect(),
         percentage_of_actors: pct(feature.percentage_of_actors),
         percentage_of_time: pct(feature.percentage_of_time),
-        stages: STAGES,
+        verdict,
         csrf: &state.csrf,
         report,
     })
@@ -156,6 +160,9 @@ struct PageForm {
     name: Option<String>,
     percentage: Option<String>,
     flipper_id: Option<String>,
+    /// `true` with a `reason`: a widening over the rollout guard, recorded with its stage.
+    force: Option<String>,
+    reason: Option<String>,
 }
 
 /// The form, if it came from this page: readable, with the anti-forgery token, and a same-origin
@@ -242,10 +249,33 @@ async fn act(
         },
         "disable" => Change::DisableBoolean,
         "enable" => Change::EnableBoolean,
+        "sign-off" => {
+            let reason = match super::rollout::reason(form.reason.as_deref()) {
+                Ok(reason) => reason,
+                Err(response) => return response,
+            };
+            let signed = super::rollout::signed_off(&state, &name, &reason).await;
+            return if signed.status().is_success() {
+                back
+            } else {
+                signed
+            };
+        }
         _ => return ApiError::NoRoute.into_response(),
     };
-    match state.toggles.apply(&name, change).await {
+    let mut given = std::collections::HashMap::new();
+    if let Some(force) = &form.force {
+        given.insert("force".to_owned(), force.clone());
+    }
+    if let Some(reason) = &form.reason {
+        given.insert("reason".to_owned(), reason.clone());
+    }
+    let force = match super::rollout::force(&given) {
+        Ok(force) => force,
+        Err(response) => return response,
+    };
+    match super::rollout::guarded_write(&state, &name, change, force).await {
         Ok(()) => back,
-        Err(e) => ApiError::from(e).into_response(),
+        Err(refused) => refused,
     }
 }

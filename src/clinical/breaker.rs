@@ -213,6 +213,8 @@ impl Breaker {
     }
 
     fn open(&self, state: &mut State) {
+        // The request whose failure opened it counts for the `upstream` guard of its stage.
+        crate::telemetry::note(|n| n.breaker_open = true);
         tracing::warn!(
             cooldown_secs = self.policy.cooldown.as_secs(),
             "upstream circuit open"

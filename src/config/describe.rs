@@ -20,6 +20,13 @@ pub(super) fn describe(config: &Config) -> String {
     }
     let _ = writeln!(out, "# identity: {}", config.auth.identity.describe());
     let _ = writeln!(out, "# toggles: {}", describe_toggles(&config.toggles.source));
+    let plan = &config.rollout.plan;
+    let _ = writeln!(out, "# rollout plan: {}", plan.source);
+    let toggles = std::iter::once(("every toggle", &plan.default))
+        .chain(plan.toggles.iter().map(|(name, own)| (name.as_str(), own)));
+    for (who, stages) in toggles {
+        let _ = writeln!(out, "#   {who}: {}", stages.describe());
+    }
     out
 }
 

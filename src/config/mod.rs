@@ -141,6 +141,12 @@ impl Config {
         if let Some(auth) = &auth {
             fail_closed(p, env, &listeners, &vista, &oracle, auth);
         }
+        if rollout.auto_rollback && matches!(toggles.source, SourceConfig::Postgres { read_only: true, .. }) {
+            p.problem(
+                "AVS_ROLLOUT_AUTO_ROLLBACK",
+                "cannot narrow a toggle with AVS_TOGGLES_READ_ONLY=true: a hold would be recorded and nothing done",
+            );
+        }
         if listeners.request_timeout <= vista.timeout {
             p.problem(
                 "AVS_REQUEST_TIMEOUT_MS",

@@ -70,6 +70,28 @@ pub struct StagePlan {
     pub stages: Vec<PlanStage>,
 }
 
+impl StagePlan {
+    /// One line: the stages, then the guards (`check-config`, the rollout page).
+    pub fn describe(&self) -> String {
+        let stages: Vec<String> = self
+            .stages
+            .iter()
+            .map(|s| format!("{} {} for {}s", s.name, s.setting(), s.min_duration.as_secs()))
+            .collect();
+        let g = &self.guards;
+        format!(
+            "{}; guards: server errors ≤ {} %, view failures ≤ {} %, views over {} ms ≤ {} %, alpha {}, at least {} users",
+            stages.join(", "),
+            g.server_errors_percent,
+            g.view_failures_percent,
+            g.slow_view_ms,
+            g.slow_views_percent,
+            g.alpha,
+            g.min_users
+        )
+    }
+}
+
 /// The plan: its source, the stages every toggle follows, and any toggle's own.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RolloutPlan {

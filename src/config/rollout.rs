@@ -20,6 +20,8 @@ pub struct RolloutSettings {
     pub cleanup_max_error_percent: f64,
     /// The stages and guards each toggle follows (`AVS_ROLLOUT_PLAN`).
     pub plan: RolloutPlan,
+    /// A hold narrows its toggle to the stage before (`AVS_ROLLOUT_AUTO_ROLLBACK`).
+    pub auto_rollback: bool,
 }
 
 impl Default for RolloutSettings {
@@ -32,6 +34,7 @@ impl Default for RolloutSettings {
             cleanup_days: 14,
             cleanup_max_error_percent: 1.0,
             plan: RolloutPlan::built_in(),
+            auto_rollback: false,
         }
     }
 }
@@ -54,6 +57,7 @@ impl RolloutSettings {
                 .parsed("AVS_CLEANUP_MAX_ERROR_PERCENT", "a number of percent")
                 .unwrap_or(1.0),
             plan: plan(p),
+            auto_rollback: p.flag("AVS_ROLLOUT_AUTO_ROLLBACK"),
         }
     }
 }

@@ -366,6 +366,11 @@ pub const SETTINGS: &[Setting] = &[
         "the release plan, `file:<path>` (TOML, docs/spec/rollout-guard.md); unset: the release plan built in",
     ),
     plain(
+        "AVS_ROLLOUT_AUTO_ROLLBACK",
+        Some("false"),
+        "`true`: a stage that enters hold narrows its toggle to the plan's stage before, once across the fleet; refused with AVS_TOGGLES_READ_ONLY=true",
+    ),
+    plain(
         "AVS_ROLLOUT_MAX_STAGES",
         Some("50"),
         "stages kept per toggle, in memory and in the tables",

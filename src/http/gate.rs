@@ -25,6 +25,14 @@ impl AppState {
         open
     }
 
+    /// The gate of a view (`rollout-guard.md`): `require`, and the request counts for the
+    /// toggle's view guards from here on, whatever it is answered.
+    pub fn require_view(&self, feature: &'static str, caller: &Caller) -> Result<(), ApiError> {
+        self.require(feature, caller)?;
+        telemetry::note(|n| n.view_of = Some(feature));
+        Ok(())
+    }
+
     /// The gate: a feature off for the caller looks exactly like an unknown route.
     pub fn require(&self, feature: &'static str, caller: &Caller) -> Result<(), ApiError> {
         if self.gate(feature, caller) {

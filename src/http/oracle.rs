@@ -180,6 +180,8 @@ pub async fn document(
             .is_some_and(|v| v == "1" || v == "true");
         Ok((doc_id(id)?, download))
     })?;
+    // The document route is the toggle's one view (`rollout-guard.md`); lists are not.
+    crate::telemetry::note(|n| n.view_of = Some(OH_AVS));
     let doc = oh
         .document(&patient, &id, &request_id.context())
         .await

@@ -86,7 +86,7 @@ pub async fn show_summary(
     accept: AcceptEncoding,
     SummarySid(sid): SummarySid,
 ) -> Result<Response, ApiError> {
-    app.require(AVS_ENABLED, &caller)?;
+    app.require_view(AVS_ENABLED, &caller)?;
     let sid = sid.ok_or(ApiError::InvalidSid)?;
     let summary = app
         .summaries
@@ -140,7 +140,7 @@ async fn document(
         .summaries
         .summary(&sid, caller.owner.as_ref(), &request_id.context())
         .await?;
-    app.require(AVS_PDF, &caller)?;
+    app.require_view(AVS_PDF, &caller)?;
     let rendered = app.summaries.document(&sid, &summary, form).await?;
     Ok(documents::serve(
         &rendered.document,

@@ -2,35 +2,8 @@
 //! the plan's questions (links share, clean-up) and shaped as the typed report.
 
 use super::report::{self, Cleanup, InstanceRow, Point, Report, StageFigures, StageReport, ToggleReport};
+use super::verdict::{Judged, Stage, judge};
 use super::{Figures, Rollout, describe, describe_key, fleet, now_secs, rfc3339};
-use crate::toggles::Feature;
-
-/// What the report needs to know of a stage's gates.
-#[derive(Clone, Copy, Debug, Default)]
-struct Judged {
-    fully_on: bool,
-    percentage_of_actors: Option<f64>,
-}
-
-impl Judged {
-    fn of(f: &Feature) -> Judged {
-        Judged {
-            fully_on: f.boolean || f.percentage_of_actors.is_some_and(|p| p.at_least_100()),
-            percentage_of_actors: f.percentage_of_actors.map(|p| p.as_f64()).filter(|p| *p > 0.0),
-        }
-    }
-
-    fn of_key(key: &str) -> Judged {
-        let v: serde_json::Value = serde_json::from_str(key).unwrap_or_default();
-        let pct = v["percentageOfActors"]
-            .as_str()
-            .and_then(|p| p.parse::<f64>().ok());
-        Judged {
-            fully_on: v["boolean"].as_bool().unwrap_or(false) || pct.is_some_and(|p| p >= 100.0),
-            percentage_of_actors: pct.filter(|p| *p > 0.0),
-        }
-    }
-}
 
 /// A stage's report with what it is judged on: its gates and when it began (Unix seconds).
 struct JudgedStage {
@@ -79,12 +52,28 @@ impl Rollout {
             .map(|name| {
                 let h = &all[*name];
                 let first = h.opened + 1 - h.stages.len();
+                let now = now_secs();
                 let stages: Vec<JudgedStage> = h
                     .stages
                     .iter()
                     .enumerate()
                     .map(|(i, s)| {
                         let judged = Judged::of(&s.gates);
+                        let until = h.stages.get(i + 1).map_or(now, |next| next.started);
+                        let verdict = judge(
+                            &Stage {
+                                toggle: name,
+                                number: first + i,
+                                gates: judged,
+                                setting: describe(&s.gates),
+                                started: s.started,
+                                until,
+                                figures: &s.figures,
+                                record: &s.record,
+                            },
+                            self.plan_of(name),
+                            &self.settings.plan.source,
+                        );
                         let figures = || {
                             StageFigures::from_figures(
                                 &s.figures,
@@ -102,6 +91,7 @@ impl Rollout {
                                 last_report: rfc3339(now_secs()),
                                 figures: figures(),
                             }],
+                            verdict,
                         };
                         JudgedStage {
                             report,
@@ -137,15 +127,32 @@ impl Rollout {
         let mut toggles = Vec::new();
         for name in store.toggles().await? {
             let (stages, rows) = store.history(&name, self.settings.max_stages as i64).await?;
+            let now = now_secs();
             let stages = stages
                 .iter()
-                .map(|stage| {
+                .enumerate()
+                .map(|(i, stage)| {
                     let judged = Judged::of_key(&stage.gates);
                     let expected = report::expected_links(judged.percentage_of_actors);
                     let mine: Vec<&fleet::StoredFigures> =
                         rows.iter().filter(|r| r.seq == stage.seq).collect();
                     let mut merged = Figures::default();
                     mine.iter().for_each(|r| merged.merge(&r.figures));
+                    let until = stages.get(i + 1).map_or(now, |next| next.started);
+                    let verdict = judge(
+                        &Stage {
+                            toggle: &name,
+                            number: stage.seq as usize,
+                            gates: judged,
+                            setting: describe_key(&stage.gates),
+                            started: stage.started,
+                            until,
+                            figures: &merged,
+                            record: &stage.record,
+                        },
+                        self.plan_of(&name),
+                        &self.settings.plan.source,
+                    );
                     let report = StageReport {
                         stage: stage.seq as usize,
                         setting: describe_key(&stage.gates),
@@ -160,6 +167,7 @@ impl Rollout {
                                 figures: StageFigures::from_figures(&r.figures, expected),
                             })
                             .collect(),
+                        verdict,
                     };
                     JudgedStage {
                         report,

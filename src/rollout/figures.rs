@@ -30,6 +30,37 @@ pub struct Figures {
     /// Callers for whom appointment links were asked, and those shown at least one.
     pub links_asked: Hll,
     pub links_shown: Hll,
+    /// The guards' counts (`rollout-guard.md`), over allowed requests only.
+    pub guards: GuardCounts,
+}
+
+/// What the stage's guards are judged on; each a count of allowed requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct GuardCounts {
+    /// Answered with a status of 500 or more (shed and timeouts included).
+    pub server_errors: u64,
+    /// The toggle's views answered anything but 400, 401 or 403...
+    pub views: u64,
+    /// ...and of them, those not answered 2xx or 304.
+    pub view_failures: u64,
+    /// Views answered 2xx or 304...
+    pub served_views: u64,
+    /// ...and of them, those whose server time exceeded the plan's `slow_view_ms`.
+    pub slow_views: u64,
+    /// Requests that met an open breaker or opened one.
+    pub breaker_open: u64,
+}
+
+impl GuardCounts {
+    fn merge(&mut self, other: &GuardCounts) {
+        self.server_errors += other.server_errors;
+        self.views += other.views;
+        self.view_failures += other.view_failures;
+        self.served_views += other.served_views;
+        self.slow_views += other.slow_views;
+        self.breaker_open += other.breaker_open;
+    }
 }
 
 impl Figures {
@@ -81,6 +112,7 @@ impl Figures {
         self.denied_actors.merge(&other.denied_actors);
         self.links_asked.merge(&other.links_asked);
         self.links_shown.merge(&other.links_shown);
+        self.guards.merge(&other.guards);
     }
 
     pub fn errors_total(&self) -> u64 {

@@ -11,6 +11,8 @@
 //! - `avs_rollout_figures`: one row per (toggle, stage, instance), each replica's own figures
 //!   for that stage in mergeable form (counters, error counts, a fixed-bucket histogram, and
 //!   HyperLogLog sketches), rewritten by its replica every `AVS_ROLLOUT_FLUSH_SECS`.
+//!   Its `record` holds what the rollout guard recorded of the stage (`verdict::StageRecord`:
+//!   held, signed off, forced, unguarded, rolled back), each key written once.
 //! - `avs_rollout_key`: the seed of the keyed actor hash, shared so that one user's hash is the
 //!   same on every replica and the sketches merge (a user seen by three replicas counts once).
 //!   The figures hold keyed hashes (a small stage's sketch is its set of hashes), never actor
@@ -18,6 +20,7 @@
 //!   them, so the report tables are as sensitive as the toggle tables (which hold actor ids).
 
 use super::figures::Figures;
+use super::verdict::StageRecord;
 use crate::database::Database;
 
 const SCHEMA: &str = "
@@ -42,6 +45,7 @@ CREATE TABLE IF NOT EXISTS avs_rollout_figures (
     PRIMARY KEY (toggle, seq, instance),
     FOREIGN KEY (toggle, seq) REFERENCES avs_rollout_stages (toggle, seq) ON DELETE CASCADE
 );
+ALTER TABLE avs_rollout_stages ADD COLUMN IF NOT EXISTS record jsonb NOT NULL DEFAULT '{}';
 ";
 
 /// A toggle's gates as its stage history keys them, computed from Flipper's rows: what
@@ -94,6 +98,7 @@ pub struct StoredStage {
     pub setting: String,
     /// Unix seconds.
     pub started: u64,
+    pub record: StageRecord,
 }
 
 /// One replica's figures for one stage.
@@ -158,13 +163,39 @@ impl Store {
             .with_client(async |c| {
                 let row = c
                     .query_opt(
-                        "SELECT seq, gates, setting, EXTRACT(EPOCH FROM started_at)::bigint
+                        "SELECT seq, gates, setting, EXTRACT(EPOCH FROM started_at)::bigint, record::text
                          FROM avs_rollout_stages WHERE toggle = $1 AND gates::jsonb = $2::text::jsonb
                          ORDER BY seq DESC LIMIT 1",
                         &[&toggle, &gates],
                     )
                     .await?;
                 Ok(row.as_ref().map(stored_stage))
+            })
+            .await
+    }
+
+    /// Sets `key` of stage `seq`'s record to `value`; with `once`, only if it has none, in one
+    /// conditional write, so across a fleet exactly one replica's write takes. Returns whether
+    /// this one did.
+    pub async fn mark(
+        &self,
+        toggle: &str,
+        seq: i64,
+        key: &str,
+        value: &serde_json::Value,
+        once: bool,
+    ) -> Result<bool, String> {
+        let value = value.to_string();
+        self.db
+            .with_client(async |c| {
+                let updated = c
+                    .execute(
+                        "UPDATE avs_rollout_stages SET record = jsonb_set(record, ARRAY[$3::text], $4::text::jsonb)
+                         WHERE toggle = $1::varchar AND seq = $2::bigint AND (NOT $5::bool OR NOT record ? $3::text)",
+                        &[&toggle, &seq, &key, &value, &once],
+                    )
+                    .await?;
+                Ok(updated == 1)
             })
             .await
     }
@@ -219,7 +250,7 @@ impl Store {
             .with_client(async |c| {
                 let stages = c
                     .query(
-                        "SELECT seq, gates, setting, EXTRACT(EPOCH FROM started_at)::bigint FROM
+                        "SELECT seq, gates, setting, EXTRACT(EPOCH FROM started_at)::bigint, record::text FROM
                          (SELECT * FROM avs_rollout_stages WHERE toggle = $1 ORDER BY seq DESC LIMIT $2) s
                          ORDER BY seq",
                         &[&toggle, &limit],
@@ -290,5 +321,6 @@ fn stored_stage(row: &tokio_postgres::Row) -> StoredStage {
         gates: row.get(1),
         setting: row.get(2),
         started: row.get::<_, i64>(3).max(0) as u64,
+        record: serde_json::from_str(row.get(4)).unwrap_or_default(),
     }
 }

@@ -16,11 +16,15 @@ mod assemble;
 pub mod evidence;
 mod figures;
 pub mod fleet;
+pub mod guard;
 mod hll;
+mod position;
 mod record;
 pub mod report;
 pub mod rules;
+mod stage_record;
 mod sync;
+pub mod verdict;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -47,6 +51,8 @@ struct LocalStage {
     figures: Figures,
     /// Counted since its last write to the fleet's table.
     dirty: bool,
+    /// What the guard recorded of it (file source; the fleet's is in its table).
+    record: verdict::StageRecord,
 }
 
 #[derive(Debug, Default)]
@@ -142,6 +148,7 @@ impl Rollout {
                 started,
                 figures: Figures::default(),
                 dirty: true,
+                record: verdict::StageRecord::default(),
             });
             let oldest_kept = now_secs().saturating_sub(self.settings.retention_days * 86_400);
             while history.stages.len() > self.settings.max_stages.max(1)

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::figures::GuardCounts;
 use super::{Rollout, TIMELINE_MINUTES, now_secs};
 use crate::telemetry::{Notes, UpstreamErrorKind};
 
@@ -22,6 +23,31 @@ fn error_type(notes: &Notes, status: u16, denied: bool) -> Option<String> {
     match status {
         400..=599 if !denied => Some(status.to_string()),
         _ => None,
+    }
+}
+
+/// Counts an allowed request for the guards of toggle `name` (`rollout-guard.md`): a few adds.
+fn count_for_guards(
+    g: &mut GuardCounts,
+    notes: &Notes,
+    name: &str,
+    status: u16,
+    latency: Duration,
+    slow_ms: u64,
+) {
+    g.server_errors += u64::from(status >= 500);
+    g.breaker_open +=
+        u64::from(notes.breaker_open || notes.upstream_error == Some(UpstreamErrorKind::CircuitOpen));
+    // A view refused for its input or its caller is the caller's, not the service's.
+    if notes.view_of == Some(name) && !matches!(status, 400 | 401 | 403) {
+        g.views += 1;
+        if (200..300).contains(&status) || status == 304 {
+            g.served_views += 1;
+            // Exactly, not a histogram bucket: the plan's threshold need not be a bound.
+            g.slow_views += u64::from(latency > Duration::from_millis(slow_ms));
+        } else {
+            g.view_failures += 1;
+        }
     }
 }
 
@@ -48,6 +74,8 @@ impl Rollout {
             f.requests += 1;
             if *open {
                 f.allowed += 1;
+                let slow_ms = self.settings.plan.for_toggle(name).guards.slow_view_ms;
+                count_for_guards(&mut f.guards, notes, name, status, latency, slow_ms);
             } else {
                 f.denied += 1;
             }

@@ -9,6 +9,7 @@ use askama::Template;
 use serde::Serialize;
 
 use super::figures::Figures;
+use super::verdict::Verdict;
 use crate::toggles::{AVS_ENABLED, AVS_PDF, LINKS_ENABLED, OH_AVS};
 
 #[derive(Debug, Serialize)]
@@ -49,6 +50,8 @@ pub struct StageReport {
     pub figures: StageFigures,
     /// One row per replica that counted in this stage (one, for the file source).
     pub instances: Vec<InstanceRow>,
+    /// The stage judged against the plan: its guards and its record (`rollout-guard.md`).
+    pub verdict: Verdict,
 }
 
 #[derive(Debug, Serialize)]
@@ -383,62 +386,5 @@ impl Chart {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn report(setting: &str) -> Report {
-        let f = Figures {
-            requests: 3,
-            errors: [("<script>".to_owned(), 1)].into(),
-            ..Figures::default()
-        };
-        Report {
-            generated_at: "2026-11-29T00:00:00Z".into(),
-            scope: "fleet",
-            toggles: vec![ToggleReport {
-                toggle: "avs_enabled".into(),
-                stages: vec![StageReport {
-                    stage: 1,
-                    setting: setting.into(),
-                    started_at: "2026-11-28T00:00:00Z".into(),
-                    figures: StageFigures::from_figures(
-                        &f,
-                        Some(Expected {
-                            low: 0.02,
-                            high: 0.03,
-                        }),
-                    ),
-                    instances: vec![],
-                }],
-                timeline: vec![Point {
-                    minute: 60,
-                    requests: 3,
-                    errors: 1,
-                }],
-                cleanup: Cleanup {
-                    ready: false,
-                    verdict: "not fully on".into(),
-                    fully_on_since: None,
-                    gate_points: vec![],
-                },
-            }],
-        }
-    }
-
-    #[test]
-    fn the_page_escapes_and_the_markdown_does_not() {
-        let r = report("10 % of actors <b>");
-        let html = r.page_section("avs_enabled");
-        assert!(
-            html.contains("10 % of actors &#60;b&#62;") || html.contains("10 % of actors &lt;b&gt;"),
-            "{html}"
-        );
-        assert!(!html.contains("<script>"), "{html}");
-        let md = r.markdown();
-        assert!(
-            md.contains("## avs_enabled") && md.contains("<script> × 1"),
-            "{md}"
-        );
-        assert!(md.contains("the plan expected 2–3 %"), "{md}");
-    }
-}
+#[path = "report_tests.rs"]
+mod tests;

@@ -27,7 +27,11 @@ impl Rollout {
         self.open_known();
         let names: Vec<&'static str> = self.lock().keys().copied().collect();
         for name in names {
-            store.record_stage(name).await?;
+            // A stage added here is a change made outside this service's admin API (its own
+            // writes record theirs in the change's transaction).
+            if store.record_stage(name).await? {
+                self.check_unguarded(name).await?;
+            }
         }
         // What to resolve and write, taken under the lock; the database is asked without it.
         let pending: Vec<PendingStage> = {
@@ -93,12 +97,10 @@ impl Rollout {
             .await
     }
 
-    /// Flushes, and applies retention, at once and then every `AVS_ROLLOUT_FLUSH_SECS` until
-    /// the last reference goes (fleet mode only).
+    /// Flushes, applies retention and judges every toggle's stage, at once and then every
+    /// `AVS_ROLLOUT_FLUSH_SECS` until the last reference goes (with the file source, only
+    /// the judging: a hold is recorded, and the gauges kept, whether or not anyone reads).
     pub fn keep_flushing(self: &Arc<Self>) {
-        if self.fleet.is_none() {
-            return;
-        }
         let rollout = Arc::downgrade(self);
         let period = self.settings.flush;
         tokio::spawn(async move {
@@ -113,6 +115,7 @@ impl Rollout {
                 if let Err(problem) = rollout.retain().await {
                     tracing::warn!(%problem, "rollout retention not applied; retrying");
                 }
+                rollout.judge_all().await;
             }
         });
     }

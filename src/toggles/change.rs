@@ -15,6 +15,9 @@ pub enum Change {
     PercentageOfTime(Percentage),
     AddActor(String),
     RemoveActor(String),
+    /// The rollout guard's automatic rollback: a percentage of actors and nothing wider (the
+    /// boolean and the percentage of time cleared), the actors kept; one write.
+    NarrowTo(Percentage),
 }
 
 impl Change {
@@ -36,6 +39,11 @@ impl Change {
             Change::RemoveActor(id) => {
                 feature.actors.remove(id);
             }
+            Change::NarrowTo(p) => {
+                feature.boolean = false;
+                feature.percentage_of_time = None;
+                feature.percentage_of_actors = Some(*p);
+            }
         }
     }
 
@@ -49,6 +57,7 @@ impl Change {
             Change::PercentageOfTime(p) => format!("percentage_of_time = {p}"),
             Change::AddActor(_) => "add actor".into(),
             Change::RemoveActor(_) => "remove actor".into(),
+            Change::NarrowTo(p) => format!("narrow to percentage_of_actors = {p}"),
         }
     }
 }

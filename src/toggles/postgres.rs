@@ -140,6 +140,13 @@ impl PostgresSource {
                     tx.execute(clear_gate, &[&feature, &gate]).await?;
                     tx.execute(insert, &[&feature, &gate, &p.to_string()]).await?;
                 }
+                Change::NarrowTo(p) => {
+                    for gate in ["boolean", "percentage_of_time", "percentage_of_actors"] {
+                        tx.execute(clear_gate, &[&feature, &gate]).await?;
+                    }
+                    tx.execute(insert, &[&feature, &"percentage_of_actors", &p.to_string()])
+                        .await?;
+                }
                 Change::AddActor(id) => {
                     tx.execute(insert, &[&feature, &"actors", id]).await?;
                 }

@@ -199,6 +199,7 @@ async fn the_admin_listeners_routes_are_its_specs_paths_and_each_is_served() {
     for (method, path) in ROUTES.iter().filter(|(_, p)| *p != "/metrics") {
         let uri = path
             .replace("{name}", "avs_enabled")
+            .replace("{toggle}", "avs_enabled")
             .replace("{flipper_id}", "tester@example.com")
             .replace("{action}", "enable");
         let request = axum::http::Request::builder()

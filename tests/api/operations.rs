@@ -204,7 +204,7 @@ async fn the_report_counts_stages_unique_users_and_errors() {
     let md = app.state.rollout.markdown().await;
     for bullet in [
         "- **Number of unique users**: ",
-        "- **Metrics at this stage**: ",
+        "- **Metrics at this stage (per your success criteria)**: ",
         "- **Was any downstream service affected by the change?** ",
         "- **Types of errors logged**: ",
     ] {
@@ -216,7 +216,7 @@ async fn the_report_counts_stages_unique_users_and_errors() {
         "{md}"
     );
     let counts = format!(
-        "{} requests ({} allowed, {} denied)",
+        "- **Requests**: {} ({} allowed, {} denied)",
         stage["requests"], stage["allowed"], stage["denied"]
     );
     assert!(md.contains(&counts), "{counts} not in:\n{md}");

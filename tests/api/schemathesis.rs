@@ -42,7 +42,7 @@ fn run(st: &PathBuf, schema: &str, base: &str, extra: &[&str]) -> (bool, String)
 
 fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
+    lines[lines.len().saturating_sub(400)..].join("\n")
 }
 
 async fn document(url: &str) -> Value {
