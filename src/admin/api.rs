@@ -121,7 +121,7 @@ async fn enable(
 ) -> Response {
     match super::rollout::force(&write_params(query.as_deref(), &headers, &body)) {
         Ok(force) => write(&state, &name, Change::EnableBoolean, force).await,
-        Err(response) => response,
+        Err(bad) => bad.into_response(),
     }
 }
 
@@ -142,7 +142,7 @@ async fn percentage_write(
     let params = write_params(query, headers, body);
     let force = match super::rollout::force(&params) {
         Ok(force) => force,
-        Err(response) => return response,
+        Err(bad) => return bad.into_response(),
     };
     match percentage(params.get("percentage").map(String::as_str)) {
         Ok(p) => write(state, name, change(p), force).await,

@@ -252,7 +252,7 @@ async fn act(
         "sign-off" => {
             let reason = match super::rollout::reason(form.reason.as_deref()) {
                 Ok(reason) => reason,
-                Err(response) => return response,
+                Err(bad) => return bad.into_response(),
             };
             let signed = super::rollout::signed_off(&state, &name, &reason).await;
             return if signed.status().is_success() {
@@ -272,7 +272,7 @@ async fn act(
     }
     let force = match super::rollout::force(&given) {
         Ok(force) => force,
-        Err(response) => return response,
+        Err(bad) => return bad.into_response(),
     };
     match super::rollout::guarded_write(&state, &name, change, force).await {
         Ok(()) => back,

@@ -26,23 +26,40 @@ pub fn routes() -> Router<AdminState> {
 /// The longest reason a force or a sign-off takes.
 const MAX_REASON: usize = 500;
 
-/// A reason of 1 to 500 characters, else Flipper's error shape (code 103, this service's).
-pub fn reason(raw: Option<&str>) -> Result<String, Response> {
+/// A guard parameter given malformed: Flipper's error shape, this service's codes 103 and 104.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadGuardParameter {
+    Reason,
+    Force,
+}
+
+impl IntoResponse for BadGuardParameter {
+    fn into_response(self) -> Response {
+        let (code, message) = match self {
+            BadGuardParameter::Reason => (103, "A reason of 1 to 500 characters is required."),
+            BadGuardParameter::Force => (104, "force is true or false."),
+        };
+        flipper_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            message,
+            json!({"more_info": "/admin/openapi.json"}),
+        )
+    }
+}
+
+/// A reason of 1 to 500 characters.
+pub fn reason(raw: Option<&str>) -> Result<String, BadGuardParameter> {
     match raw.map(str::trim) {
         Some(r) if !r.is_empty() && r.chars().count() <= MAX_REASON => Ok(r.to_owned()),
-        _ => Err(flipper_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            103,
-            "A reason of 1 to 500 characters is required.",
-            json!({"more_info": "/admin/openapi.json"}),
-        )),
+        _ => Err(BadGuardParameter::Reason),
     }
 }
 
 /// `force=true` with its reason, from the write's parameters (body or query). Either given
 /// malformed is refused (422) rather than ignored: a write must never go through differently
 /// from what its caller meant.
-pub fn force(params: &HashMap<String, String>) -> Result<Option<String>, Response> {
+pub fn force(params: &HashMap<String, String>) -> Result<Option<String>, BadGuardParameter> {
     let reason_given = params.get("reason").map(String::as_str);
     if reason_given.is_some() {
         reason(reason_given)?;
@@ -50,12 +67,7 @@ pub fn force(params: &HashMap<String, String>) -> Result<Option<String>, Respons
     match params.get("force").map(String::as_str) {
         Some("true" | "1") => reason(reason_given).map(Some),
         None | Some("false" | "0") => Ok(None),
-        Some(_) => Err(flipper_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            104,
-            "force is true or false.",
-            json!({"more_info": "/admin/openapi.json"}),
-        )),
+        Some(_) => Err(BadGuardParameter::Force),
     }
 }
 
@@ -104,21 +116,21 @@ pub async fn guarded_write(
                 tracing::warn!(%problem, toggle = name, "rollout verdict unavailable; widening refused");
                 ApiError::ToggleStoreFailed.into_response()
             })?;
-            if let Some(v) = verdict {
-                if let Err(refusal) = promotion(&before, &after, &v, rollout.plan_of(name)) {
-                    let Some(reason) = force else {
-                        return Err(refusal.into_response());
-                    };
-                    state
-                        .toggles
-                        .apply(name, change)
-                        .await
-                        .map_err(|e| ApiError::from(e).into_response())?;
-                    if let Err(problem) = rollout.forced(name, &reason, &v).await {
-                        tracing::warn!(%problem, toggle = name, "forced widening not recorded");
-                    }
-                    return Ok(());
+            if let Some(v) = verdict
+                && let Err(refusal) = promotion(&before, &after, &v, rollout.plan_of(name))
+            {
+                let Some(reason) = force else {
+                    return Err(refusal.into_response());
+                };
+                state
+                    .toggles
+                    .apply(name, change)
+                    .await
+                    .map_err(|e| ApiError::from(e).into_response())?;
+                if let Err(problem) = rollout.forced(name, &reason, &v).await {
+                    tracing::warn!(%problem, toggle = name, "forced widening not recorded");
                 }
+                return Ok(());
             }
         }
     }
@@ -174,7 +186,7 @@ async fn sign_off(
 ) -> Response {
     let reason = match reason(super::params(&headers, &body).get("reason").map(String::as_str)) {
         Ok(reason) => reason,
-        Err(response) => return response,
+        Err(bad) => return bad.into_response(),
     };
     signed_off(&state, &toggle, &reason).await
 }

@@ -218,7 +218,7 @@ fn a_null_run_never_holds() {
             ] {
                 assert!(e_fail(p0, n, x) < 3.0 / 0.05, "seed {seed} at {n}: {x} failures");
             }
-            if f.allowed % 100 == 0 {
+            if f.allowed.is_multiple_of(100) {
                 let v = judge_at(ten_percent(), &f, &record, 1);
                 assert_ne!(v.verdict, Outcome::Hold, "seed {seed}: {:?}", v.reasons);
             }

@@ -259,15 +259,27 @@ async fn the_rollout_page_drives_the_gate_in_a_real_browser() {
     driver.wait_for_text("//*[@id='state']", "off").await;
 
     // Phase I: a named tester (the plan's first stage: the next from off).
-    driver.type_into("//input[@name='flipper_id' and @placeholder]", "tester@example.com").await;
+    driver
+        .type_into(
+            "//input[@name='flipper_id' and @placeholder]",
+            "tester@example.com",
+        )
+        .await;
     driver.click("//button[normalize-space()='Add tester']").await;
     driver.wait_for_text("//*[@id='state']", "conditional").await;
-    driver.wait_for_text("//*[@id='verdict-state']", "inconclusive").await;
+    driver
+        .wait_for_text("//*[@id='verdict-state']", "inconclusive")
+        .await;
     // The moderated test proves function, not rates: the next stage waits for a sign-off.
     let disabled = "//button[@id='next-stage' and @disabled]";
     assert_eq!(driver.text(disabled).await.as_deref(), Some("Next stage: 10 %"));
     driver.screenshot("admin-avs_enabled-phase-one.png").await;
-    driver.type_into("//form[@id='sign-off']//input[@name='reason']", "moderated test passed").await;
+    driver
+        .type_into(
+            "//form[@id='sign-off']//input[@name='reason']",
+            "moderated test passed",
+        )
+        .await;
     driver.click("//form[@id='sign-off']//button").await;
     driver.wait_for_text("//*[@id='verdict-state']", "pass").await;
     assert_eq!(driver.text(disabled).await, None, "live on pass");
@@ -286,7 +298,9 @@ async fn the_rollout_page_drives_the_gate_in_a_real_browser() {
         "bucket 46802 stays out"
     );
     // Stage A has not earned 50 %: its button is disabled, and a write of it anyway is 409.
-    driver.wait_for_text("//*[@id='verdict-state']", "inconclusive").await;
+    driver
+        .wait_for_text("//*[@id='verdict-state']", "inconclusive")
+        .await;
     assert_eq!(driver.text(disabled).await.as_deref(), Some("Next stage: 50 %"));
     let (status, refused) = admin_guarded(
         &app.admin(),
@@ -296,7 +310,11 @@ async fn the_rollout_page_drives_the_gate_in_a_real_browser() {
         Some(("application/json", r#"{"percentage":"50"}"#.to_owned())),
     )
     .await;
-    assert_eq!((status.as_u16(), refused["code"].as_u64()), (409, Some(101)), "{refused}");
+    assert_eq!(
+        (status.as_u16(), refused["code"].as_u64()),
+        (409, Some(101)),
+        "{refused}"
+    );
     let shot = driver.screenshot("admin-avs_enabled-10-percent.png").await;
     assert!(std::fs::metadata(&shot).unwrap().len() > 1000);
 

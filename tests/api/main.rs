@@ -26,6 +26,7 @@ mod ownership;
 mod postgres;
 mod render_bounds;
 mod rendering;
+mod rollout_guard;
 mod rollout_rules;
 mod schemathesis;
 mod sis;
