@@ -53,6 +53,28 @@ async fn production_refusals_exit_2_naming_the_variable() {
             && stdout.contains("[redacted]"),
         "{stdout}"
     );
+    // The rollout plan and its source, as the guard will judge by it.
+    assert!(
+        stdout.contains("# rollout plan: the release plan, built in")
+            && stdout.contains("Phase I actors for 86400s, Stage A 10 % for 1209600s")
+            && stdout
+                .contains("guards: server errors ≤ 0.25 %, view failures ≤ 1 %, views over 750 ms ≤ 5 %"),
+        "{stdout}"
+    );
+    // An automatic rollback that could not write is refused, not left to fail at a hold.
+    let mut read_only: Vec<(&str, &str)> = with(&ok, "AVS_TOGGLES", "postgres://avs@127.0.0.1:1/avs");
+    read_only.extend([
+        ("AVS_TOGGLES_READ_ONLY", "true"),
+        ("AVS_ROLLOUT_AUTO_ROLLBACK", "true"),
+    ]);
+    let (code, _, stderr) = run(&["check-config"], &read_only).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("AVS_ROLLOUT_AUTO_ROLLBACK: ")),
+        "{stderr}"
+    );
 
     let dev_pem = repo("fixtures/dev-keys/dev-rs256.pub.pem").display().to_string();
     let dev_jwks = repo("fixtures/dev-keys/dev-jwks.json").display().to_string();

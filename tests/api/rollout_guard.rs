@@ -356,6 +356,33 @@ async fn errors_at_one_percent_hold_the_stage_through_clean_traffic_after() {
     );
     assert!(report.contains("Forced over `hold`"), "{report}");
     assert!(report.contains("| server_errors | 0.25 % |"), "{report}");
+    // Nothing the guard shows or logs holds an actor id, an e-mail, an ICN or a sid.
+    let json = client()
+        .get(format!("http://{}/admin/rollout", stage.server.admin_addr))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metrics = metrics_text(&stage.server).await;
+    let logs = stage.server.logs.lock().unwrap().join("\n");
+    for (what, text) in [
+        ("markdown", &report),
+        ("json", &json),
+        ("metrics", &metrics),
+        ("logs", &logs),
+    ] {
+        for secret in ["guard.user", "@example.com", DEV_ICN, CLEAN_SID, failing] {
+            assert!(!text.contains(secret), "{secret} in the {what}");
+        }
+    }
+    // The narrowing's stage is judged at the next flush (every second here), and its gauge set.
+    within(Duration::from_secs(5), async || {
+        series(&stage.server, "avs_rollout_stage_percent{toggle=\"avs_enabled\"}").await == 10.0
+    })
+    .await;
 }
 
 /// Answers slower than 750 ms to 20 % of views hold the stage by `slow_views`, and only it.
@@ -681,6 +708,28 @@ async fn three_replicas_hold_as_one_and_roll_back_once() {
     assert_eq!(logged("rollout hold recorded"), 1);
     assert_eq!(logged("rollout hold: toggle narrowed to the stage before"), 1);
     assert_eq!(logged("toggle change"), 2, "the forced 50 % and the one rollback");
+
+    // A widening made outside the admin API, as VA.gov's Flipper UI writes it to the same
+    // tables, cannot be refused: the next flush records its stage unguarded, with the verdict
+    // it widened over.
+    let (db, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    db.batch_execute(
+        "DELETE FROM flipper_gates WHERE feature_key = 'avs_enabled' AND key = 'percentage_of_actors';
+         INSERT INTO flipper_gates (feature_key, key, value, created_at, updated_at)
+           VALUES ('avs_enabled', 'percentage_of_actors', '100', now(), now());",
+    )
+    .await
+    .unwrap();
+    within(Duration::from_secs(10), async || {
+        let stages = stages_of(&report_of(&replicas[1]).await);
+        stages.last().is_some_and(|s| {
+            s["setting"] == "100 % of actors" && s["verdict"]["record"]["unguarded"]["over"] == "inconclusive"
+        })
+    })
+    .await;
 }
 
 /// `deploy/`'s Argo Rollouts and Flagger examples read the route the admin listener serves,
