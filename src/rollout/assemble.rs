@@ -2,8 +2,8 @@
 //! the plan's questions (links share, clean-up) and shaped as the typed report.
 
 use super::report::{self, Cleanup, InstanceRow, Point, Report, StageFigures, StageReport, ToggleReport};
-use super::verdict::{Judged, Stage, judge};
-use super::{Figures, Rollout, describe, describe_key, fleet, now_secs, rfc3339};
+use super::verdict::Judged;
+use super::{Rollout, describe, describe_key, fleet, now_secs, rfc3339};
 
 /// A stage's report with what it is judged on: its gates and when it began (Unix seconds).
 struct JudgedStage {
@@ -60,20 +60,7 @@ impl Rollout {
                     .map(|(i, s)| {
                         let judged = Judged::of(&s.gates);
                         let until = h.stages.get(i + 1).map_or(now, |next| next.started);
-                        let verdict = judge(
-                            &Stage {
-                                toggle: name,
-                                number: first + i,
-                                gates: judged,
-                                setting: describe(&s.gates),
-                                started: s.started,
-                                until,
-                                figures: &s.figures,
-                                record: &s.record,
-                            },
-                            self.plan_of(name),
-                            &self.settings.plan.source,
-                        );
+                        let verdict = self.judge_local(name, first + i, s, until);
                         let figures = || {
                             StageFigures::from_figures(
                                 &s.figures,
@@ -136,23 +123,9 @@ impl Rollout {
                     let expected = report::expected_links(judged.percentage_of_actors);
                     let mine: Vec<&fleet::StoredFigures> =
                         rows.iter().filter(|r| r.seq == stage.seq).collect();
-                    let mut merged = Figures::default();
-                    mine.iter().for_each(|r| merged.merge(&r.figures));
+                    let merged = super::guard::merged(&rows, stage.seq);
                     let until = stages.get(i + 1).map_or(now, |next| next.started);
-                    let verdict = judge(
-                        &Stage {
-                            toggle: &name,
-                            number: stage.seq as usize,
-                            gates: judged,
-                            setting: describe_key(&stage.gates),
-                            started: stage.started,
-                            until,
-                            figures: &merged,
-                            record: &stage.record,
-                        },
-                        self.plan_of(&name),
-                        &self.settings.plan.source,
-                    );
+                    let verdict = self.judge_stored(&name, stage, &merged, &stage.record, until);
                     let report = StageReport {
                         stage: stage.seq as usize,
                         setting: describe_key(&stage.gates),

@@ -5,8 +5,9 @@
 
 use serde_json::json;
 
+use super::fleet::{StoredFigures, StoredStage};
 use super::verdict::{self, Judged, Outcome, Over, Position, SignOff, Stage, Verdict, judge};
-use super::{Figures, KNOWN, Rollout, describe, describe_key, now_secs, rfc3339};
+use super::{Figures, KNOWN, LocalStage, Rollout, describe, describe_key, now_secs, rfc3339};
 use crate::config::{StageGates, StagePlan};
 use crate::toggles::{Change, Feature, Percentage};
 
@@ -42,12 +43,7 @@ pub fn promotion(before: &Feature, after: &Feature, v: &Verdict, plan: &StagePla
     match v.verdict {
         _ if position == Position::Off => {}
         Outcome::Hold => {
-            let failed: Vec<&str> = v
-                .guards
-                .iter()
-                .filter(|g| g.applies && g.state == verdict::GuardState::Failed)
-                .map(|g| g.name)
-                .collect();
+            let failed: Vec<&str> = v.failed_guards().map(|g| g.name).collect();
             return refuse(
                 100,
                 format!(
@@ -111,6 +107,15 @@ fn stage_before(gates: &Judged, plan: &StagePlan) -> Change {
     }
 }
 
+/// Every replica's figures for stage `seq`, merged.
+pub(super) fn merged(rows: &[StoredFigures], seq: i64) -> Figures {
+    let mut all = Figures::default();
+    rows.iter()
+        .filter(|r| r.seq == seq)
+        .for_each(|r| all.merge(&r.figures));
+    all
+}
+
 impl Rollout {
     /// The toggle's name as the report keys it, if it is one this service reports.
     fn known(&self, toggle: &str) -> Option<&'static str> {
@@ -118,6 +123,44 @@ impl Rollout {
             .into_iter()
             .find(|k| *k == toggle)
             .or_else(|| self.lock().keys().copied().find(|k| *k == toggle))
+    }
+
+    /// A stage of the fleet's table judged over `figures` (every replica's, merged) as it
+    /// stood at `until`, with `record`.
+    pub(super) fn judge_stored(
+        &self,
+        name: &str,
+        stage: &StoredStage,
+        figures: &Figures,
+        record: &verdict::StageRecord,
+        until: u64,
+    ) -> Verdict {
+        let input = Stage {
+            toggle: name,
+            number: stage.seq as usize,
+            gates: Judged::of_key(&stage.gates),
+            setting: describe_key(&stage.gates),
+            started: stage.started,
+            until,
+            figures,
+            record,
+        };
+        judge(&input, self.plan_of(name), &self.settings.plan.source)
+    }
+
+    /// One of this instance's stages, number `number`, judged as it stood at `until`.
+    pub(super) fn judge_local(&self, name: &str, number: usize, stage: &LocalStage, until: u64) -> Verdict {
+        let input = Stage {
+            toggle: name,
+            number,
+            gates: Judged::of(&stage.gates),
+            setting: describe(&stage.gates),
+            started: stage.started,
+            until,
+            figures: &stage.figures,
+            record: &stage.record,
+        };
+        judge(&input, self.plan_of(name), &self.settings.plan.source)
     }
 
     /// The stages and guards `toggle` follows.
@@ -139,26 +182,8 @@ impl Rollout {
                 let Some(stage) = stages.last() else {
                     return Ok(Some(self.local_verdict(name, now).0));
                 };
-                let mut merged = Figures::default();
-                rows.iter()
-                    .filter(|r| r.seq == stage.seq)
-                    .for_each(|r| merged.merge(&r.figures));
-                let judged = |record: &verdict::StageRecord| {
-                    judge(
-                        &Stage {
-                            toggle: name,
-                            number: stage.seq as usize,
-                            gates: Judged::of_key(&stage.gates),
-                            setting: describe_key(&stage.gates),
-                            started: stage.started,
-                            until: now,
-                            figures: &merged,
-                            record,
-                        },
-                        self.plan_of(name),
-                        &self.settings.plan.source,
-                    )
-                };
+                let merged = merged(&rows, stage.seq);
+                let judged = |record| self.judge_stored(name, stage, &merged, record, now);
                 let v = judged(&stage.record);
                 match v.new_hold(now) {
                     Some(hold) => {
@@ -200,27 +225,11 @@ impl Rollout {
         let history = all.entry(name).or_default();
         let number = history.opened.max(1);
         let stage = self.current(history, name);
-        let judged = |stage: &super::LocalStage| {
-            judge(
-                &Stage {
-                    toggle: name,
-                    number,
-                    gates: Judged::of(&stage.gates),
-                    setting: describe(&stage.gates),
-                    started: stage.started,
-                    until: now,
-                    figures: &stage.figures,
-                    record: &stage.record,
-                },
-                self.plan_of(name),
-                &self.settings.plan.source,
-            )
-        };
-        let v = judged(stage);
+        let v = self.judge_local(name, number, stage, now);
         match v.new_hold(now) {
             Some(hold) => {
                 stage.record.held = Some(hold);
-                (judged(stage), Some(number as i64))
+                (self.judge_local(name, number, stage, now), Some(number as i64))
             }
             None => (v, None),
         }
@@ -257,12 +266,7 @@ impl Rollout {
 
     /// What this replica does once it has recorded a hold: say so, and roll back if asked.
     async fn after_hold(&self, name: &'static str, seq: i64, v: &Verdict) {
-        let failed: Vec<&str> = v
-            .guards
-            .iter()
-            .filter(|g| g.applies && g.state == verdict::GuardState::Failed)
-            .map(|g| g.name)
-            .collect();
+        let failed: Vec<&str> = v.failed_guards().map(|g| g.name).collect();
         tracing::warn!(toggle = name, guards = ?failed, "rollout hold recorded");
         if !self.settings.auto_rollback {
             return;
@@ -378,23 +382,12 @@ impl Rollout {
         if now.reach() <= was.reach() {
             return Ok(());
         }
-        let mut merged = Figures::default();
-        rows.iter()
-            .filter(|r| r.seq == before.seq)
-            .for_each(|r| merged.merge(&r.figures));
-        let v = judge(
-            &Stage {
-                toggle: name,
-                number: before.seq as usize,
-                gates: was,
-                setting: describe_key(&before.gates),
-                started: before.started,
-                until: after.started,
-                figures: &merged,
-                record: &before.record,
-            },
-            self.plan_of(name),
-            &self.settings.plan.source,
+        let v = self.judge_stored(
+            name,
+            before,
+            &merged(&rows, before.seq),
+            &before.record,
+            after.started,
         );
         let value = serde_json::to_value(Over {
             at: rfc3339(after.started),

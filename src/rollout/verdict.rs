@@ -377,6 +377,13 @@ impl GuardReport {
 }
 
 impl Verdict {
+    /// The guards that apply and failed.
+    pub fn failed_guards(&self) -> impl Iterator<Item = &GuardReport> {
+        self.guards
+            .iter()
+            .filter(|g| g.applies && g.state == GuardState::Failed)
+    }
+
     /// The hold to record, when this verdict holds and none is recorded yet.
     pub fn new_hold(&self, now: u64) -> Option<Hold> {
         if self.verdict != Outcome::Hold || self.record.held.is_some() {
@@ -385,9 +392,7 @@ impl Verdict {
         Some(Hold {
             at: rfc3339(now),
             guards: self
-                .guards
-                .iter()
-                .filter(|g| g.applies && g.state == GuardState::Failed)
+                .failed_guards()
                 .map(|g| FailedGuard {
                     name: g.name.to_owned(),
                     n: g.n,

@@ -142,6 +142,19 @@ impl Guarded {
         serde_json::from_slice(&response.bytes().await.unwrap()).unwrap()
     }
 
+    /// The verdict as a webhook gate asks it (`?require=pass`).
+    async fn verdict_requiring_pass(&self) -> reqwest::Response {
+        client()
+            .get(format!(
+                "http://{}/admin/rollout/avs_enabled/verdict?require=pass",
+                self.server.admin_addr
+            ))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn admin_post(&self, path: &str, body: &str) -> (u16, Value) {
         let response = client()
             .post(format!("http://{}{path}", self.server.admin_addr))
@@ -497,15 +510,7 @@ async fn phase_one_passes_only_by_sign_off_and_a_hold_is_never_signed_off() {
     assert_eq!(status, 200, "{signed}");
     assert_eq!(signed["verdict"], "pass");
     assert_eq!(signed["record"]["signedOff"]["reason"], "moderated test passed");
-    let gate = client()
-        .get(format!(
-            "http://{}/admin/rollout/avs_enabled/verdict?require=pass",
-            stage.server.admin_addr
-        ))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let gate = stage.verdict_requiring_pass().await;
     assert_eq!(gate.status(), 200, "a webhook gate opens on pass");
     assert_eq!(
         stage
@@ -514,15 +519,7 @@ async fn phase_one_passes_only_by_sign_off_and_a_hold_is_never_signed_off() {
             .0,
         200
     );
-    let gate = client()
-        .get(format!(
-            "http://{}/admin/rollout/avs_enabled/verdict?require=pass",
-            stage.server.admin_addr
-        ))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap();
+    let gate = stage.verdict_requiring_pass().await;
     assert_eq!(gate.status(), 409, "Stage A is not proven yet");
     let body: Value = serde_json::from_slice(&gate.bytes().await.unwrap()).unwrap();
     assert_eq!(body["verdict"], "inconclusive");
