@@ -128,7 +128,11 @@ async fn metrics_text(State(state): State<AdminState>) -> Response {
     match &state.metrics {
         Some(handle) => (
             [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            handle.render(),
+            handle.render()
+                + &state
+                    .rollout
+                    .as_ref()
+                    .map_or_else(String::new, |r| r.gauges_text()),
         )
             .into_response(),
         None => ApiError::NoRoute.into_response(),

@@ -44,7 +44,7 @@ impl Rollout {
 
     fn local_report(&self) -> Report {
         self.open_known();
-        let all = self.lock();
+        let all = self.settled();
         let mut names: Vec<&&str> = all.keys().collect();
         names.sort();
         let toggles = names

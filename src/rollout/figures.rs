@@ -3,6 +3,7 @@
 //! the fleet's are the merge of every instance's.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -38,6 +39,10 @@ pub struct Figures {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct GuardCounts {
+    /// Allowed requests counted for the guards: the `n` of `server_errors` and `upstream`.
+    /// Counted with the rest, not taken from `Figures::allowed` (counted apart, under the
+    /// report's lock), so that no guard ever reads more failures than trials.
+    pub allowed: u64,
     /// Answered with a status of 500 or more (shed and timeouts included).
     pub server_errors: u64,
     /// The toggle's views answered anything but 400, 401 or 403...
@@ -54,6 +59,7 @@ pub struct GuardCounts {
 
 impl GuardCounts {
     fn merge(&mut self, other: &GuardCounts) {
+        self.allowed += other.allowed;
         self.server_errors += other.server_errors;
         self.views += other.views;
         self.view_failures += other.view_failures;
@@ -63,7 +69,69 @@ impl GuardCounts {
     }
 }
 
+/// A stage's guard counts as requests add to them: atomics, so that counting a request for the
+/// guards is a few atomic adds and never waits on the report's lock (`record`). They are
+/// drained into the stage's `GuardCounts`, under that lock, whenever the stage is read.
+#[derive(Debug, Default)]
+pub struct GuardCells {
+    allowed: AtomicU64,
+    server_errors: AtomicU64,
+    views: AtomicU64,
+    view_failures: AtomicU64,
+    served_views: AtomicU64,
+    slow_views: AtomicU64,
+    breaker_open: AtomicU64,
+}
+
+impl GuardCells {
+    /// Adds one request's counts. A count's trials are added before its failures, the latter
+    /// with `Release`, so a reader that sees a failure (with `Acquire`) also sees its trial.
+    pub fn add(&self, c: &GuardCounts) {
+        let add = |cell: &AtomicU64, n: u64, order| {
+            // Only what moved: a cached hit adds three (allowed, a view, served).
+            if n > 0 {
+                cell.fetch_add(n, order);
+            }
+        };
+        add(&self.allowed, c.allowed, Ordering::Relaxed);
+        add(&self.views, c.views, Ordering::Relaxed);
+        add(&self.served_views, c.served_views, Ordering::Release);
+        add(&self.server_errors, c.server_errors, Ordering::Release);
+        add(&self.view_failures, c.view_failures, Ordering::Release);
+        add(&self.slow_views, c.slow_views, Ordering::Release);
+        add(&self.breaker_open, c.breaker_open, Ordering::Release);
+    }
+
+    /// Takes what was added since the last take: failures first, then their trials (the
+    /// reverse of `add`), so what is taken never holds more failures than trials.
+    pub fn take(&self) -> GuardCounts {
+        let take = |cell: &AtomicU64| cell.swap(0, Ordering::Acquire);
+        let breaker_open = take(&self.breaker_open);
+        let slow_views = take(&self.slow_views);
+        let view_failures = take(&self.view_failures);
+        let server_errors = take(&self.server_errors);
+        let served_views = take(&self.served_views);
+        GuardCounts {
+            breaker_open,
+            slow_views,
+            view_failures,
+            server_errors,
+            served_views,
+            views: take(&self.views),
+            allowed: take(&self.allowed),
+        }
+    }
+}
+
 impl Figures {
+    /// Adds what `cells` counted since they were last drained; true if anything was.
+    pub fn drain(&mut self, cells: &GuardCells) -> bool {
+        let taken = cells.take();
+        let moved = taken != GuardCounts::default();
+        self.guards.merge(&taken);
+        moved
+    }
+
     pub fn add_latency(&mut self, latency: Duration) {
         let ms = latency.as_secs_f64() * 1000.0;
         let bucket = LATENCY_BOUNDS_MS

@@ -207,7 +207,7 @@ impl Rollout {
 
     /// This instance's verdict; records a new hold in its stage.
     fn local_verdict(&self, name: &'static str, now: u64) -> (Verdict, Option<i64>) {
-        let mut all = self.lock();
+        let mut all = self.settled();
         if !all.contains_key(name) && !self.toggles.snapshot().features.contains_key(name) {
             // Not in the store and never asked: off, judged without opening a stage for it.
             let off = Stage {
@@ -233,16 +233,6 @@ impl Rollout {
             }
             None => (v, None),
         }
-    }
-
-    /// The gauges: `avs_rollout_verdict` (0 pass, 1 inconclusive, 2 hold) and the stage's
-    /// percentage, set only while the toggle is on.
-    fn publish(&self, v: &Verdict) {
-        if v.stage.plan_stage == "off" {
-            return;
-        }
-        metrics::gauge!("avs_rollout_verdict", "toggle" => v.toggle.clone()).set(v.verdict.gauge());
-        metrics::gauge!("avs_rollout_stage_percent", "toggle" => v.toggle.clone()).set(v.stage.percent);
     }
 
     /// Judges every toggle's current stage (each flush), so a hold is recorded, and the

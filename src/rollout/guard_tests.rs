@@ -17,6 +17,7 @@ fn verdict_of(gates: &Feature, n: u64, x: u64, users: u64, days: u64, record: &S
         allowed: n,
         ..Figures::default()
     };
+    f.guards.allowed = n;
     f.guards.server_errors = x;
     f.guards.views = n;
     f.guards.served_views = n;

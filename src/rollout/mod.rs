@@ -16,6 +16,7 @@ mod assemble;
 pub mod evidence;
 mod figures;
 pub mod fleet;
+mod gauges;
 pub mod guard;
 mod hll;
 mod position;
@@ -30,11 +31,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use serde_json::json;
 
 pub use crate::config::RolloutSettings;
 use crate::toggles::{AVS_ENABLED, AVS_PDF, Feature, LINKS_ENABLED, OH_AVS, Toggles};
 pub use figures::Figures;
+use figures::GuardCells;
 pub use hll::Hll;
 
 /// Per-minute points kept per toggle for the chart.
@@ -49,6 +52,8 @@ struct LocalStage {
     /// Unix seconds: when the gates changed here, or the fleet's boundary once resolved.
     started: u64,
     figures: Figures,
+    /// Its guards' counts as requests add them, drained into `figures` when it is read.
+    cells: Arc<GuardCells>,
     /// Counted since its last write to the fleet's table.
     dirty: bool,
     /// What the guard recorded of it (file source; the fleet's is in its table).
@@ -69,9 +74,30 @@ struct ToggleHistory {
 /// Each toggle's history; looked up on every request, so foldhash rather than SipHash.
 type Histories = HashMap<&'static str, ToggleHistory, foldhash::fast::FixedState>;
 
+/// Where each toggle's current stage counts its guards, as of one toggles generation: read
+/// on every request without the report's lock, rebuilt under it once the toggles move on.
+#[derive(Debug, Default)]
+struct GuardIndex {
+    generation: u64,
+    cells: smallvec::SmallVec<[(&'static str, Arc<GuardCells>); 4]>,
+}
+
+impl GuardIndex {
+    /// The cells of `name`'s current stage, if this index is of `generation`.
+    fn cells(&self, name: &str, generation: u64) -> Option<&GuardCells> {
+        if self.generation != generation || generation == 0 {
+            return None;
+        }
+        self.cells.iter().find(|(n, _)| *n == name).map(|(_, c)| &**c)
+    }
+}
+
 pub struct Rollout {
     toggles: Arc<Toggles>,
     history: Mutex<Histories>,
+    guard_index: ArcSwap<GuardIndex>,
+    /// Each judged toggle's gauges (verdict, stage percent); a toggle turned off has none.
+    gauges: Mutex<BTreeMap<String, [f64; 2]>>,
     settings: RolloutSettings,
     fleet: Option<fleet::Store>,
 }
@@ -114,6 +140,8 @@ impl Rollout {
         Rollout {
             toggles,
             history: Mutex::new(Histories::default()),
+            guard_index: ArcSwap::default(),
+            gauges: Mutex::default(),
             settings,
             fleet,
         }
@@ -121,6 +149,17 @@ impl Rollout {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Histories> {
         self.history.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The lock, with every stage's guard counts drained into its figures: for reading them.
+    fn settled(&self) -> std::sync::MutexGuard<'_, Histories> {
+        let mut all = self.lock();
+        for stage in all.values_mut().flat_map(|h| h.stages.iter_mut()) {
+            if stage.figures.drain(&stage.cells) {
+                stage.dirty = true;
+            }
+        }
+        all
     }
 
     /// The toggle's current stage, opening a new one if its gates changed since; old stages
@@ -147,6 +186,7 @@ impl Rollout {
                 seq: None,
                 started,
                 figures: Figures::default(),
+                cells: Arc::default(),
                 dirty: true,
                 record: verdict::StageRecord::default(),
             });

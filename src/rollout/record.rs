@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use super::figures::GuardCounts;
-use super::{Rollout, TIMELINE_MINUTES, now_secs};
+use super::figures::{GuardCells, GuardCounts};
+use super::{GuardIndex, Rollout, TIMELINE_MINUTES, now_secs};
 use crate::telemetry::{Notes, UpstreamErrorKind};
 
 /// The kind of error a request ended in, for "Types of errors logged"; `None` for success or a
@@ -26,37 +26,78 @@ fn error_type(notes: &Notes, status: u16, denied: bool) -> Option<String> {
     }
 }
 
-/// Counts an allowed request for the guards of toggle `name` (`rollout-guard.md`): a few adds.
-fn count_for_guards(
-    g: &mut GuardCounts,
-    notes: &Notes,
-    name: &str,
-    status: u16,
-    latency: Duration,
-    slow_ms: u64,
-) {
-    g.server_errors += u64::from(status >= 500);
-    g.breaker_open +=
-        u64::from(notes.breaker_open || notes.upstream_error == Some(UpstreamErrorKind::CircuitOpen));
+/// What an allowed request adds to the guards of toggle `name` (`rollout-guard.md`).
+fn guard_counts(notes: &Notes, name: &str, status: u16, latency: Duration, slow_ms: u64) -> GuardCounts {
+    let mut g = GuardCounts {
+        allowed: 1,
+        server_errors: u64::from(status >= 500),
+        breaker_open: u64::from(
+            notes.breaker_open || notes.upstream_error == Some(UpstreamErrorKind::CircuitOpen),
+        ),
+        ..GuardCounts::default()
+    };
     // A view refused for its input or its caller is the caller's, not the service's.
     if notes.view_of == Some(name) && !matches!(status, 400 | 401 | 403) {
-        g.views += 1;
+        g.views = 1;
         if (200..300).contains(&status) || status == 304 {
-            g.served_views += 1;
+            g.served_views = 1;
             // Exactly, not a histogram bucket: the plan's threshold need not be a bound.
-            g.slow_views += u64::from(latency > Duration::from_millis(slow_ms));
+            g.slow_views = u64::from(latency > Duration::from_millis(slow_ms));
         } else {
-            g.view_failures += 1;
+            g.view_failures = 1;
         }
     }
+    g
 }
 
 impl Rollout {
-    /// Counts one finished request in the current stage of every toggle it passed.
+    /// Counts one finished request in the current stage of every toggle it passed: for the
+    /// guards, then for the report.
     pub fn record(&self, notes: &Notes, status: u16, latency: Duration) {
         if notes.gates.is_empty() {
             return;
         }
+        self.count_for_guards(notes, status, latency);
+        self.count_for_report(notes, status, latency);
+    }
+
+    /// The guards' counts: a few atomic adds to the current stage's cells, found through the
+    /// index without the report's lock. The lock is taken only when the toggles have moved on
+    /// since the index was built (once per change, by the first request to see it).
+    fn count_for_guards(&self, notes: &Notes, status: u16, latency: Duration) {
+        for (name, _) in notes.gates.iter().filter(|(_, open)| *open) {
+            let slow_ms = self.settings.plan.for_toggle(name).guards.slow_view_ms;
+            let counts = guard_counts(notes, name, status, latency, slow_ms);
+            let generation = self.toggles.generation();
+            match self.guard_index.load().cells(name, generation) {
+                Some(cells) => cells.add(&counts),
+                None => self.index_guards(name).add(&counts),
+            }
+        }
+    }
+
+    /// Rebuilds the guards' index from each toggle's current stage; returns `name`'s cells.
+    fn index_guards(&self, name: &'static str) -> std::sync::Arc<GuardCells> {
+        let mut all = self.lock();
+        let cells = self.current(all.entry(name).or_default(), name).cells.clone();
+        let generation = all.get(name).map_or(0, |h| h.checked);
+        // Only the toggles checked against the same generation; the others are checked (and
+        // indexed) by their own next request.
+        let index = GuardIndex {
+            generation,
+            cells: all
+                .iter()
+                .filter(|(_, h)| h.checked == generation)
+                .filter_map(|(n, h)| Some((*n, h.stages.back()?.cells.clone())))
+                .collect(),
+        };
+        self.guard_index.store(std::sync::Arc::new(index));
+        cells
+    }
+
+    /// The report's figures, under its lock: the timeline, actors' sketches, errors by type,
+    /// the latency histogram.
+    fn count_for_report(&self, notes: &Notes, status: u16, latency: Duration) {
         let mut all = self.lock();
         let minute = now_secs() / 60;
         for (name, open) in &notes.gates {
@@ -74,8 +115,6 @@ impl Rollout {
             f.requests += 1;
             if *open {
                 f.allowed += 1;
-                let slow_ms = self.settings.plan.for_toggle(name).guards.slow_view_ms;
-                count_for_guards(&mut f.guards, notes, name, status, latency, slow_ms);
             } else {
                 f.denied += 1;
             }
@@ -99,5 +138,83 @@ impl Rollout {
             f.upstream_failures += u64::from(notes.upstream_failures);
             f.add_latency(latency);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::config::RolloutSettings;
+    use crate::toggles::{AVS_ENABLED, Feature, Snapshot, Toggles};
+
+    fn view() -> Notes {
+        let mut notes = Notes {
+            actor: Some(7),
+            view_of: Some(AVS_ENABLED),
+            ..Notes::default()
+        };
+        notes.gates.push((AVS_ENABLED, true));
+        notes
+    }
+
+    /// The guards' counts go on while the report's lock is held elsewhere (so they are not
+    /// behind it), and what they counted is in the stage's figures once it is read.
+    #[test]
+    fn counting_for_the_guards_does_not_wait_on_the_report_lock() {
+        let mut snapshot = Snapshot::default();
+        let on = Feature {
+            boolean: true,
+            ..Feature::default()
+        };
+        snapshot.features.insert(AVS_ENABLED.to_owned(), on);
+        let rollout = Arc::new(Rollout::new(
+            Toggles::fixed(snapshot),
+            RolloutSettings::default(),
+            None,
+        ));
+        // The first request builds the index (under the lock, once for this generation).
+        rollout.record(&view(), 200, Duration::from_millis(3));
+        let held = rollout.lock();
+        let (done, counted) = mpsc::channel();
+        let counter = Arc::clone(&rollout);
+        let worker = std::thread::spawn(move || {
+            for (status, ms) in [(200, 3), (200, 900), (503, 3), (404, 3)] {
+                counter.count_for_guards(&view(), status, Duration::from_millis(ms));
+            }
+            done.send(()).ok();
+        });
+        counted
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the guards' counts waited on the report's lock");
+        drop(held);
+        worker.join().unwrap();
+        let all = rollout.settled();
+        let g = all[AVS_ENABLED].stages.back().unwrap().figures.guards;
+        assert_eq!(
+            g,
+            GuardCounts {
+                allowed: 5,
+                server_errors: 1,
+                views: 5,
+                view_failures: 2,
+                served_views: 3,
+                slow_views: 1,
+                breaker_open: 0,
+            }
+        );
+        // Drained once: a second read adds nothing.
+        drop(all);
+        assert_eq!(
+            rollout.settled()[AVS_ENABLED]
+                .stages
+                .back()
+                .unwrap()
+                .figures
+                .guards,
+            g
+        );
     }
 }

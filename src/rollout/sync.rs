@@ -35,7 +35,7 @@ impl Rollout {
         }
         // What to resolve and write, taken under the lock; the database is asked without it.
         let pending: Vec<PendingStage> = {
-            let all = self.lock();
+            let all = self.settled();
             all.iter()
                 .flat_map(|(name, h)| {
                     h.stages

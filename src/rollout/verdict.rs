@@ -215,7 +215,7 @@ pub fn judge(stage: &Stage<'_>, plan: &StagePlan, source: &str) -> Verdict {
             "server_errors",
             true,
             guards.server_errors_percent,
-            f.allowed,
+            g.allowed,
             g.server_errors,
         ),
         proportion(
@@ -239,7 +239,7 @@ pub fn judge(stage: &Stage<'_>, plan: &StagePlan, source: &str) -> Verdict {
         name: "upstream",
         applies: true,
         threshold_percent: None,
-        n: f.allowed,
+        n: g.allowed,
         failures: g.breaker_open,
         e_fail: None,
         e_pass: None,

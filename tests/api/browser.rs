@@ -37,7 +37,7 @@ struct Driver {
     base: String,
     session: String,
     http: reqwest::Client,
-    _profile: TempDir,
+    profile: TempDir,
 }
 
 impl Driver {
@@ -99,7 +99,7 @@ impl Driver {
             base,
             session: String::new(),
             http,
-            _profile: profile,
+            profile,
         };
         let created = driver.call("POST", "/session", caps).await;
         driver.session = created["sessionId"]
@@ -217,10 +217,38 @@ impl Driver {
     }
 }
 
+/// Chromium's processes for `profile` (each command line names it).
+fn browser_processes(profile: &std::path::Path) -> Vec<String> {
+    let named = format!("--user-data-dir={}", profile.display());
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|line| line.split(|b| *b == 0).any(|arg| arg == named.as_bytes()))
+        })
+        .map(|pid| pid.to_string())
+        .collect()
+}
+
 impl Drop for Driver {
+    /// Stops chromedriver, then the browser it started: killed with it, chromium lives on and
+    /// writes into its profile after the profile is removed (each run left an
+    /// `avs-api-test-*` directory in /tmp). The profile goes only once no process names it.
     fn drop(&mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
+        let started = Instant::now();
+        loop {
+            let left = browser_processes(self.profile.path());
+            if left.is_empty() || started.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+            let _ = Command::new("kill").arg("-KILL").args(&left).status();
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

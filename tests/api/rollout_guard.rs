@@ -254,8 +254,8 @@ async fn clean_traffic_passes_exactly_when_the_evidence_and_the_duration_are_the
         json!({"setting": "50 %", "percent": 50.0, "allowed": true})
     );
     assert_eq!(
-        series(&stage.server, "avs_rollout_verdict{toggle=\"avs_enabled\"}").await,
-        0.0
+        reading(&stage.server, "avs_rollout_verdict{toggle=\"avs_enabled\"}").await,
+        Some(0.0)
     );
     // With a pass, the next stage goes through, unforced; a skip past it does not.
     let feature = "/flipper/api/features/avs_enabled/percentage_of_actors";
@@ -325,8 +325,8 @@ async fn errors_at_one_percent_hold_the_stage_through_clean_traffic_after() {
         "the evidence faded"
     );
     assert_eq!(
-        series(&stage.server, "avs_rollout_verdict{toggle=\"avs_enabled\"}").await,
-        2.0
+        reading(&stage.server, "avs_rollout_verdict{toggle=\"avs_enabled\"}").await,
+        Some(2.0)
     );
 
     let feature = "/flipper/api/features/avs_enabled/percentage_of_actors";
@@ -393,9 +393,21 @@ async fn errors_at_one_percent_hold_the_stage_through_clean_traffic_after() {
     }
     // The narrowing's stage is judged at the next flush (every second here), and its gauge set.
     within(Duration::from_secs(5), async || {
-        series(&stage.server, "avs_rollout_stage_percent{toggle=\"avs_enabled\"}").await == 10.0
+        reading(&stage.server, "avs_rollout_stage_percent{toggle=\"avs_enabled\"}").await == Some(10.0)
     })
     .await;
+    // Turned off, the toggle has no gauges (so `AvsRolloutHold` stops paging for it).
+    assert_eq!(stage.admin_post(feature, "percentage=0").await.0, 200);
+    within(Duration::from_secs(5), async || {
+        let text = metrics_text(&stage.server).await;
+        !text.contains("avs_rollout_verdict{") && !text.contains("avs_rollout_stage_percent{")
+    })
+    .await;
+    assert!(
+        metrics_text(&stage.server)
+            .await
+            .contains("avs_http_requests_total")
+    );
 }
 
 /// Answers slower than 750 ms to 20 % of views hold the stage by `slow_views`, and only it.

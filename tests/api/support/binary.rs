@@ -159,12 +159,17 @@ impl Drop for Server {
 
 /// The value of one series on a running binary's `/metrics`: a process of its own, so the
 /// figure is what this test made it (in-process apps share one recorder with every test).
+/// A counter not yet counted is not shown, and reads 0.
 pub async fn series(server: &Server, line: &str) -> f64 {
+    reading(server, line).await.unwrap_or(0.0)
+}
+
+/// The value of one series, None when `/metrics` does not show it (a gauge absent reads so).
+pub async fn reading(server: &Server, line: &str) -> Option<f64> {
     metrics_text(server)
         .await
         .lines()
         .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
 }
 
 /// A running binary's whole `/metrics` page (its admin listener).
