@@ -21,6 +21,9 @@ impl Rollout {
     pub fn gauges_text(&self) -> String {
         let gauges = self.gauges.lock().unwrap_or_else(|e| e.into_inner());
         let mut text = String::new();
+        if gauges.is_empty() {
+            return text;
+        }
         for (metric, help, i) in [
             (
                 "avs_rollout_verdict",
@@ -33,9 +36,6 @@ impl Rollout {
                 1,
             ),
         ] {
-            if gauges.is_empty() {
-                break;
-            }
             text.push_str(&format!("# HELP {metric} {help}\n# TYPE {metric} gauge\n"));
             for (toggle, g) in gauges.iter() {
                 // A toggle's name is the operators' (the plan's), escaped as the format asks.

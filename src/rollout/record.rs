@@ -65,10 +65,10 @@ impl Rollout {
     /// index without the report's lock. The lock is taken only when the toggles have moved on
     /// since the index was built (once per change, by the first request to see it).
     fn count_for_guards(&self, notes: &Notes, status: u16, latency: Duration) {
+        let generation = self.toggles.generation();
         for (name, _) in notes.gates.iter().filter(|(_, open)| *open) {
             let slow_ms = self.settings.plan.for_toggle(name).guards.slow_view_ms;
             let counts = guard_counts(notes, name, status, latency, slow_ms);
-            let generation = self.toggles.generation();
             match self.guard_index.load().cells(name, generation) {
                 Some(cells) => cells.add(&counts),
                 None => self.index_guards(name).add(&counts),
